@@ -1,0 +1,99 @@
+"""The one request/response shape every backend speaks (the chat-completions wire protocol).
+
+A request is pure data, so its content hash is the cache key: the model, the messages with every
+image replaced by its sha256, the sampling parameters, the response format and the prompt
+template version. Never the API key or the base URL: replicas of one deployment share a cache.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+_DATA_URL_PREFIX = "data:"
+
+
+def image_part(data: bytes, mime: str) -> dict[str, Any]:
+    """An OpenAI content part carrying an image as a base64 data URL."""
+    url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _hash_images(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get("type") == "image_url":
+            url = value.get("image_url", {}).get("url", "")
+            if url.startswith(_DATA_URL_PREFIX) and "," in url:
+                raw = base64.b64decode(url.split(",", 1)[1])
+                return {"type": "image_url", "image_sha256": hashlib.sha256(raw).hexdigest()}
+        return {k: _hash_images(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hash_images(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat-completions call.
+
+    `sampling` holds wire parameters (temperature, top_p, max_tokens, seed, …);
+    `response_format` is the OpenAI `response_format` object or None; `template_version`
+    names the prompt template (its hash) that rendered `messages`.
+    """
+
+    model: str
+    messages: list[dict[str, Any]]
+    sampling: dict[str, Any] = field(default_factory=dict)
+    response_format: dict[str, Any] | None = None
+    template_version: str = ""
+
+    def key(self) -> str:
+        """The content hash that addresses this call in the cache."""
+        payload = {"model": self.model, "messages": _hash_images(self.messages),
+                   "sampling": self.sampling, "response_format": self.response_format,
+                   "template_version": self.template_version}
+        return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body to POST to `/chat/completions`."""
+        body: dict[str, Any] = {"model": self.model, "messages": self.messages, **self.sampling}
+        if self.response_format is not None:
+            body["response_format"] = self.response_format
+        return body
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """The first choice of a completion, with accounting."""
+
+    content: str
+    finish_reason: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model: str = ""
+    from_cache: bool = False
+
+
+class CallFailed(Exception):
+    """A call that produced no usable completion after its retries.
+
+    `reason` is a short stable tag (e.g. `http_429`, `http_500`, `timeout`, `connection`,
+    `bad_json`, `finish_length`, `finish_content_filter`) counted in the manifest.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class ChatBackend(Protocol):
+    """What every stage calls: the OpenAI-compatible client and the offline generator alike."""
+
+    async def complete(self, request: ChatRequest) -> ChatResult: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,1 @@
+"""One module per pipeline stage: dedup/split, plan, respond, judge, perturb, assemble."""

@@ -1,0 +1,1 @@
+"""Evaluate a model on the `eval` config with the paper's rubric and protocol adherence."""

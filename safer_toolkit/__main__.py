@@ -1,0 +1,5 @@
+import sys
+
+from safer_toolkit.cli import main
+
+sys.exit(main())

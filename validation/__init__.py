@@ -1,0 +1,52 @@
+"""Check traces against the SaFeR-ToolKit protocol: schemas, graphs, limits and decisions.
+
+    from safer_toolkit.validation import Validator
+    result = Validator(protocol_doc).validate({"response": text})
+    result.valid, [i.code for i in result.issues]
+"""
+
+from safer_toolkit.validation.codec import Call, ParsedText, Trace, from_stored, parse_text, to_text
+from safer_toolkit.validation.graph import TOPOLOGIES, Graph, GraphError, compile_graph
+from safer_toolkit.validation.issues import CODES, Issue, RecordResult
+from safer_toolkit.validation.protocol import (
+    Protocol,
+    ProtocolInvalid,
+    Tool,
+    library_protocol_document,
+    library_tools,
+    resolve_protocol,
+)
+from safer_toolkit.validation.validator import (
+    Validator,
+    Verdict,
+    check_text,
+    check_trace,
+    decision_conflict,
+)
+
+__all__ = [
+    "CODES",
+    "TOPOLOGIES",
+    "Call",
+    "Graph",
+    "GraphError",
+    "Issue",
+    "ParsedText",
+    "Protocol",
+    "ProtocolInvalid",
+    "RecordResult",
+    "Tool",
+    "Trace",
+    "Validator",
+    "Verdict",
+    "check_text",
+    "check_trace",
+    "compile_graph",
+    "decision_conflict",
+    "from_stored",
+    "library_protocol_document",
+    "library_tools",
+    "parse_text",
+    "resolve_protocol",
+    "to_text",
+]
