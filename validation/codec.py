@@ -70,8 +70,13 @@ def from_stored(stored: dict[str, Any]) -> Trace:
 
 
 def render_call(call: Call) -> str:
-    body = call.output if isinstance(call.output, str) else json.dumps(
-        call.output, ensure_ascii=False, allow_nan=False)
+    """One `[NAME]: body` line. A JSON body that spells a block tag escapes its `<` as
+    `\\u003c` (same JSON value) so the text keeps exactly one thinking and one answer block."""
+    if isinstance(call.output, str):
+        return f"[{call.tool}]: {call.output}"
+    body = json.dumps(call.output, ensure_ascii=False, allow_nan=False)
+    if _TAG.search(body):
+        body = body.replace("<", "\\u003c")
     return f"[{call.tool}]: {body}"
 
 

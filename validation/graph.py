@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import permutations
+from itertools import pairwise, permutations
 from typing import Any, Protocol
 
 TOPOLOGIES = ("linear", "tree", "mesh", "shield", "loop")
@@ -78,7 +78,7 @@ def _across(a: Iterable[str], b: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def _chain(nodes: Sequence[str]) -> list[tuple[str, str]]:
-    return list(zip(nodes, nodes[1:], strict=False))
+    return list(pairwise(nodes))
 
 
 def _mesh(p: list[str], r: list[str], d: list[str]) -> list[tuple[str, str]]:

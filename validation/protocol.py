@@ -121,7 +121,8 @@ def _meta(name: str) -> Any:
 def _schema_issues(doc: Any, schema_name: str, code: str, prefix: str) -> list[Issue]:
     if _meta(schema_name).is_valid(doc):
         return []
-    return [issue(code, msg, prefix + path) for path, msg in explain(schemas.load(schema_name), doc)]
+    reasons = explain(schemas.load(schema_name), doc)
+    return [issue(code, message, prefix + path) for path, message in reasons]
 
 
 def _custom_schema_problems(output: dict[str, Any]) -> list[tuple[str, str]]:

@@ -170,10 +170,26 @@ def check_text(text: str, protocol: Protocol, mode: Mode = "strict") -> Verdict:
                        has_answer=parsed.has_answer)
 
 
+def _assistant_text(messages: Any) -> Any:
+    """The last assistant turn of a TRL `messages` row (e.g. a released SFT row), or None."""
+    if not isinstance(messages, list):
+        return None
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "assistant":
+            content = message.get("content")
+            if isinstance(content, list):
+                return "".join(p.get("text") or "" for p in content
+                               if isinstance(p, dict) and p.get("type") == "text")
+            return content
+    return None
+
+
 class Validator:
     """Validates records (SPEC §3) in `strict` or `lenient` mode.
 
-    `protocol` (a document, or None) is used for records that embed none.
+    `protocol` (a document, or None) is used for records that embed none. A record without
+    `response` or `calls` but with TRL `messages` (a released SFT row) is checked on its last
+    assistant turn.
     """
 
     def __init__(self, protocol: dict[str, Any] | None = None, *, mode: Mode = "strict",
@@ -213,6 +229,8 @@ class Validator:
             issues.append(issue("protocol_invalid", "the record has no protocol and none was "
                                                     "given", "/protocol"))
         has_calls = "calls" in record or "answer" in record
+        if "response" not in record and not has_calls and "messages" in record:
+            record = {"response": _assistant_text(record["messages"])}
         if "response" in record:
             if has_calls:
                 issues.append(issue("schema", "the record has both `response` and "
