@@ -51,12 +51,16 @@ class ChatRequest:
     response_format: dict[str, Any] | None = None
     template_version: str = ""
 
+    def describe(self) -> dict[str, Any]:
+        """Everything the key covers, images by sha256: what the cache stores for audit."""
+        return {"model": self.model, "messages": _hash_images(self.messages),
+                "sampling": self.sampling, "response_format": self.response_format,
+                "template_version": self.template_version}
+
     def key(self) -> str:
         """The content hash that addresses this call in the cache."""
-        payload = {"model": self.model, "messages": _hash_images(self.messages),
-                   "sampling": self.sampling, "response_format": self.response_format,
-                   "template_version": self.template_version}
-        return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        payload = orjson.dumps(self.describe(), option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(payload).hexdigest()
 
     def body(self) -> dict[str, Any]:
         """The JSON body to POST to `/chat/completions`."""

@@ -1,0 +1,232 @@
+"""How fast the builder calls a model, against a loopback endpoint in its own process.
+
+    python benchmarks/bench_calls.py                      # every mode
+    python benchmarks/bench_calls.py --modes overhead     # one mode
+
+Modes (each a function in `MODES` returning table rows; add a mode by adding one):
+- `latency`: 200 ms per answer, 64 in flight. Sustained calls/s through
+  `CachedBackend(OpenAIChatBackend)` with a fresh cache, as a fraction of the Little's-law bound
+  64 / 0.2 s = 320 calls/s (target ≥ 0.8).
+- `overhead`: 0 ms per answer. Client CPU per call of our backend (with and without the cache)
+  relative to a bare aiohttp loop, and of the `openai` SDK, all against the same server in the
+  same run. CPU is this process's (the server runs elsewhere), so the figure does not depend on
+  how fast the server answers.
+- `faults`: 200 ms, 64 in flight, 10% 429 (Retry-After 1 s) and 10% 500: what retries cost.
+  Retries wait outside the in-flight bound, so, as in a build, more calls are offered (4×) than
+  may be on the wire.
+
+Every client is driven the same way: a warm-up, then `--calls` distinct requests pulled by as
+many workers as the concurrency (unless said otherwise); "sustained" counts the middle 80% of
+completions. A call that fails raises, so a finished mode means every call succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from safer_toolkit.builder.backends.client import ModelEndpoint, OpenAIChatBackend
+from safer_toolkit.builder.cache import CachedBackend, CallCache
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVER = ROOT / "tests" / "support" / "openai_server.py"
+MODEL = "bench-model"
+SYSTEM = "You are a careful assistant. " * 50  # a prompt of realistic size (~1.5 kB)
+WARMUP = 64
+
+Call = Callable[[int], Awaitable[object]]
+
+
+@dataclass
+class Row:
+    mode: str
+    client: str
+    calls: int
+    wall_s: float
+    sustained_per_s: float
+    cpu_ms_per_call: float
+    note: str = ""
+
+    @property
+    def per_s(self) -> float:
+        return self.calls / self.wall_s
+
+
+@contextlib.contextmanager
+def loopback(latency: float, faults: tuple[str, ...] = (), content: str | None = None,
+             retry_after: float = 1.0) -> Iterator[str]:
+    """Run `tests/support/openai_server.py` in its own process; yield its base URL."""
+    cmd = [sys.executable, str(SERVER), "--port", "0", "--latency", str(latency),
+           "--retry-after", str(retry_after)]
+    cmd += [arg for f in faults for arg in ("--fault", f)]
+    if content:
+        cmd += ["--content", content]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline())
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def messages(tag: str, i: int) -> list[dict[str, str]]:
+    return [{"role": "system", "content": SYSTEM},
+            {"role": "user", "content": f"{tag} request {i}: describe the picture."}]
+
+
+async def drive(call: Call, tag: str, calls: int, workers: int) -> tuple[float, float, float]:
+    """Warm up, then run `calls` calls from `workers` workers; (wall s, sustained/s, CPU s)."""
+    await asyncio.gather(*(call(-1 - i) for i in range(WARMUP)))
+    todo = iter(range(calls))
+    done: list[float] = []
+
+    async def worker() -> None:
+        for i in todo:
+            await call(i)
+            done.append(time.perf_counter())
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    lo, hi = done[calls // 10], done[calls * 9 // 10 - 1]
+    sustained = (calls * 9 // 10 - calls // 10 - 1) / (hi - lo) if hi > lo else float("nan")
+    return wall, sustained, cpu
+
+
+# --- the clients -------------------------------------------------------------------------------
+
+async def bare_aiohttp(url: str, tag: str, calls: int, concurrency: int, workers: int) -> tuple:
+    """The floor: one session, POST, parse, take the content. No retries, no accounting."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        async def call(i: int) -> str:
+            body = orjson.dumps({"model": MODEL, "messages": messages(tag, i)})
+            async with session.post(f"{url}/chat/completions", data=body,
+                                    headers={"Content-Type": "application/json"}) as response:
+                data = orjson.loads(await response.read())
+            return data["choices"][0]["message"]["content"]
+
+        return await drive(call, tag, calls, workers)
+
+
+async def openai_sdk(url: str, tag: str, calls: int, concurrency: int, workers: int) -> tuple:
+    import openai
+
+    client = openai.AsyncOpenAI(base_url=url, api_key="bench", max_retries=0)
+
+    async def call(i: int) -> str | None:
+        reply = await client.chat.completions.create(model=MODEL, messages=messages(tag, i))
+        return reply.choices[0].message.content
+
+    try:
+        return await drive(call, tag, calls, workers)
+    finally:
+        await client.close()
+
+
+def ours(cached: bool, **endpoint: object) -> Callable[..., Awaitable[tuple]]:
+    async def run(url: str, tag: str, calls: int, concurrency: int, workers: int) -> tuple:
+        ep = ModelEndpoint("bench", MODEL, [url], concurrency=concurrency, **endpoint)
+        backend: OpenAIChatBackend | CachedBackend = OpenAIChatBackend(ep)
+        with tempfile.TemporaryDirectory() as tmp:
+            cache = CallCache(Path(tmp) / "calls.sqlite")
+            if cached:
+                backend = CachedBackend(backend, cache)
+
+            async def call(i: int) -> str:
+                return (await backend.complete(ep.request(messages(tag, i)))).content
+
+            try:
+                return await drive(call, tag, calls, workers)
+            finally:
+                await backend.aclose()
+                cache.close()
+    return run
+
+
+def measure(mode: str, name: str, client: Callable[..., Awaitable[tuple]], url: str,
+            calls: int, concurrency: int, workers: int | None = None) -> Row:
+    """Run one client; the bare clients keep `workers` (default: `concurrency`) in flight."""
+    wall, sustained, cpu = asyncio.run(client(url, f"{mode}/{name}", calls, concurrency,
+                                              workers or concurrency))
+    return Row(mode, name, calls, wall, sustained, 1000 * cpu / calls)
+
+
+# --- the modes ---------------------------------------------------------------------------------
+
+def mode_latency(args: argparse.Namespace) -> list[Row]:
+    bound = args.concurrency / 0.2
+    with loopback(0.2) as url:
+        row = measure("latency", "ours (cached)", ours(True), url, args.calls, args.concurrency)
+    row.note = (f"sustained/bound = {row.sustained_per_s / bound:.3f}, "
+                f"end-to-end/bound = {row.per_s / bound:.3f} (bound {bound:.0f}/s)")
+    return [row]
+
+
+def mode_overhead(args: argparse.Namespace) -> list[Row]:
+    rows = []
+    with loopback(0.0) as url:
+        for name, client in [("bare aiohttp", bare_aiohttp), ("ours (cached)", ours(True)),
+                             ("ours (no cache)", ours(False)), ("openai SDK", openai_sdk)]:
+            rows.append(measure("overhead", name, client, url, args.calls, args.concurrency))
+    base = rows[0].cpu_ms_per_call
+    for row in rows:
+        row.note = f"CPU/call = {row.cpu_ms_per_call / base:.2f}× bare aiohttp"
+    return rows
+
+
+def mode_faults(args: argparse.Namespace) -> list[Row]:
+    bound = args.concurrency / 0.2
+    with loopback(0.2, faults=("429=0.1", "500=0.1")) as url:
+        row = measure("faults", "ours (cached)", ours(True, backoff_s=0.2), url, args.calls,
+                      args.concurrency, workers=4 * args.concurrency)
+    row.note = (f"sustained/bound = {row.sustained_per_s / bound:.3f}, end-to-end/bound = "
+                f"{row.per_s / bound:.3f}; {4 * args.concurrency} callers, as a pipeline has")
+    return [row]
+
+
+MODES: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
+    "latency": mode_latency, "overhead": mode_overhead, "faults": mode_faults}
+
+
+def print_table(rows: list[Row]) -> None:
+    head = f"{'mode':<9} {'client':<16} {'calls':>6} {'wall s':>7} {'calls/s':>8} " \
+           f"{'sustained/s':>11} {'CPU ms/call':>11}  note"
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r.mode:<9} {r.client:<16} {r.calls:>6} {r.wall_s:>7.2f} {r.per_s:>8.1f} "
+              f"{r.sustained_per_s:>11.1f} {r.cpu_ms_per_call:>11.3f}  {r.note}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Call-rate benchmark (see module docstring).")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help=f"comma-separated, from: {', '.join(MODES)}")
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args(argv)
+    unknown = set(args.modes.split(",")) - set(MODES)
+    if unknown:
+        parser.error(f"unknown modes {sorted(unknown)}")
+    rows = [row for mode in args.modes.split(",") for row in MODES[mode](args)]
+    print_table(rows)
+    if args.json:
+        args.json.write_bytes(orjson.dumps([r.__dict__ for r in rows], option=orjson.OPT_INDENT_2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

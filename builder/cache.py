@@ -1,0 +1,171 @@
+"""The content-addressed call store: no finished call is ever paid for twice.
+
+`CallCache` is one SQLite file in WAL mode. A row is keyed by `ChatRequest.key()` (model,
+messages with images by hash, sampling, response format, template version — never a key or URL)
+and holds the result plus the request's description for audit (the same hashed form, so image
+bytes are not copied). Each result is committed on its own before `complete` returns; with
+`synchronous=NORMAL` a committed transaction survives the process being killed at any moment
+(only an OS crash or power loss can drop the last few). Failed calls are not results — the next
+run tries them again — but each is logged in `failures` for the build's audit trail.
+
+`CachedBackend` puts the cache in front of any `ChatBackend`: hits never reach the inner backend,
+and identical requests in flight at the same time are sent once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from safer_toolkit.builder.backends.base import CallFailed, ChatBackend, ChatRequest, ChatResult
+from safer_toolkit.builder.backends.stats import CallStats
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    content TEXT NOT NULL,
+    finish_reason TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    request TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS failures (
+    key TEXT NOT NULL,
+    model TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+
+class CallCache:
+    """Finished calls by request key, in one SQLite file (WAL). Use from one event loop."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"CallCache({str(self.path)!r})"
+
+    def get(self, key: str) -> ChatResult | None:
+        row = self._db.execute(
+            "SELECT content, finish_reason, prompt_tokens, completion_tokens, model "
+            "FROM calls WHERE key = ?", (key,)).fetchone()
+        return None if row is None else ChatResult(*row, from_cache=True)
+
+    def put(self, request: ChatRequest, result: ChatResult, key: str | None = None) -> None:
+        """Store a finished call (committed when this returns)."""
+        described = orjson.dumps(request.describe(), option=orjson.OPT_SORT_KEYS).decode()
+        self._db.execute(
+            "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (key or request.key(), result.model, result.content, result.finish_reason,
+             result.prompt_tokens, result.completion_tokens, described, time.time()))
+
+    def record_failure(self, key: str, model: str, failure: CallFailed) -> None:
+        """Log a failed call for audit; it stays uncached, so the next run sends it again."""
+        self._db.execute("INSERT INTO failures VALUES (?, ?, ?, ?, ?)",
+                         (key, model, failure.reason, failure.detail[:1000], time.time()))
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT count(*) FROM calls").fetchone()[0]
+
+    def failure_counts(self) -> dict[str, int]:
+        """Failed calls ever logged in this cache, by reason."""
+        rows = self._db.execute("SELECT reason, count(*) FROM failures GROUP BY reason ORDER BY 1")
+        return dict(rows.fetchall())
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> CallCache:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class CachedBackend:
+    """A `ChatBackend` that answers from `cache` when it can and stores what `inner` answers.
+
+    A cache hit, and a request identical to one already in flight, come back with
+    `from_cache=True` and never reach `inner` (the latter counted as `coalesced`). A send runs
+    as its own task: if the caller that started it is cancelled, the call still finishes and is
+    stored, and the other callers waiting on it still get it. Counters live in `self.stats`,
+    shared with `inner.stats` when the inner backend keeps one, so one object describes the
+    role for the manifest (`stats.stable()` / `stats.run()`).
+    """
+
+    def __init__(self, inner: ChatBackend, cache: CallCache, *,
+                 stats: CallStats | None = None) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.stats = stats or getattr(inner, "stats", None) or CallStats()
+        self._in_flight: dict[str, asyncio.Task[ChatResult]] = {}
+
+    def __repr__(self) -> str:
+        return f"CachedBackend({self.inner!r}, {self.cache!r})"
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        self.stats.started()
+        key = request.key()
+        try:
+            result = self.cache.get(key)
+            if result is not None:
+                self.stats.cache_hits += 1
+            elif (task := self._in_flight.get(key)) is not None:
+                self.stats.coalesced += 1
+                result = _reused(await asyncio.shield(task))
+            else:
+                task = asyncio.ensure_future(self._send(key, request))
+                self._in_flight[key] = task
+                task.add_done_callback(lambda done: self._forget(key, done))
+                self.stats.sent += 1
+                result = await asyncio.shield(task)
+        except CallFailed as failure:
+            self.stats.failed[failure.reason] += 1
+            raise
+        finally:
+            self.stats.ended()
+        self.stats.used(result.prompt_tokens, result.completion_tokens)
+        return result
+
+    async def _send(self, key: str, request: ChatRequest) -> ChatResult:
+        try:
+            result = await self.inner.complete(request)
+        except CallFailed as failure:
+            self.cache.record_failure(key, request.model, failure)
+            raise
+        self.cache.put(request, result, key)
+        return result
+
+    def _forget(self, key: str, task: asyncio.Task[ChatResult]) -> None:
+        del self._in_flight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here so an abandoned failure is not logged as lost
+
+    async def aclose(self) -> None:
+        """Cancel sends nobody waits for any more, then close the inner backend."""
+        tasks = list(self._in_flight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.inner.aclose()
+
+
+def _reused(result: ChatResult) -> ChatResult:
+    return ChatResult(result.content, result.finish_reason, result.prompt_tokens,
+                      result.completion_tokens, result.model, from_cache=True)
