@@ -1,0 +1,40 @@
+"""Stage 2, DPO: prefer the valid trace over its systematic perturbations (TRL `DPOTrainer`).
+
+Rows: the dataset's `dpo` config — `prompt` [system, user (image, question)], `chosen` and
+`rejected` [assistant], `images` (plus `perturbation`, `rejected_codes`, which TRL ignores).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from safer_toolkit.training_reference.config import StageConfig
+
+COLUMNS = ("prompt", "chosen", "rejected", "images")
+
+
+@dataclass
+class DPOStageConfig(StageConfig):
+    """DPO settings; the learning rate is the paper's (5e-7)."""
+
+    learning_rate: float = 5e-7
+    beta: float = 0.1  # DPO temperature (TRL's default; the paper does not state one)
+    loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])
+
+
+def train(cfg: DPOStageConfig) -> dict[str, Any]:
+    """Run DPO from the SFT model and save to `cfg.output_dir`; returns the summary."""
+    from trl import DPOConfig, DPOTrainer
+
+    from safer_toolkit.training_reference import stage
+
+    rows = stage.load_rows(cfg, COLUMNS)
+    model, processor = stage.load_model_and_processor(cfg)
+    args = DPOConfig(**{"max_length": None,  # never truncate into image tokens
+                        "beta": cfg.beta, "loss_type": list(cfg.loss_type),
+                        **cfg.trainer_kwargs()})
+    trainer = DPOTrainer(model=model, args=args, train_dataset=rows.select_columns(COLUMNS),
+                         processing_class=processor, peft_config=stage.peft_config(cfg))
+    trainer.train()
+    return stage.finish("dpo", cfg, trainer, processor)

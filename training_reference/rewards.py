@@ -1,0 +1,228 @@
+"""GRPO rewards with TRL's signature: `f(prompts, completions, **columns) -> [float | None]`.
+
+`format_reward`, `depth_reward` and `semantic_reward` are the authors' definitions (SPEC §6);
+`protocol_reward` is this project's addition: adherence to the row's own protocol, measured by
+the same validator the builder and the `validate` command use. TRL weights and sums them
+(`reward_weights`); `RewardWeights` holds the defaults, total = 0.1·format + 0.2·depth +
+0.7·semantic (+ protocol at its own weight).
+
+Completions arrive as strings or, for conversational prompts, as
+`[{"role": "assistant", "content": ...}]`; both are accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from safer_toolkit.builder.backends.base import CallFailed, ChatBackend
+from safer_toolkit.training_reference.judge import (
+    JudgeReplyInvalid,
+    gated_semantic,
+    parse_scores,
+    semantic_request,
+)
+from safer_toolkit.validation import ProtocolInvalid, Validator, check_text
+
+log = logging.getLogger(__name__)
+
+#: The authors' tool-name regex, applied inside the thinking block.
+TOOL_TAG = re.compile(r"\[([A-Z0-9_-]+)\]\s*:")
+_THINKING = re.compile(r"<thinking>(.*?)</thinking>", re.S)
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
+_LN7 = math.log(7)
+
+#: An invalid trace earns at most this much, so a strictly valid one (1.0) always ranks above.
+PARTIAL_CAP = 0.9
+_UNPARSEABLE = {"missing_thinking", "missing_answer"}
+
+
+@dataclass(frozen=True)
+class RewardWeights:
+    """Weights of the summed GRPO reward; the first three are the authors' (SPEC §6)."""
+
+    format: float = 0.1
+    depth: float = 0.2
+    semantic: float = 0.7
+    protocol: float = 0.0
+
+
+def completion_text(completion: Any) -> str:
+    """The text of a completion: a string, or the last assistant turn of a conversation."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, list) and completion:
+        content = completion[-1].get("content", "")
+        if isinstance(content, str):
+            return content
+        return "".join(p.get("text") or "" for p in content if p.get("type") == "text")
+    raise TypeError(f"a completion is a string or a list of messages, not {type(completion)}")
+
+
+def _expect(prompts: Sequence[Any], completions: Sequence[Any]) -> None:
+    assert len(prompts) == len(completions), (
+        f"{len(prompts)} prompts but {len(completions)} completions")
+
+
+def format_reward(prompts: Sequence[Any], completions: Sequence[Any],
+                  **kwargs: Any) -> list[float | None]:
+    """1 when both a <thinking> block and an <answer> block are present, else 0."""
+    _expect(prompts, completions)
+    out: list[float | None] = []
+    for completion in completions:
+        text = completion_text(completion)
+        out.append(1.0 if _THINKING.search(text) and _ANSWER.search(text) else 0.0)
+    return out
+
+
+def depth(text: str) -> float:
+    """min(1, ln(n+1)/ln 7)·(1 − rr), rr = 1 − u/n; 0 below three calls (SPEC §6)."""
+    block = _THINKING.search(text)
+    names = TOOL_TAG.findall(block.group(1)) if block else []
+    n = len(names)
+    if n < 3:
+        return 0.0
+    repetition = 1 - len(set(names)) / n
+    return min(1.0, math.log(n + 1) / _LN7) * (1 - repetition)
+
+
+def depth_reward(prompts: Sequence[Any], completions: Sequence[Any],
+                 **kwargs: Any) -> list[float | None]:
+    """Tool-call depth with a penalty for repeated tools (the authors' definition)."""
+    _expect(prompts, completions)
+    return [depth(completion_text(c)) for c in completions]
+
+
+_VALIDATOR = Validator(mode="strict")
+
+
+def protocol_adherence(text: str, protocol: Any) -> float:
+    """1.0 strictly valid; else ≤ 0.9 · mean(legal walk prefix share, checked-output share);
+    0 without both blocks or any call. Raises `ProtocolInvalid` for an unusable protocol."""
+    verdict = check_text(text, _VALIDATOR.protocol(protocol), "strict")
+    if verdict.valid:
+        return 1.0
+    n = len(verdict.trace.calls)
+    if not n or any(i.code in _UNPARSEABLE for i in verdict.issues):
+        return 0.0
+    walk = verdict.legal_prefix / n
+    typed = verdict.typed_valid / verdict.typed_total if verdict.typed_total else 0.0
+    return PARTIAL_CAP * (walk + typed) / 2
+
+
+def protocol_reward(prompts: Sequence[Any], completions: Sequence[Any],
+                    protocol: Sequence[Any] | None = None, **kwargs: Any) -> list[float | None]:
+    """Adherence to the row's `protocol` column (None where that protocol is unusable)."""
+    _expect(prompts, completions)
+    if protocol is None:
+        raise ValueError("protocol_reward needs the dataset's `protocol` column")
+    assert len(protocol) == len(completions), "one protocol per completion"
+    out: list[float | None] = []
+    for completion, doc in zip(completions, protocol, strict=True):
+        try:
+            out.append(protocol_adherence(completion_text(completion), doc))
+        except ProtocolInvalid as exc:
+            log.warning("protocol_reward: the row's protocol is unusable (%s); no reward",
+                        "; ".join(i.message for i in exc.issues[:3]))
+            out.append(None)
+    return out
+
+
+def prompt_question(prompt: Any) -> str:
+    """The text of the last user turn of a conversational prompt (or the prompt itself)."""
+    if isinstance(prompt, str):
+        return prompt
+    for message in reversed(prompt):
+        if message.get("role") == "user":
+            return completion_text([message])
+    return ""
+
+
+_MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8", "image/jpeg"), (b"GIF8", "image/gif"),
+          (b"RIFF", "image/webp"))
+
+
+def image_payload(image: Any) -> tuple[bytes, str] | None:
+    """(encoded bytes, MIME type) for the judge from a PIL image, raw bytes or {"bytes"}."""
+    if image is None:
+        return None
+    if isinstance(image, dict):
+        image = image.get("bytes")
+    if isinstance(image, bytes | bytearray):
+        data = bytes(image)
+        mime = next((m for magic, m in _MAGIC if data.startswith(magic)), "image/png")
+        return data, mime
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue(), "image/png"
+
+
+class SemanticReward:
+    """The authors' judge-gated semantic reward, asking an OpenAI-compatible judge.
+
+    At most `max_concurrency` judge calls are in flight. A failed call (transport error after
+    the backend's retries, or a reply without four in-range scores) is counted in `failures`,
+    logged, reported to TRL through `log_metric`, and scored None — never a made-up number.
+    """
+
+    __name__ = "semantic_reward"
+
+    def __init__(self, backend: ChatBackend, model: str, *, max_concurrency: int = 16,
+                 sampling: dict[str, Any] | None = None, send_image: bool = True) -> None:
+        self.backend = backend
+        self.model = model
+        self.sampling = dict(sampling or {})
+        self.send_image = send_image
+        self.max_concurrency = max_concurrency
+        self.calls = 0
+        self.failures: Counter[str] = Counter()
+
+    async def _score(self, gate: asyncio.Semaphore, question: str, text: str,
+                     image: Any) -> float | None:
+        if not (_THINKING.search(text) and _ANSWER.search(text)):
+            return 0.0  # a missing tag scores 0 without asking the judge (SPEC §6)
+        payload = image_payload(image) if self.send_image else None
+        request = semantic_request(self.model, question, text,
+                                   None if payload is None else payload[0],
+                                   "image/png" if payload is None else payload[1],
+                                   self.sampling)
+        async with gate:
+            self.calls += 1
+            try:
+                result = await self.backend.complete(request)
+                return gated_semantic(parse_scores(result.content))
+            except CallFailed as exc:
+                reason = exc.reason
+            except JudgeReplyInvalid as exc:
+                reason = "bad_reply"
+                log.debug("semantic judge reply rejected: %s", exc)
+        self.failures[reason] += 1
+        log.warning("semantic judge failed (%s); the completion gets no semantic reward "
+                    "(%d failures so far)", reason, sum(self.failures.values()))
+        return None
+
+    async def __call__(self, prompts: Sequence[Any], completions: Sequence[Any],
+                       images: Sequence[Any] | None = None,
+                       log_metric: Callable[[str, float], None] | None = None,
+                       **kwargs: Any) -> list[float | None]:
+        _expect(prompts, completions)
+        gate = asyncio.Semaphore(self.max_concurrency)
+        firsts = [imgs[0] if imgs else None for imgs in images] if images is not None else \
+            [None] * len(prompts)
+        before = sum(self.failures.values())
+        scores = await asyncio.gather(*(
+            self._score(gate, prompt_question(p), completion_text(c), img)
+            for p, c, img in zip(prompts, completions, firsts, strict=True)))
+        if log_metric is not None:
+            log_metric("semantic/judge_failures", float(sum(self.failures.values()) - before))
+        return list(scores)
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()

@@ -1,0 +1,39 @@
+"""Stage 1, SFT: teach the policy the toolkit format from gold traces (TRL `SFTTrainer`).
+
+Rows: the dataset's `sft` config — `messages` [system toolkit instruction, user (image,
+question), assistant (text-form trace + answer)] and `images`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from safer_toolkit.training_reference.config import StageConfig
+
+COLUMNS = ("messages", "images")
+
+
+@dataclass
+class SFTStageConfig(StageConfig):
+    """SFT settings; the learning rate is the paper's (1e-5)."""
+
+    learning_rate: float = 1e-5
+    assistant_only_loss: bool = True  # loss on the assistant turn only, not the long system prompt
+
+
+def train(cfg: SFTStageConfig) -> dict[str, Any]:
+    """Run SFT and save the model to `cfg.output_dir`; returns the provenance summary."""
+    from trl import SFTConfig, SFTTrainer
+
+    from safer_toolkit.training_reference import stage
+
+    rows = stage.load_rows(cfg, COLUMNS)
+    model, processor = stage.load_model_and_processor(cfg)
+    args = SFTConfig(**{"max_length": None,  # never truncate into image tokens
+                        "assistant_only_loss": cfg.assistant_only_loss,
+                        **cfg.trainer_kwargs()})
+    trainer = SFTTrainer(model=model, args=args, train_dataset=rows.select_columns(COLUMNS),
+                         processing_class=processor, peft_config=stage.peft_config(cfg))
+    trainer.train()
+    return stage.finish("sft", cfg, trainer, processor)
