@@ -16,6 +16,9 @@ JSON, and knows nothing of replicas), so the client below is small and does exac
 - several base URLs are replicas of one deployment (see `_Replicas`);
 - every failed attempt is counted under a stable reason tag, tokens under `CallStats`.
 
+Reason tags (`CallFailed.reason`, `CallStats.retries` / `.failed`): `http_<status>`, `timeout`,
+`connection`, `bad_json`, `finish_length`, `finish_content_filter`, `refusal`, `no_api_key`.
+
 The API key is read from the environment variable the endpoint names at the moment a request
 is built and is kept nowhere: not on the endpoint, not in the session, not in any error text.
 """
@@ -85,7 +88,7 @@ class ModelEndpoint:
                            response_format, template_version)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Replica:
     index: int
     url: str

@@ -6,7 +6,8 @@ pluggable `content(request_body) -> str` (default: a minimal instance of the req
 `json_schema`, else an echo of the last user text). A `FaultPlan` injects failures by request
 number or by seeded probability. Counters (total, per fault, finished answers per request
 fingerprint, peak requests in flight) are on the object, and at `GET /stats` for a server run as
-its own process:
+its own process. With `require_key`, a request without that bearer key gets a 401 that quotes the
+key it was sent, as the real service does. From the command line:
 
     python tests/support/openai_server.py --port 0 --latency 0.2 --fault 429=0.1 --fault 500=0.1
 
@@ -32,7 +33,7 @@ from aiohttp import web
 
 #: Every fault kind the server can inject.
 FAULTS = ("429", "500", "502", "503", "drop", "hang", "bad_json", "no_choices", "length",
-          "content_filter", "schema_break")
+          "content_filter", "refusal", "schema_break")
 
 Content = Callable[[dict[str, Any]], str]
 
@@ -118,9 +119,10 @@ class OpenAIServer:
 
     def __init__(self, *, latency: float = 0.0, faults: FaultPlan | None = None,
                  content: Content = default_content, models: tuple[str, ...] = ("test-model",),
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+                 require_key: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.latency, self.faults, self.content, self.models = latency, faults or FaultPlan(), \
             content, models
+        self.require_key = require_key
         self.host, self.port = host, port
         self.total = 0
         self.fault_counts: Counter[str] = Counter()
@@ -157,6 +159,11 @@ class OpenAIServer:
 
     async def _complete(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if self.require_key is not None and given != self.require_key:
+            # Like the real service, the refusal quotes the key it was given.
+            return web.json_response(
+                {"error": {"message": f"Incorrect API key provided: {given}"}}, status=401)
         self.total += 1
         self.arrivals.append(time.monotonic())
         fault = self.faults.pick(self.total)
@@ -193,12 +200,14 @@ class OpenAIServer:
                                       "choices": []})
         content = '{"schema_broken": true}' if fault == "schema_break" else self.content(body)
         finish = fault if fault in ("length", "content_filter") else "stop"
-        if finish == "stop":
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if fault == "refusal":  # structured outputs: the model declined, no content
+            message = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
+        elif finish == "stop":
             self.finished[fingerprint(body)] += 1
         answer = {"id": f"chatcmpl-{self.total}", "object": "chat.completion", "created": 0,
                   "model": body.get("model", ""),
-                  "choices": [{"index": 0, "finish_reason": finish,
-                               "message": {"role": "assistant", "content": content}}],
+                  "choices": [{"index": 0, "finish_reason": finish, "message": message}],
                   "usage": {"prompt_tokens": len(raw) // 4,
                             "completion_tokens": max(1, len(content) // 4),
                             "total_tokens": len(raw) // 4 + max(1, len(content) // 4)}}
