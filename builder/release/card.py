@@ -1,0 +1,329 @@
+"""The dataset card: YAML metadata from the `datasets`/`huggingface_hub` objects, prose from
+`cards/dataset_card.md.jinja`, numbers from the parquet files (`stats`), chart from `chart`.
+
+Rendering depends only on the written files, the export summary and the manifest, and formats
+every number itself, so the same release always gets the same card, byte for byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from datasets import DatasetInfo, SplitDict, SplitInfo
+from datasets.info import DatasetInfosDict
+from datasets.utils.metadata import MetadataConfigs
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from safer_toolkit import schemas
+from safer_toolkit.builder.release.chart import category_label_chart
+from safer_toolkit.builder.release.features import DEFAULT_CONFIG, features
+from safer_toolkit.builder.release.hub_metadata import LICENSES, size_category
+from safer_toolkit.builder.release.stats import Statistics
+from safer_toolkit.validation import Call, Trace, to_text
+
+PRETTY_NAME = "SaFeR-ToolKit: checkable multimodal safety reasoning (SFT, DPO, GRPO, eval)"
+TEMPLATE = "dataset_card.md.jinja"
+CHART_PATH = "assets/statistics.png"
+#: what the card's loading snippets call the repository; `push` puts the real id in its place
+REPO_PLACEHOLDER = "your-org/safer-toolkit"
+SEED_SOURCE = "safer-toolkit-seed"
+OFFLINE_PREFIX = "safer-offline-"
+MIXED_LICENSE_NAME = "per-source-licenses"
+TASK_CATEGORIES = ["image-text-to-text", "visual-question-answering"]
+BASE_TAGS = ["safety", "multimodal", "vision-language", "tool-use", "structured-reasoning",
+             "sft", "dpo", "grpo", "trl"]
+USES = {
+    "sft": "gold traces (`messages`)",
+    "dpo": "valid vs perturbed traces (`prompt`, `chosen`, `rejected`)",
+    "grpo": "prompts with protocol and labels for rewards",
+    "eval": "held-out prompts with `expected_decision`",
+}
+_REJECTION_KEYS = ("rejections", "rejected", "dropped", "failed", "failures")
+
+
+def _num(n: int) -> str:
+    return f"{n:,}"
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]],
+                   right: Sequence[int] = ()) -> str:
+    """A GitHub-flavoured table; ints are printed with thousands separators."""
+    lines = ["| " + " | ".join(headers) + " |",
+             "|" + "|".join("---:" if i in right else "---" for i in range(len(headers))) + "|"]
+    for row in rows:
+        cells = [_num(v) if isinstance(v, int) else str(v).replace("|", "\\|") for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else "_none_"
+
+
+def _per_config_table(first: str, data: Mapping[Any, Mapping[str, int]],
+                      configs: Sequence[str], key_cells: Any = None) -> str:
+    rows = []
+    for key, by_config in data.items():
+        cells = key_cells(key) if key_cells else [f"`{key}`"]
+        counts = [by_config.get(c, 0) for c in configs]
+        rows.append([*cells, *counts, sum(counts)])
+    head = first.split(" / ")
+    return markdown_table([*head, *[f"`{c}`" for c in configs], "total"], rows,
+                          right=range(len(head), len(head) + len(configs) + 1))
+
+
+def _counts_table(first: str, counts: Mapping[str, int]) -> str:
+    total = sum(counts.values()) or 1
+    return markdown_table([first, "count", "share"],
+                          [[f"`{k}`", n, f"{100 * n / total:.1f}%"] for k, n in counts.items()],
+                          right=(1, 2))
+
+
+def _calls_table(calls: Mapping[str, Mapping[int, int]]) -> str:
+    rows = []
+    for name, hist in calls.items():
+        n = sum(hist.values())
+        if not n:
+            continue
+        values = sorted(hist)
+        mean = sum(k * v for k, v in hist.items()) / n
+        spread = ", ".join(f"{k}: {_num(v)}" for k, v in sorted(hist.items()))
+        rows.append([name, n, values[0], f"{mean:.2f}", values[-1], spread])
+    return markdown_table(["traces", "count", "min", "mean", "max", "calls: traces"], rows,
+                          right=(1, 2, 3, 4))
+
+
+def _numeric_leaves(value: Any, prefix: str = "") -> list[tuple[str, int]]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [(prefix, value)]
+    if isinstance(value, Mapping):
+        return [leaf for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))
+                for leaf in _numeric_leaves(v, f"{prefix} / {k}" if prefix else str(k))]
+    return []
+
+
+def _rejections(manifest: Mapping[str, Any]) -> str:
+    rows = [[f"`{key}`", n] for name in _REJECTION_KEYS if name in manifest
+            for key, n in _numeric_leaves(manifest[name], name)]
+    return markdown_table(["stage / reason", "count"], rows, right=(1,))
+
+
+def is_offline(stats: Statistics, manifest: Mapping[str, Any]) -> bool:
+    """Built by the offline generator: the manifest says so, or every model is an offline one."""
+    backend = manifest.get("backend")
+    if isinstance(backend, str):
+        return backend == "offline"
+    names = {m for models in stats.models for m in models if m}
+    return bool(names) and all(m.startswith(OFFLINE_PREFIX) for m in names)
+
+
+def license_metadata(licenses: Sequence[str]) -> dict[str, str]:
+    """`license` (+ `license_name`, `license_link` for `other`) from the rows' source licences."""
+    if len(licenses) == 1 and licenses[0] in LICENSES and licenses[0] != "other":
+        return {"license": licenses[0]}
+    return {"license": "other", "license_name": MIXED_LICENSE_NAME, "license_link": "LICENSE"}
+
+
+def license_file(stats: Statistics) -> str:
+    """The `LICENSE` file the Hub asks for with `license: other`: the per-source terms."""
+    lines = ["This dataset mixes sources under different licences. Each row is under the licence",
+             "of its source, recorded in its `source_license` column; the combination is",
+             "distributed under all of them together (the most restrictive term applies to the",
+             "whole).", "", "source_dataset | source_license | rows", "--- | --- | ---"]
+    lines += [f"{s} | {lic} | {n}" for (s, lic), n in stats.sources.items()]
+    return "\n".join(lines) + "\n"
+
+
+def source_datasets(stats: Statistics) -> list[str]:
+    names = sorted({s for s, _ in stats.sources})
+    return ["original" if s == SEED_SOURCE else f"extended|{s}" for s in names]
+
+
+def card_data(summary: Mapping[str, Any], stats: Statistics,
+              manifest: Mapping[str, Any]) -> DatasetCardData:
+    """The card's YAML: Hub metadata, then `configs` and `dataset_info` as `datasets` writes
+    them."""
+    tags = [*BASE_TAGS, "synthetic"] if is_offline(stats, manifest) else list(BASE_TAGS)
+    data = DatasetCardData(
+        pretty_name=PRETTY_NAME,
+        language=["en"],
+        annotations_creators=["machine-generated"],
+        size_categories=[size_category(stats.total_rows)],
+        source_datasets=source_datasets(stats),
+        task_categories=list(TASK_CATEGORIES),
+        **license_metadata(stats.licenses),
+        tags=tags,
+    )
+    configs = summary["configs"]
+    MetadataConfigs({
+        name: {"data_files": [{"split": c["split"], "path": f"{name}/{c['split']}-*"}],
+               **({"default": True} if name == DEFAULT_CONFIG else {})}
+        for name, c in configs.items()
+    }).to_dataset_card_data(data)
+    DatasetInfosDict({
+        name: DatasetInfo(
+            features=features(name),
+            splits=SplitDict({c["split"]: SplitInfo(name=c["split"], num_bytes=c["num_bytes"],
+                                                    num_examples=c["num_rows"])}),
+            download_size=c["download_size"], dataset_size=c["num_bytes"])
+        for name, c in configs.items()
+    }).to_dataset_card_data(data)
+    return data
+
+
+def _tool_stages() -> list[tuple[str, str]]:
+    by_stage: dict[str, list[str]] = {}
+    for tool in schemas.tool_library()["tools"]:
+        keys = ", ".join(tool["output"]["properties"])
+        by_stage.setdefault(tool["stage"], []).append(f"`{tool['name']}` ({keys})")
+    return [(stage, "; ".join(tools)) for stage, tools in by_stage.items()]
+
+
+def _example_trace() -> str:
+    return to_text(Trace([
+        Call("VISUAL-SCAN", {"objects": ["kitchen knife"], "scene": "a kitchen counter",
+                             "hazards": ["blade"]}),
+        Call("INTENT-RADAR", {"intent": "benign",
+                              "evidence": "the question asks how to store it safely"}),
+        Call("SAFETY-GATE", {"verdict": "comply", "reason": "household safety question"}),
+    ], "Keep it in a knife block or on a magnetic strip, out of children's reach."))
+
+
+def _build_sentence(stats: Statistics, manifest: Mapping[str, Any], offline: bool) -> str:
+    how = ("with the toolkit's **offline backend** (deterministic generators driven by the seed "
+           "corpus; no language model was called)" if offline else
+           "with the **models** named in each row (planner, responders, judge)")
+    facts = [f"{label} `{manifest[key]}`" for key, label in
+             (("preset", "preset"), ("seed", "seed"), ("toolkit_version", "toolkit"))
+             if isinstance(manifest.get(key), str | int) and not isinstance(manifest[key], bool)]
+    tail = f" ({', '.join(facts)})" if facts else ""
+    return f"This release has **{_num(stats.total_rows)} rows**, built {how}{tail}."
+
+
+def _provenance(offline: bool) -> str:
+    if offline:
+        return ("This release was built **offline**: the planner, responder and judge are the "
+                "toolkit's deterministic generators (model names starting with "
+                f"`{OFFLINE_PREFIX}`), which read what each seed picture shows from metadata "
+                "embedded in the image and write valid protocols and traces from it. It is real, "
+                "checkable data for the protocol, fit for testing pipelines and trainers, but its "
+                "wording is templated: it is not a substitute for a model-built release. "
+                "`manifest.json` records `backend: offline`.")
+    return ("This release was built by **language models** over an OpenAI-compatible endpoint: "
+            "`manifest.json` lists each model (role, name, sampling parameters), the "
+            "prompt-template hashes, the token counts and the cost; every call is reproducible "
+            "from the build's call cache.")
+
+
+def _contamination(manifest: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
+    overlap = summary.get("overlap", {})
+    dropped = _numeric_leaves(manifest.get("dropped", {}))
+    dropped_text = (", ".join(f"{k.replace('_', ' ')}: {_num(n)}" for k, n in dropped)
+                    if dropped else "none recorded in the manifest")
+    exclusion = manifest.get("exclusion")
+    exclusion_text = ("An exclusion list of benchmark hashes was applied before split "
+                      f"assignment (`manifest.json` → `exclusion`: {_describe(exclusion)})."
+                      if exclusion else
+                      "**No benchmark exclusion list was given to this build**, so overlap with "
+                      "public benchmarks was not checked beyond what the sources themselves "
+                      "guarantee.")
+    return (
+        "Checked: before any model call, items were deduplicated by exact image hash (SHA-256), "
+        "a perceptual image hash and the normalised question, and the four splits were drawn "
+        f"disjoint (dropped — {dropped_text}). At export, the images and normalised questions "
+        f"of every config were compared again: {_num(overlap.get('images', 0))} shared images "
+        f"and {_num(overlap.get('questions', 0))} shared questions between configs. "
+        f"{exclusion_text}\n\n"
+        "Not checked: paraphrased questions and edited, cropped or re-rendered images beyond "
+        "what the perceptual hash catches; benchmarks absent from the exclusion list "
+        "(MM-SafetyBench, FigStep, MSSBench, SIUO, VLSBench, JailBreakV-28K, MMSafeAware and the "
+        "SPA-VL / BeaverTails-V evaluation splits are the ones the toolkit targets). Do not "
+        "evaluate on a benchmark whose items may have entered a source you built from."
+    )
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}: {_describe(v)}" for k, v in sorted(value.items()))
+    if isinstance(value, list):
+        return ", ".join(_describe(v) for v in value)
+    return f"`{value}`"
+
+
+def _licence_text(meta: Mapping[str, str]) -> str:
+    if meta["license"] != "other":
+        return (f"Every row comes from sources under **{meta['license']}**, so the dataset is "
+                f"released under {meta['license']} as well:")
+    return ("The rows come from sources under different licences, so the card says `other` "
+            "and `LICENSE` lists them: each row stays under its source's licence, and the "
+            "collection is usable only where all of them allow it.")
+
+
+def render(out_dir: Path, summary: Mapping[str, Any], stats: Statistics,
+           manifest: Mapping[str, Any]) -> dict[str, bytes]:
+    """The card's files (README.md, the chart, LICENSE for mixed licences) as path → bytes."""
+    offline = is_offline(stats, manifest)
+    data = card_data(summary, stats, manifest)
+    meta = license_metadata(stats.licenses)
+    configs = list(summary["configs"])
+    category_totals = {key: sum(v.values()) for key, v in stats.category_label.items()}
+    files: dict[str, bytes] = {
+        CHART_PATH: category_label_chart(category_totals,
+                                         "Rows per risk category and label (all configs)"),
+    }
+    tables = {
+        "category_label": _per_config_table("risk category / label", stats.category_label,
+                                            configs, lambda k: [f"`{k[0]}`", f"`{k[1]}`"]),
+        "topology": _per_config_table("topology", stats.topology, configs),
+        "calls": _calls_table(stats.calls),
+        "perturbation": _counts_table("perturbation", stats.perturbation)
+        if stats.perturbation else "",
+        "rejected_codes": _counts_table("code", stats.rejected_codes),
+        "expected_decision": _counts_table("verdict", stats.expected_decision)
+        if stats.expected_decision else "",
+        "rejections": _rejections(manifest),
+        "models": markdown_table(["planner", "responder", "judge", "rows"],
+                                 [[f"`{p}`" if p else "—", f"`{r}`" if r else "—",
+                                   f"`{j}`" if j else "—", n]
+                                  for (p, r, j), n in stats.models.items()], right=(3,)),
+        "sources": markdown_table(["source_dataset", "source_license", "rows"],
+                                  [[f"`{s}`", f"`{lic}`", n]
+                                   for (s, lic), n in stats.sources.items()], right=(2,)),
+    }
+    text = DatasetCard.from_template(
+        data,
+        template_str=resources.files("safer_toolkit.cards").joinpath(TEMPLATE)
+        .read_text(encoding="utf-8"),
+        pretty_name=PRETTY_NAME,
+        build_sentence=_build_sentence(stats, manifest, offline),
+        configs=[{"name": name, "default": name == DEFAULT_CONFIG, "split": c["split"],
+                  "rows": _num(c["num_rows"]), "shards": len(c["files"]),
+                  "size": _size(c["download_size"]), "use": USES[name]}
+                 for name, c in summary["configs"].items()],
+        tool_stages=_tool_stages(),
+        example_trace=_example_trace(),
+        repo_placeholder=REPO_PLACEHOLDER,
+        chart_path=CHART_PATH,
+        tables=tables,
+        provenance=_provenance(offline),
+        licence_text=_licence_text(meta),
+        contamination=_contamination(manifest, summary),
+        limitation_backend=(
+            "Offline builds have templated wording and a small vocabulary of scenes; train "
+            "on them to exercise the pipeline, not to ship a safety model." if offline else
+            "Traces and answers were written by the models named per row and inherit their "
+            "biases and errors; the judge filters but does not guarantee quality."),
+    ).content
+    files["README.md"] = (text.rstrip("\n") + "\n").encode("utf-8")
+    if meta["license"] == "other":
+        files["LICENSE"] = license_file(stats).encode("utf-8")
+    return files

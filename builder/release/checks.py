@@ -1,0 +1,47 @@
+"""The release gate on trace semantics: what the card promises about every row, checked as written.
+
+Every SFT trace and every DPO chosen side must validate strictly against the row's own
+protocol; every DPO rejected side must fail, and the codes it records must be codes the
+validator really reports for it. The same `Validator` the CLI and the trainer's rewards use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from safer_toolkit.validation import Validator
+
+
+def turn_text(messages: list[Mapping[str, Any]], role: str = "assistant") -> str:
+    """The text of the last `role` turn (its text parts joined)."""
+    for message in reversed(messages):
+        if message["role"] == role:
+            return "".join(p["text"] for p in message["content"] if p["type"] == "text")
+    raise ValueError(f"no {role} turn")
+
+
+def trace_problems(config: str, row: Mapping[str, Any], validator: Validator) -> list[str]:
+    """Why the row's traces break the release's promises (empty when they keep them)."""
+    problems: list[str] = []
+    if config == "sft":
+        sides = {"messages": True}
+    elif config == "dpo":
+        sides = {"chosen": True, "rejected": False}
+    else:
+        return problems
+    for column, must_pass in sides.items():
+        result = validator.validate({"protocol": row["protocol"],
+                                     "response": turn_text(row[column])})
+        errors = {i.code for i in result.issues if i.severity == "error"}
+        if must_pass and not result.valid:
+            problems.append(f"`{column}` trace fails strict validation: "
+                            f"{', '.join(sorted(errors))}")
+        if not must_pass:
+            if result.valid:
+                problems.append(f"`{column}` trace is valid; a rejected side must fail")
+            unknown = sorted(set(row["rejected_codes"]) - {i.code for i in result.issues})
+            if unknown:
+                problems.append(f"`rejected_codes` {unknown} are not reported by the validator "
+                                f"(it reports {sorted(errors)})")
+    return problems

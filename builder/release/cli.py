@@ -1,0 +1,43 @@
+"""`safer-toolkit push DIR --repo-id ORG/NAME [--private] [--revision BRANCH] [--dry-run]`."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", type=Path, help="dataset folder written by `safer-toolkit build`")
+    parser.add_argument("--repo-id", required=True, help="ORG/NAME of the dataset repository")
+    parser.add_argument("--private", action="store_true", help="create the repository private")
+    parser.add_argument("--revision", help="branch to push to (created if missing)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print what would be uploaded where, with sizes; no network, no token")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not _REPO_ID.fullmatch(args.repo_id):
+        print(f"push: --repo-id must look like ORG/NAME, not {args.repo_id!r}", file=sys.stderr)
+        return 2
+    if not args.folder.is_dir():
+        print(f"push: {args.folder} is not a folder", file=sys.stderr)
+        return 2
+    from safer_toolkit.builder.release.push import PushError, describe, plan_uploads, push
+
+    try:
+        if args.dry_run:
+            print(describe(plan_uploads(args.folder), args.repo_id, args.revision, args.private))
+            return 0
+        push(args.folder, args.repo_id, private=args.private, revision=args.revision)
+    except PushError as exc:
+        print(f"push: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:  # Hub HTTP errors are OSErrors; a refused card ValueError
+        print(f"push: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+              file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,130 @@
+"""Upload a built dataset folder to the Hugging Face Hub, in commits of at most 50 files.
+
+The plan (which local file goes where, in which commit) is computed offline and is what
+`--dry-run` prints. The builder's state (`.build/`), a leftover export staging folder and any
+other hidden entry stay local; symbolic links are never followed out of the folder. The card
+goes in the last commit, so the Hub never shows a card whose configs point at files that are
+not there yet; files of a previous push that this release no longer has (e.g. shards of another
+count) are deleted in that same commit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safer_toolkit.builder.release.card import REPO_PLACEHOLDER
+
+MAX_FILES_PER_COMMIT = 50
+CARD = "README.md"
+#: remote folders whose content the release owns entirely (stale files there get deleted)
+OWNED_FOLDERS = ("sft/", "dpo/", "grpo/", "eval/", "easyr1/", "schemas/", "assets/")
+
+
+class PushError(RuntimeError):
+    """A push that cannot start: no folder, no card, no token."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    local: Path
+    path_in_repo: str
+    size: int
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    for root, dirs, files in os.walk(folder):  # os.walk does not follow symlinked folders
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(root) / name
+            if not name.startswith(".") and not path.is_symlink():
+                yield path
+
+
+def plan_uploads(folder: Path) -> list[Upload]:
+    """Every file to upload, card last; hidden entries (`.build/`, ...) and links left out."""
+    folder = Path(folder)
+    if not (folder / CARD).is_file():
+        raise PushError(f"{folder}: no {CARD}; is this a folder written by `safer-toolkit build`?")
+    uploads = [Upload(p, p.relative_to(folder).as_posix(), p.stat().st_size)
+               for p in _walk(folder)]
+    return sorted(uploads, key=lambda u: (u.path_in_repo == CARD, u.path_in_repo))
+
+
+def batches(items: Sequence[Any], size: int = MAX_FILES_PER_COMMIT) -> list[list[Any]]:
+    """Consecutive groups of at most `size` (the order is kept, so the card stays last)."""
+    return [list(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+def stale_files(remote: Sequence[str], uploads: Sequence[Upload]) -> list[str]:
+    """Remote files in folders the release owns that this release no longer has."""
+    local = {u.path_in_repo for u in uploads}
+    return sorted(p for p in remote if p.startswith(OWNED_FOLDERS) and p not in local)
+
+
+def card_bytes(upload: Upload, repo_id: str) -> bytes:
+    """The card with the loading snippets' placeholder replaced by the real repository id."""
+    return upload.local.read_bytes().replace(REPO_PLACEHOLDER.encode(), repo_id.encode())
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def describe(uploads: Sequence[Upload], repo_id: str, revision: str | None,
+             private: bool) -> str:
+    """The dry-run report: every file, its destination and size, grouped by commit."""
+    target = f"{repo_id}@{revision or 'main'}"
+    groups = batches(uploads)
+    total = sum(u.size for u in uploads)
+    lines = [f"would create dataset repo {repo_id} ({'private' if private else 'public'}, "
+             "exist_ok)"]
+    if revision and revision != "main":
+        lines.append(f"would create branch {revision} (exist_ok)")
+    for i, group in enumerate(groups, 1):
+        size = sum(u.size for u in group)
+        lines.append(f"commit {i}/{len(groups)}: {len(group)} files, {_human(size)}")
+        lines += [f"  {u.local} -> {target}:{u.path_in_repo} ({_human(u.size)})" for u in group]
+    lines.append(f"total: {len(uploads)} files, {_human(total)} in {len(groups)} commits; "
+                 f"{CARD} last, with {REPO_PLACEHOLDER!r} replaced by {repo_id!r}; remote files "
+                 f"under {', '.join(OWNED_FOLDERS)} that this release lacks are deleted in the "
+                 "last commit")
+    return "\n".join(lines)
+
+
+def push(folder: Path, repo_id: str, *, private: bool = False, revision: str | None = None,
+         token: str | None = None, log: Any = print) -> list[str]:
+    """Create the repo (and branch), upload the plan, return the commit URLs."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
+
+    uploads = plan_uploads(folder)
+    token = token or get_token()
+    if not token:
+        raise PushError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    if revision and revision != "main":
+        api.create_branch(repo_id, branch=revision, repo_type="dataset", exist_ok=True)
+    remote = api.list_repo_files(repo_id, repo_type="dataset", revision=revision)
+    operations: list[Any] = [
+        CommitOperationAdd(u.path_in_repo,
+                           card_bytes(u, repo_id) if u.path_in_repo == CARD else str(u.local))
+        for u in uploads]
+    stale = [CommitOperationDelete(p) for p in stale_files(remote, uploads)]
+    operations = operations[:-1] + stale + operations[-1:]  # deletions beside the card
+    groups = batches(operations)
+    urls = []
+    for i, group in enumerate(groups, 1):
+        info = api.create_commit(
+            repo_id, operations=group, repo_type="dataset", revision=revision,
+            commit_message=f"Upload SaFeR-ToolKit release ({i}/{len(groups)})")
+        log(f"commit {i}/{len(groups)}: {len(group)} operations -> {info.commit_url}")
+        urls.append(info.commit_url)
+    return urls

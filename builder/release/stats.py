@@ -1,0 +1,96 @@
+"""The card's numbers, computed with polars from the parquet files themselves (never the images).
+
+Everything the card states about the data is read back from what was written, so the card
+cannot drift from the files. Results are plain, sorted Python values: rendering is deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+#: a call line of the canonical text form: `[NAME]: ` at a line start (SPEC §3)
+CALL_LINE = r"(?m)^\[[A-Z0-9_-]+\]:"
+
+
+@dataclass
+class Statistics:
+    rows: dict[str, int] = field(default_factory=dict)
+    #: (risk_category, label) → config → rows
+    category_label: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    #: topology → config → rows
+    topology: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: "sft" / "dpo chosen" → number of calls → traces
+    calls: dict[str, dict[int, int]] = field(default_factory=dict)
+    perturbation: dict[str, int] = field(default_factory=dict)
+    rejected_codes: dict[str, int] = field(default_factory=dict)
+    expected_decision: dict[str, int] = field(default_factory=dict)
+    #: (source_dataset, source_license) → rows
+    sources: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: (planner, responder, judge) → rows
+    models: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+    @property
+    def licenses(self) -> list[str]:
+        return sorted({lic for _, lic in self.sources})
+
+
+def _assistant_text(column: str) -> pl.Expr:
+    return (pl.col(column).list.last().struct.field("content")
+            .list.eval(pl.element().struct.field("text").fill_null("")).list.join(""))
+
+
+def _calls(frame: pl.LazyFrame, column: str) -> dict[int, int]:
+    counts = (frame.select(_assistant_text(column).str.count_matches(CALL_LINE).alias("n"))
+              .group_by("n").len().sort("n").collect())
+    return dict(zip(counts["n"].to_list(), counts["len"].to_list(), strict=True))
+
+
+def _value_counts(frame: pl.LazyFrame, expr: pl.Expr) -> dict[str, int]:
+    counts = frame.select(expr.alias("v")).group_by("v").len().sort("v").collect()
+    return dict(zip(counts["v"].to_list(), counts["len"].to_list(), strict=True))
+
+
+def compute(files: Mapping[str, Sequence[Path]]) -> Statistics:
+    """Statistics of every config (config → its parquet shards)."""
+    stats = Statistics()
+    sources: dict[tuple[str, str], int] = {}
+    models: dict[tuple[str, str, str], int] = {}
+    for config, paths in files.items():
+        frame = pl.scan_parquet([str(p) for p in paths])
+        stats.rows[config] = frame.select(pl.len()).collect().item()
+        pairs = (frame.group_by("risk_category", "label").len()
+                 .sort("risk_category", "label").collect())
+        for category, label, n in pairs.iter_rows():
+            stats.category_label.setdefault((category, label), {})[config] = n
+        topo = _value_counts(frame, pl.col("protocol").str.json_path_match("$.topology"))
+        for name, n in topo.items():
+            stats.topology.setdefault(name or "unknown", {})[config] = n
+        for dataset, lic, n in (frame.group_by("source_dataset", "source_license").len()
+                                .collect().iter_rows()):
+            sources[dataset, lic] = sources.get((dataset, lic), 0) + n
+        for *keys, n in (frame.group_by("planner_model", "responder_model", "judge_model").len()
+                         .collect().iter_rows()):
+            models[tuple(keys)] = models.get(tuple(keys), 0) + n
+        if config == "sft":
+            stats.calls["sft"] = _calls(frame, "messages")
+        elif config == "dpo":
+            stats.calls["dpo chosen"] = _calls(frame, "chosen")
+            stats.calls["dpo rejected"] = _calls(frame, "rejected")
+            stats.perturbation = _value_counts(frame, pl.col("perturbation"))
+            stats.rejected_codes = _value_counts(frame.explode("rejected_codes"),
+                                                 pl.col("rejected_codes"))
+        elif config == "eval":
+            stats.expected_decision = _value_counts(frame, pl.col("expected_decision"))
+    stats.category_label = dict(sorted(stats.category_label.items()))
+    stats.topology = dict(sorted(stats.topology.items()))
+    stats.sources = dict(sorted(sources.items()))
+    stats.models = dict(sorted(models.items()))
+    return stats
