@@ -21,9 +21,13 @@ Mode = Literal["strict", "lenient"]
 
 #: The authors' tool-name regex (their reward counts calls with it).
 TOOL_TAG = re.compile(r"\[([A-Z0-9_-]+)\]\s*:")
-_STRICT_LINE = re.compile(r"[ \t]*\[([A-Z0-9_-]+)\][ \t]*:[ \t]*(.*?)\s*")
-_BLOCKS = re.compile(r"\s*<thinking>(.*?)</thinking>\s*<answer>(.*?)</answer>\s*", re.S)
+_CALL_PREFIX = re.compile(r"[ \t]*\[([A-Z0-9_-]+)\][ \t]*:[ \t]*")
+#: A whole line `[NAME]: {...}`: the shape of every line of a well-formed trace.
+_TYPED_LINE = re.compile(r"^[ \t]*\[([A-Z0-9_-]+)\][ \t]*:[ \t]*(\{.*)$", re.M)
 _TAG = re.compile(r"</?(?:thinking|answer)>")
+#: The common well-formed layout, matched without backtracking (a `<` inside the thinking
+#: block, or a tag inside the answer, sends the text down the careful path instead).
+_WELL_FORMED = re.compile(r"\s*<thinking>([^<]*)</thinking>\s*<answer>(.*)</answer>\s*", re.S)
 _TAGS = ("<thinking>", "</thinking>", "<answer>", "</answer>")
 
 
@@ -106,10 +110,10 @@ def _json_object(body: str) -> dict[str, Any] | None:
 
 def _blocks(text: str) -> tuple[str, str | None, list[Issue], bool, bool]:
     """(thinking, answer, issues, has_thinking, has_answer) for well- or ill-formed text."""
-    m = _BLOCKS.fullmatch(text)
+    m = _WELL_FORMED.fullmatch(text)
     if m is not None:
-        thinking, answer = m.group(1), m.group(2)
-        if not (_TAG.search(thinking) or _TAG.search(answer)):
+        thinking, answer = m.groups()
+        if "<" not in answer or not _TAG.search(answer):
             return thinking, _strip_one_newline(answer), [], True, True
     tokens = list(_TAG.finditer(text))
     kinds = [t.group(0) for t in tokens]
@@ -125,13 +129,23 @@ def _blocks(text: str) -> tuple[str, str | None, list[Issue], bool, bool]:
     if kinds != expected:
         issues.append(issue("tag_structure", "tags are repeated, unclosed, nested or out of "
                                              f"order: {' '.join(kinds[:12])}", "/response"))
-    elif has_thinking and has_answer:
+    elif _outside(text, tokens).strip():
         issues.append(issue("tag_structure", "text outside the <thinking> and <answer> blocks",
                             "/response"))
     thinking = _between(text, "<thinking>", ("</thinking>", "<answer>")) if has_thinking else ""
     answer = _between(text, "<answer>", ("</answer>",)) if has_answer else None
     return thinking, None if answer is None else _strip_one_newline(answer), issues, \
         has_thinking, has_answer
+
+
+def _outside(text: str, tokens: list[re.Match[str]]) -> str:
+    """The text outside the blocks delimited by well-ordered (open, close) tag pairs."""
+    pieces, pos = [], 0
+    for opening, closing in zip(tokens[::2], tokens[1::2], strict=True):
+        pieces.append(text[pos:opening.start()])
+        pos = closing.end()
+    pieces.append(text[pos:])
+    return "".join(pieces)
 
 
 def _between(text: str, opening: str, closings: tuple[str, ...]) -> str:
@@ -141,11 +155,38 @@ def _between(text: str, opening: str, closings: tuple[str, ...]) -> str:
     return _TAG.sub("", text[start:min(ends) if ends else len(text)])
 
 
+def _typed_lines(thinking: str) -> list[Call] | None:
+    """The calls when every non-blank line is `[NAME]: {json object}`, else None.
+
+    The common case, read with two C-level regex passes; both modes read such text the same
+    way, and anything else falls back to the line-by-line readers below.
+    """
+    pairs = _TYPED_LINE.findall(thinking)
+    if len(pairs) > MAX_CALLS:
+        return None
+    # Matches never span lines, so in the canonical layout ("\n" + one call per line) a match
+    # per line proves every line is a call; other layouts check what the matches leave over.
+    if not (len(pairs) == thinking.count("\n") - 1 and thinking[:1] == "\n"
+            and thinking[-1:] == "\n"):
+        rest = _TYPED_LINE.sub("", thinking)
+        if rest and not rest.isspace():
+            return None
+    loads = orjson.loads
+    try:
+        calls = [Call(name, loads(body)) for name, body in pairs]
+    except orjson.JSONDecodeError:
+        return None
+    for call in calls:
+        if type(call.output) is not dict:
+            return None
+    return calls
+
+
 def _strict_calls(thinking: str, calls: list[Call], issues: list[Issue]) -> None:
     for lineno, line in enumerate(thinking.split("\n")):
         if not line or line.isspace():
             continue
-        m = _STRICT_LINE.fullmatch(line)
+        m = _CALL_PREFIX.match(line)
         if m is None:
             issues.append(issue("tool_syntax", f"line {lineno} of <thinking> is not a "
                                                f"`[NAME]: {{json}}` call: {line[:80]!r}",
@@ -153,9 +194,9 @@ def _strict_calls(thinking: str, calls: list[Call], issues: list[Issue]) -> None
             continue
         if len(calls) > MAX_CALLS:
             return
-        name, body = m.groups()
+        body = line[m.end():].rstrip()
         output = _json_object(body)
-        calls.append(Call(name, body if output is None else output))
+        calls.append(Call(m.group(1), body if output is None else output))
 
 
 def _lenient_calls(thinking: str, calls: list[Call]) -> None:
@@ -182,10 +223,12 @@ def _lenient_calls(thinking: str, calls: list[Call]) -> None:
 def parse_text(text: str, mode: Mode = "strict") -> ParsedText:
     """Read a text-form trace; structural findings come back as issues, never exceptions."""
     thinking, answer, issues, has_thinking, has_answer = _blocks(text)
-    calls: list[Call] = []
-    if mode == "strict":
-        _strict_calls(thinking, calls, issues)
-    else:
-        _lenient_calls(thinking, calls)
+    calls = _typed_lines(thinking)
+    if calls is None:
+        calls = []
+        if mode == "strict":
+            _strict_calls(thinking, calls, issues)
+        else:
+            _lenient_calls(thinking, calls)
     return ParsedText(Trace(calls, "" if answer is None else answer), issues, has_thinking,
                       has_answer)

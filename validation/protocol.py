@@ -78,6 +78,12 @@ class Protocol:
     max_visits: int
     shield_tool: str | None
     document: dict[str, Any]
+    output_checks: dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # tool name → the compiled validator's bound `is_valid`: the hot path's dispatch table
+        checks = {name: tool.validator.is_valid for name, tool in self.tools.items()}
+        object.__setattr__(self, "output_checks", checks)
 
 
 class ProtocolInvalid(ValueError):

@@ -8,6 +8,7 @@ trace means the same thing everywhere. The valid path allocates almost nothing: 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -145,10 +146,39 @@ def decision_conflict(calls: Iterable[Call]) -> tuple[str, int] | None:
     return None
 
 
+def _clean(trace: Trace, protocol: Protocol) -> bool:
+    """True when the careful checks below would find nothing: the valid path in a few C-level
+    set operations. Any doubt returns False and the careful checks run and explain."""
+    calls = trace.calls
+    n = len(calls)
+    if not protocol.min_calls <= n <= protocol.max_calls or not trace.answer.strip():
+        return False
+    checks = protocol.output_checks
+    names = []
+    for call in calls:
+        check = checks.get(call.tool)
+        if check is None or type(call.output) is not dict or not check(call.output):
+            return False
+        names.append(call.tool)
+    graph = protocol.graph
+    if names[0] not in graph.start_set or names[-1] not in graph.terminal_set \
+            or not graph.edge_set.issuperset(zip(names, names[1:])):
+        return False
+    visited = set(names)
+    if len(visited) != n and max(Counter(names).values()) > protocol.max_visits:
+        return False
+    if graph.required and not visited.issuperset(graph.required):
+        return False
+    return decision_conflict(calls) is None
+
+
 def check_trace(trace: Trace, protocol: Protocol, mode: Mode = "strict", *,
                 stored: bool = False, issues: list[Issue] | None = None,
                 has_answer: bool = True) -> Verdict:
     """Check a parsed trace against a resolved protocol (everything after parsing)."""
+    if not issues and has_answer and _clean(trace, protocol):
+        n = len(trace.calls)
+        return Verdict(trace, [] if issues is None else issues, n, n, n)
     verdict = Verdict(trace, issues if issues is not None else [])
     _check_calls(trace, protocol, mode, stored, verdict)
     _check_walk(trace, protocol, stored, verdict)

@@ -1,0 +1,149 @@
+"""Validator throughput: 100,000 typed traces from JSONL, as a ratio to `json.loads` of the same
+lines in the same run (issue #2 asks for ≤ 4×), plus the CLI's cold start against a bare
+interpreter.
+
+    python benchmarks/bench_validate.py [--records 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.support
+
+from safer_toolkit.validation import (  # noqa: E402
+    Call,
+    Trace,
+    Validator,
+    library_protocol_document,
+    resolve_protocol,
+    to_text,
+)
+from safer_toolkit.validation.report import Summary, validate_files  # noqa: E402
+from tests.support.protocols import OUT  # noqa: E402
+
+TOPOLOGIES = ("tree", "mesh", "shield", "loop")
+
+
+def _walk(rng: random.Random, topology: str) -> list[str]:
+    """A random legal walk of 4–7 calls over the library graph of `topology`."""
+    graph = resolve_protocol(library_protocol_document(topology)).graph
+    while True:
+        walk = [rng.choice(graph.start)]
+        while len(walk) < 7:
+            nxt = [b for a, b in graph.edges if a == walk[-1] and b not in walk]
+            if not nxt or (walk[-1] in graph.terminal and len(walk) >= 4 and rng.random() < .5):
+                break
+            walk.append(rng.choice(nxt))
+        if walk[-1] in graph.terminal and len(walk) >= 4:
+            return walk
+
+
+def write_traces(path: Path, n: int, embed: bool) -> None:
+    rng = random.Random(0)
+    protocols = {t: json.dumps(library_protocol_document(t)) for t in TOPOLOGIES}
+    with path.open("w") as f:
+        for i in range(n):
+            topology = TOPOLOGIES[i % len(TOPOLOGIES)] if embed else "mesh"
+            walk = _walk(rng, topology)
+            calls = [Call(t, dict(OUT[t])) for t in walk]
+            if "REFUSAL-GENERATOR" in walk:  # keep the decision consistent with the analysis
+                for call in calls:
+                    if call.tool == "INTENT-RADAR":
+                        call.output["intent"] = "harmful"
+                    if call.tool == "SAFETY-GATE":
+                        call.output["verdict"] = "refuse"
+            record = {"id": f"t{i}", "response": to_text(Trace(calls, "A helpful answer."))}
+            if embed:
+                record["protocol"] = protocols[topology]
+            f.write(json.dumps(record) + "\n")
+
+
+def best_of(runs: int, fn) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def bench_throughput(path: Path, protocol: dict | None) -> tuple[float, float, Summary]:
+    def loads() -> None:
+        with path.open("rb") as f:
+            for line in f:
+                json.loads(line)
+
+    summary = Summary()
+
+    def validate() -> None:
+        summary.__init__()
+        for result in validate_files([path], Validator(protocol)):
+            summary.add(result)
+
+    return best_of(3, loads), best_of(3, validate), summary
+
+
+def bench_cli(path: Path, report: Path) -> float:
+    """The whole `safer-toolkit validate --report` path, in-process (no start-up cost)."""
+    from safer_toolkit.cli import main
+
+    argv = ["validate", str(path), "--library", "default", "--topology", "mesh",
+            "--report", str(report), "--json"]
+    with open("/dev/null", "w") as devnull:
+        stdout, sys.stdout = sys.stdout, devnull
+        try:
+            return best_of(3, lambda: main(argv))
+        finally:
+            sys.stdout = stdout
+
+
+def bench_cold_start(path: Path) -> tuple[float, float]:
+    def bare() -> None:
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+
+    def cli() -> None:
+        subprocess.run([sys.executable, "-m", "safer_toolkit", "validate", str(path),
+                        "--library", "default", "--topology", "mesh", "--json"],
+                       check=True, stdout=subprocess.DEVNULL)
+
+    return best_of(5, bare), best_of(5, cli)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=100_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = []
+        for embed in (False, True):
+            path = Path(tmp) / f"traces-{embed}.jsonl"
+            write_traces(path, args.records, embed)
+            protocol = None if embed else library_protocol_document("mesh")
+            base, ours, summary = bench_throughput(path, protocol)
+            assert summary.records == args.records and summary.valid == args.records, summary
+            label = "embedded protocols (4 topologies)" if embed else "one --protocol (mesh)"
+            rows.append((label, base, ours))
+            if not embed:
+                rows.append(("CLI with --report (mesh)", base,
+                             bench_cli(path, Path(tmp) / "report.jsonl")))
+        one = Path(tmp) / "one.jsonl"
+        write_traces(one, 1, False)
+        bare, cli = bench_cold_start(one)
+    print(f"validate {args.records:,} typed text-form traces from JSONL (best of 3)")
+    print(f"{'case':<36} {'json.loads':>11} {'validate':>10} {'ratio':>7}")
+    for label, base, ours in rows:
+        print(f"{label:<36} {base:>10.3f}s {ours:>9.3f}s {ours / base:>6.2f}×")
+    print(f"CLI cold start on one record: {cli:.3f}s vs bare interpreter {bare:.3f}s "
+          f"({cli / bare:.1f}×, +{cli - bare:.3f}s)")
+
+
+if __name__ == "__main__":
+    main()
