@@ -25,11 +25,11 @@ class DPOStageConfig(StageConfig):
 
 def train(cfg: DPOStageConfig) -> dict[str, Any]:
     """Run DPO from the SFT model and save to `cfg.output_dir`; returns the summary."""
-    from trl import DPOConfig, DPOTrainer
-
     from safer_toolkit.training_reference import stage
 
-    rows = stage.load_rows(cfg, COLUMNS)
+    rows = stage.load_rows(cfg, COLUMNS)  # before importing TRL: a bad dataset fails fast
+    from trl import DPOConfig, DPOTrainer
+
     model, processor = stage.load_model_and_processor(cfg)
     args = DPOConfig(**{"max_length": None,  # never truncate into image tokens
                         "beta": cfg.beta, "loss_type": list(cfg.loss_type),

@@ -88,16 +88,16 @@ def _rows(cfg: GRPOStageConfig) -> Any:
 
 def train(cfg: GRPOStageConfig) -> dict[str, Any]:
     """Run GRPO from the DPO model and save to `cfg.output_dir`; returns the summary."""
-    from trl import GRPOConfig, GRPOTrainer
-
     from safer_toolkit.training_reference import stage
 
     if cfg.dataset_format not in DATASET_FORMATS:
         raise ConfigError(f"[grpo] dataset_format must be one of {', '.join(DATASET_FORMATS)}")
     if cfg.use_vllm and importlib.util.find_spec("vllm") is None:
         raise ConfigError("[grpo] use_vllm = true, but vllm is not installed")
-    rows = _rows(cfg)
+    rows = _rows(cfg)  # before importing TRL: a bad dataset fails fast
     semantic = _judge(cfg)
+    from trl import GRPOConfig, GRPOTrainer
+
     funcs, weights = reward_functions(cfg, semantic)
     model, processor = stage.load_model_and_processor(cfg)
     args = GRPOConfig(**{

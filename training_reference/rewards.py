@@ -41,7 +41,6 @@ _LN7 = math.log(7)
 
 #: An invalid trace earns at most this much, so a strictly valid one (1.0) always ranks above.
 PARTIAL_CAP = 0.9
-_UNPARSEABLE = {"missing_thinking", "missing_answer"}
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,7 @@ def format_reward(prompts: Sequence[Any], completions: Sequence[Any],
     out: list[float | None] = []
     for completion in completions:
         text = completion_text(completion)
-        out.append(1.0 if _THINKING.search(text) and _ANSWER.search(text) else 0.0)
+        out.append(1.0 if has_blocks(text) else 0.0)
     return out
 
 
@@ -103,14 +102,23 @@ def depth_reward(prompts: Sequence[Any], completions: Sequence[Any],
 _VALIDATOR = Validator(mode="strict")
 
 
+def has_blocks(text: str) -> bool:
+    """Both a closed <thinking> block and a closed <answer> block (the authors' format test)."""
+    return bool(_THINKING.search(text) and _ANSWER.search(text))
+
+
 def protocol_adherence(text: str, protocol: Any) -> float:
-    """1.0 strictly valid; else ≤ 0.9 · mean(legal walk prefix share, checked-output share);
-    0 without both blocks or any call. Raises `ProtocolInvalid` for an unusable protocol."""
-    verdict = check_text(text, _VALIDATOR.protocol(protocol), "strict")
+    """1.0 strictly valid; else 0.9 · mean(legal walk prefix share, checked-output share);
+    0 when unparseable (no closed <thinking> and <answer> blocks, or no call at all).
+    Raises `ProtocolInvalid` for an unusable protocol."""
+    resolved = _VALIDATOR.protocol(protocol)
+    if not has_blocks(text):
+        return 0.0
+    verdict = check_text(text, resolved, "strict")
     if verdict.valid:
         return 1.0
     n = len(verdict.trace.calls)
-    if not n or any(i.code in _UNPARSEABLE for i in verdict.issues):
+    if not n:
         return 0.0
     walk = verdict.legal_prefix / n
     typed = verdict.typed_valid / verdict.typed_total if verdict.typed_total else 0.0
@@ -186,7 +194,7 @@ class SemanticReward:
 
     async def _score(self, gate: asyncio.Semaphore, question: str, text: str,
                      image: Any) -> float | None:
-        if not (_THINKING.search(text) and _ANSWER.search(text)):
+        if not has_blocks(text):
             return 0.0  # a missing tag scores 0 without asking the judge (SPEC §6)
         payload = image_payload(image) if self.send_image else None
         request = semantic_request(self.model, question, text,

@@ -24,11 +24,11 @@ class SFTStageConfig(StageConfig):
 
 def train(cfg: SFTStageConfig) -> dict[str, Any]:
     """Run SFT and save the model to `cfg.output_dir`; returns the provenance summary."""
-    from trl import SFTConfig, SFTTrainer
-
     from safer_toolkit.training_reference import stage
 
-    rows = stage.load_rows(cfg, COLUMNS)
+    rows = stage.load_rows(cfg, COLUMNS)  # before importing TRL: a bad dataset fails fast
+    from trl import SFTConfig, SFTTrainer
+
     model, processor = stage.load_model_and_processor(cfg)
     args = SFTConfig(**{"max_length": None,  # never truncate into image tokens
                         "assistant_only_loss": cfg.assistant_only_loss,

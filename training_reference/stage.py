@@ -37,7 +37,7 @@ def load_rows(cfg: StageConfig, columns: tuple[str, ...]) -> Any:
 
     try:
         ds = datasets.load_dataset(cfg.dataset, cfg.dataset_config, split=cfg.split)
-    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
+    except (OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
         raise DatasetUnusable(f"{cfg.dataset} [{cfg.dataset_config}/{cfg.split}]: "
                               f"cannot load ({exc})") from None
     missing = [c for c in columns if c not in ds.column_names]

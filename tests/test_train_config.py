@@ -1,0 +1,116 @@
+"""`safer-toolkit train` configs: the shipped files carry the published settings, stages chain,
+overrides apply, and bad input is one line on stderr with exit status 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from safer_toolkit.cli import main
+from safer_toolkit.training_reference.config import ConfigError, load_stage_config
+from safer_toolkit.training_reference.dpo import DPOStageConfig
+from safer_toolkit.training_reference.grpo import GRPOStageConfig, reward_functions
+from safer_toolkit.training_reference.rewards import (
+    depth_reward,
+    format_reward,
+    protocol_reward,
+)
+from safer_toolkit.training_reference.sft import SFTStageConfig
+
+CONFIGS = Path(__file__).parents[1] / "training_reference" / "configs"
+CLASSES = {"sft": SFTStageConfig, "dpo": DPOStageConfig, "grpo": GRPOStageConfig}
+
+
+@pytest.mark.parametrize(("name", "base"), [("qwen2_5_vl_3b", "Qwen/Qwen2.5-VL-3B-Instruct"),
+                                            ("qwen2_5_vl_7b", "Qwen/Qwen2.5-VL-7B-Instruct")])
+def test_shipped_configs_carry_the_published_settings_and_chain(name: str, base: str) -> None:
+    path = CONFIGS / f"{name}.toml"
+    sft, dpo, grpo = (load_stage_config(CLASSES[s], path, s) for s in ("sft", "dpo", "grpo"))
+    assert (sft.learning_rate, dpo.learning_rate, grpo.learning_rate) == (1e-5, 5e-7, 1e-6)
+    assert (grpo.num_generations, grpo.temperature, grpo.beta, grpo.max_completion_length,
+            grpo.num_train_epochs) == (4, 1.0, 0.01, 2048, 2.0)
+    rw = grpo.rewards
+    assert (rw.format, rw.depth, rw.semantic) == (0.1, 0.2, 0.7)
+    assert grpo.use_vllm is False and sft.lora.enabled is False
+    assert sft.model == base
+    assert dpo.model == sft.output_dir and grpo.model == dpo.output_dir
+    assert [c.dataset_config for c in (sft, dpo, grpo)] == ["sft", "dpo", "grpo"]
+    assert grpo.judge["base_urls"] and grpo.judge["model"]
+    # GRPO needs the global batch to divide into groups of num_generations
+    assert (grpo.per_device_train_batch_size * grpo.gradient_accumulation_steps) \
+        % grpo.num_generations == 0
+
+
+def test_overrides_apply_to_the_stage_and_output_root_moves_the_chain(tmp_path: Path) -> None:
+    cfg = load_stage_config(GRPOStageConfig, CONFIGS / "qwen2_5_vl_3b.toml", "grpo", {
+        "output_root": str(tmp_path), "learning_rate": 3e-6, "lora": {"enabled": True, "r": 8},
+        "rewards": {"protocol": 0.5}, "trl": {"logging_steps": 1}})
+    assert cfg.model == f"{tmp_path}/dpo" and cfg.output_dir == f"{tmp_path}/grpo"
+    assert cfg.learning_rate == 3e-6 and cfg.lora.enabled and cfg.lora.r == 8
+    assert cfg.lora.alpha == 128  # the rest of the table kept
+    assert cfg.rewards.protocol == 0.5 and cfg.rewards.semantic == 0.7
+    kwargs = cfg.trainer_kwargs()
+    assert kwargs["learning_rate"] == 3e-6 and kwargs["logging_steps"] == 1
+    assert kwargs["output_dir"] == f"{tmp_path}/grpo"
+
+
+def test_reward_functions_follow_the_weights() -> None:
+    cfg = load_stage_config(GRPOStageConfig, CONFIGS / "qwen2_5_vl_3b.toml", "grpo",
+                            {"rewards": {"semantic": 0.0, "protocol": 0.3}})
+    funcs, weights = reward_functions(cfg, None)
+    assert funcs == [format_reward, depth_reward, protocol_reward]
+    assert weights == [0.1, 0.2, 0.3]
+    judge = object()
+    funcs, weights = reward_functions(cfg, judge)
+    assert funcs[2] is judge and weights == [0.1, 0.2, 0.0, 0.3]
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"learning_rat": 1.0}, "unknown key(s) learning_rat"),
+    ({"learning_rate": "fast"}, "learning_rate = 'fast'"),
+    ({"lora": 3}, "lora must be a table"),
+    ({"lora": {"rank": 3}}, "unknown key(s) rank"),
+    ({"num_generations": True}, "num_generations = True"),
+])
+def test_bad_keys_and_types_are_named(overrides: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=r"qwen2_5_vl_3b\.toml:\[grpo\]") as err:
+        load_stage_config(GRPOStageConfig, CONFIGS / "qwen2_5_vl_3b.toml", "grpo", overrides)
+    assert message in str(err.value)
+
+
+def test_cli_prints_the_resolved_config_from_a_shipped_name(capsys) -> None:
+    rc = main(["train", "dpo", "--config", "qwen2_5_vl_7b", "beta=0.2", "loss_type=[\"ipo\"]",
+               "output_root=out", "--print-config"])
+    assert rc == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["beta"] == 0.2 and cfg["loss_type"] == ["ipo"]
+    assert cfg["model"] == "out/sft" and cfg["learning_rate"] == 5e-7
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["train", "sft", "--config", "missing.toml"], "missing.toml: cannot read"),
+    (["train", "sft", "--config", "BAD", "lr"], "override 'lr' is not KEY=VALUE"),
+    (["train", "grpo", "--config", "qwen2_5_vl_3b", "dataset="], "needs `dataset`"),
+    (["train", "sft", "--config", "qwen2_5_vl_3b", "model=", "output_root=x"], "needs `model`"),
+    (["train", "sft", "--config", "qwen2_5_vl_3b", "dataset=nowhere/x"],
+     "cannot load"),
+])
+def test_cli_usage_errors_are_one_line_and_exit_2(argv: list[str], message: str, tmp_path,
+                                                  monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "BAD").write_text("[sft]\n")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_a_config_with_a_stray_table_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[defaults]\ndataset = "d"\n[sfft]\nmodel = "m"\n')
+    with pytest.raises(ConfigError, match="unknown table\\(s\\) sfft"):
+        load_stage_config(SFTStageConfig, path, "sft")
+    path.write_text('[defaults\n')
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_stage_config(SFTStageConfig, path, "sft")
