@@ -24,7 +24,7 @@ answers = text.filter(lambda a: not re.search(r"</?(thinking|answer)>", a))
 traces = st.builds(Trace, st.lists(st.builds(Call, tool_names, outputs), max_size=8), answers)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(traces)
 def test_stored_to_text_to_stored_is_exact(trace: Trace) -> None:
     for mode in ("strict", "lenient"):
@@ -34,7 +34,7 @@ def test_stored_to_text_to_stored_is_exact(trace: Trace) -> None:
         assert parsed.trace.to_stored() == trace.to_stored()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(traces)
 def test_text_to_stored_to_text_is_exact(trace: Trace) -> None:
     canonical = to_text(trace)
@@ -103,3 +103,28 @@ def test_strict_flags_lines_that_are_not_calls() -> None:
 def test_answer_keeps_inner_whitespace_exactly() -> None:
     trace = Trace([], "  two\n\nparagraphs  \n")
     assert parse_text(to_text(trace)).trace.answer == trace.answer
+
+
+line_kinds = st.one_of(
+    st.builds(lambda n, o: f"[{n}]: {__import__('json').dumps(o)}", tool_names, outputs),
+    st.builds(lambda n, o: f"  [{n}] :\t{__import__('json').dumps(o)}  \r", tool_names, outputs),
+    st.builds(lambda n: f"[{n}]: free text [X]: more", tool_names),
+    st.builds(lambda n: f"[{n}]: {{not json", tool_names),
+    st.sampled_from(["", "   ", "plain prose", "[lower]: x", '[A]: {"a": 1} trailing']),
+)
+
+
+@settings(max_examples=250, deadline=None)
+@given(st.lists(line_kinds, max_size=8), st.sampled_from(["strict", "lenient"]))
+def test_shortcut_reader_agrees_with_line_readers(lines, mode) -> None:
+    from safer_toolkit.validation import codec
+
+    text = "<thinking>\n" + "\n".join(lines) + "\n</thinking>\n<answer>\nok\n</answer>"
+    fast = parse_text(text, mode)
+    original = codec._typed_lines
+    try:
+        codec._typed_lines = lambda _: None
+        careful = parse_text(text, mode)
+    finally:
+        codec._typed_lines = original
+    assert fast.trace == careful.trace and fast.issues == careful.issues
