@@ -94,8 +94,9 @@ class _Replica:
     url: str
     in_flight: int = 0
     failures: int = 0  # consecutive failed attempts, reset by a success
-    last_reason: str = "connection"
+    cooldowns: int = 0  # cool-downs in the current failing streak
     cooling_until: float = 0.0
+    last_reason: str = "connection"
 
 
 class _Replicas:
@@ -103,13 +104,16 @@ class _Replicas:
 
     A call goes to the ready replica with the fewest requests in flight (ties taken in turn,
     and never back to the replica its previous attempt failed on when another is ready).
-    After `_TRIP_AFTER` consecutive failures a replica cools down for `backoff_s`, doubling on
-    every further failure up to `backoff_cap_s`; when the cool-down ends a single probe request
-    is let through, and one success makes the replica fully ready again. If no replica is ready
-    a call waits for the earliest cool-down — except when every replica has been failing long
-    enough to reach the longest cool-down: then the endpoint is down, waiting calls fail at once
-    with the replicas' last reason (a rerun retries them), and probes keep testing recovery.
-    A 429 says nothing about a replica's health (it rate-limits this request), nor does a 4xx.
+    After `_TRIP_AFTER` consecutive failures a replica cools down for `backoff_s`; when that
+    ends a single probe request is let through, and each failed probe doubles the next
+    cool-down up to `backoff_cap_s` (failures of requests sent before a cool-down do not count
+    twice: many requests in flight failing at once is one outage). One success makes the
+    replica ready again. If no replica is ready a call waits for the earliest cool-down —
+    except once every replica has failed probes for long enough to reach the longest cool-down
+    (about 30 s of outage with the defaults): the endpoint is then down and waiting calls fail
+    at once with the replicas' last reason (a rerun sends them again), while probes go on
+    testing for recovery. A 429 says nothing about a replica's health (it rate-limits this
+    request), nor does a 4xx.
     """
 
     def __init__(self, urls: list[str], backoff_s: float, cap_s: float) -> None:
@@ -118,12 +122,8 @@ class _Replicas:
         self._turn = 0
         self._changed = asyncio.Event()
 
-    def _cooldown(self, failures: int) -> float:
-        return min(self._cap_s, self._backoff_s * 2 ** (failures - _TRIP_AFTER))
-
     def _down(self, r: _Replica) -> bool:
-        return (r.failures >= _TRIP_AFTER
-                and self._backoff_s * 2 ** (r.failures - _TRIP_AFTER) >= self._cap_s)
+        return r.cooldowns > 0 and self._backoff_s * 2 ** (r.cooldowns - 1) >= self._cap_s
 
     def _pick(self, now: float, avoid: _Replica | None) -> _Replica | None:
         ready = [r for r in self._all if r.cooling_until <= now
@@ -145,8 +145,8 @@ class _Replicas:
                 replica.in_flight += 1
                 return replica
             if all(self._down(r) for r in self._all):
-                r = self._all[0]
-                raise CallFailed(r.last_reason, f"all {len(self._all)} replica(s) are failing")
+                raise CallFailed(self._all[0].last_reason,
+                                 f"all {len(self._all)} replica(s) are failing")
             cooling = [r.cooling_until - now for r in self._all if r.cooling_until > now]
             changed = self._changed
             with contextlib.suppress(TimeoutError):
@@ -156,12 +156,15 @@ class _Replicas:
         """Return a replica after an attempt; `healthy` None means the outcome says nothing."""
         replica.in_flight -= 1
         if healthy:
-            replica.failures, replica.cooling_until = 0, 0.0
+            replica.failures, replica.cooldowns, replica.cooling_until = 0, 0, 0.0
         elif healthy is False:
             replica.failures += 1
             replica.last_reason = reason
-            if replica.failures >= _TRIP_AFTER:
-                replica.cooling_until = time.monotonic() + self._cooldown(replica.failures)
+            now = time.monotonic()
+            if replica.failures >= _TRIP_AFTER and now >= replica.cooling_until:
+                cooldown = min(self._cap_s, self._backoff_s * 2 ** replica.cooldowns)
+                replica.cooling_until = now + cooldown
+                replica.cooldowns += 1
         self._changed.set()
         self._changed = asyncio.Event()
 
