@@ -186,3 +186,33 @@ def test_console_script_cold_start_imports_little(tmp_path) -> None:
                           check=False)
     assert "HEAVY []" in proc.stderr, proc.stderr
     assert json.loads(proc.stdout)["valid"] == 1
+
+
+@pytest.mark.parametrize("form", ["jsonl", "array", "parquet"])
+def test_memory_stays_flat_whatever_the_file_size(tmp_path, form) -> None:
+    import tracemalloc
+
+    from safer_toolkit.validation import Validator
+    from safer_toolkit.validation.report import Summary, validate_files
+
+    def peak(n: int) -> int:
+        path = tmp_path / f"{n}.{form}"
+        rows = [GOOD] * n
+        if form == "jsonl":
+            _write_jsonl(path, rows)
+        elif form == "array":
+            path.write_text(json.dumps(rows))
+        else:
+            pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=500)
+        validator = Validator(protocol("mesh"))
+        tracemalloc.start()
+        summary = Summary()
+        for result in validate_files([path], validator):
+            summary.add(result)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert summary.valid == n
+        return top
+
+    small, large = peak(1_000), peak(10_000)
+    assert large < 1.5 * small + 200_000, (small, large)
