@@ -112,14 +112,14 @@ def finish(stage: str, cfg: StageConfig, trainer: Any, processor: Any,
 
     Returns the summary written to `safer_toolkit_training.json`."""
     out = Path(cfg.output_dir)
-    model = trainer.model
     if cfg.lora.enabled:
         trainer.save_model(str(out / "adapter"))
-        model = trainer.accelerator.unwrap_model(model).merge_and_unload()
+        if trainer.accelerator.is_main_process:
+            merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+            merged.save_pretrained(out)
     else:
-        model = trainer.accelerator.unwrap_model(model)
+        trainer.save_model(str(out))  # gathers sharded (ZeRO-3/FSDP) weights itself
     if trainer.accelerator.is_main_process:
-        model.save_pretrained(out)
         processor.save_pretrained(out)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     summary = {
