@@ -64,6 +64,12 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             path = unquote(urlsplit(self.path).path)
+            m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/revision/([^/]+)", path)
+            if m and m.group(2) in hub.repos.get(m.group(1), {}):
+                done = [c for c in hub.commits if (c.repo_id, c.revision) == m.groups()]
+                self._send(200, {"id": m.group(1), "sha": f"{len(done):040x}",
+                                 "private": hub.private[m.group(1)]})
+                return
             m = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)/tree/([^/]+)", path)
             if not m or m.group(1) not in hub.repos:
                 self._send(404, {"error": f"not found: {path}"})
@@ -87,14 +93,16 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             if path == "/api/repos/create":
                 payload = json.loads(body)
                 repo_id = f"{payload['organization'] or 'me'}/{payload['name']}"
+                url = f"http://{self.headers['Host']}/datasets/{repo_id}"
                 if payload.get("type") != "dataset":
                     self._send(400, {"error": "expected a dataset repo"})
-                elif repo_id in hub.repos:
-                    self._send(409, {"error": "You already created this dataset repo"})
+                elif repo_id in hub.repos:  # the Hub names the existing repo in its 409
+                    self._send(409, {"error": "You already created this dataset repo",
+                                     "url": url})
                 else:
                     hub.repos[repo_id] = {"main": {}}
                     hub.private[repo_id] = payload.get("visibility") == "private"
-                    self._send(200, {"url": f"http://{self.headers['Host']}/datasets/{repo_id}"})
+                    self._send(200, {"url": url})
                 return
             if path == "/api/validate-yaml":
                 content = json.loads(body)["content"]
@@ -143,7 +151,8 @@ def _handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             summary = next(v["value"]["summary"] for v in lines if v["key"] == "header")
             hub.commits.append(Commit(repo_id, revision, summary, added, deleted))
             oid = f"{len(hub.commits):040x}"
-            self._send(200, {"commitUrl": f"http://{self.headers['Host']}/datasets/{repo_id}/commit/{oid}",
+            host = self.headers["Host"]
+            self._send(200, {"commitUrl": f"http://{host}/datasets/{repo_id}/commit/{oid}",
                              "commitOid": oid})
 
     return Handler
