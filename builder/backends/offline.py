@@ -1,0 +1,233 @@
+"""The offline backend: a deterministic planner, responder and judge that need no model.
+
+It answers every chat-completions request from the request alone — which role is asked (the
+response-format name, or a toolkit instruction as the system prompt), the image bytes (seed
+images carry their scene in a PNG text chunk), the question and the annotation the request
+carries. So `safer-toolkit serve` exposing it over HTTP gives byte-for-byte the answers an
+in-process build gets, and a build is reproducible on a fresh machine.
+
+It is a real generator of valid, varied data, not a test double — and it is labelled as what it
+is in every manifest (`backend.kind = "offline"`). Roles are a dispatch table (`ROLES`), so
+other callers (the evaluation's model under test, say) can add theirs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from safer_toolkit.builder.backends.base import ChatRequest, ChatResult
+from safer_toolkit.builder.backends.offline_judge import judge_scores
+from safer_toolkit.builder.backends.offline_plan import conservative_choices, plan_choices
+from safer_toolkit.builder.backends.offline_sight import Sight, assess, look, rng_for
+from safer_toolkit.builder.backends.offline_trace import write_trace
+from safer_toolkit.builder.prompts.instruction import parse_toolkit_instruction
+from safer_toolkit.builder.prompts.wire import (
+    HINT_HEADER,
+    JUDGE_FORMAT_NAME,
+    JUDGE_PAYLOAD_HEADER,
+    PLAN_FORMAT_NAME,
+    PLAN_PAYLOAD_HEADER,
+    read_payload,
+)
+from safer_toolkit.validation import (
+    ProtocolInvalid,
+    library_protocol_document,
+    resolve_protocol,
+)
+
+OFFLINE_MODELS = {"planner": "safer-offline-planner", "responder": "safer-offline-responder",
+                  "judge": "safer-offline-judge"}
+#: Rough token accounting (the offline backend has no tokenizer): 4 characters a token.
+_CHARS_PER_TOKEN = 4
+_IMAGE_TOKENS = 85
+_MAX_IMAGE_BYTES = 32 * 1024 * 1024
+
+
+class OfflineRequestError(ValueError):
+    """The request cannot be answered (malformed messages); `serve` turns it into a 400."""
+
+
+@dataclass
+class Conversation:
+    """The parts of a chat request the offline roles read."""
+
+    system: str
+    texts: list[dict[str, Any]]  # the first user turn's text parts
+    image: bytes | None
+    feedback: bool  # the conversation continues after a rejected reply
+    response_format: Mapping[str, Any] | None
+    sampling: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def format_name(self) -> str | None:
+        fmt = self.response_format or {}
+        if fmt.get("type") != "json_schema":
+            return None
+        name = (fmt.get("json_schema") or {}).get("name")
+        return name if isinstance(name, str) else None
+
+    @property
+    def image_sha(self) -> str:
+        return hashlib.sha256(self.image or b"").hexdigest()
+
+    def variant(self, role: str, question: str) -> Any:
+        """The random stream of one answer: fixed by the item and the sampling seed.
+
+        At temperature 0 every seed gives the same answer, as a greedy model would.
+        """
+        temperature = self.sampling.get("temperature", 1.0)
+        seed = self.sampling.get("seed", 0) if temperature else 0
+        return rng_for(role, question, self.image_sha, seed, temperature)
+
+    def payload(self, header: str) -> dict[str, Any] | None:
+        return next((p for part in self.texts if (p := read_payload(part, header))), None)
+
+    def question(self) -> str:
+        """The first plain text part (not a labelled payload)."""
+        for part in self.texts:
+            text = part.get("text", "")
+            if not any(text.startswith(h + "\n") for h in (HINT_HEADER, PLAN_PAYLOAD_HEADER,
+                                                            JUDGE_PAYLOAD_HEADER)):
+                return text
+        return ""
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p.get("text", "") for p in content
+                         if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+def _image_of(part: Mapping[str, Any]) -> bytes | None:
+    url = (part.get("image_url") or {}).get("url", "")
+    if not isinstance(url, str) or not url.startswith("data:") or "," not in url:
+        return None
+    encoded = url.split(",", 1)[1]
+    if len(encoded) > _MAX_IMAGE_BYTES * 4 // 3 + 4:
+        raise OfflineRequestError("image larger than the offline backend accepts")
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise OfflineRequestError("image data URL is not valid base64") from None
+
+
+def read_conversation(messages: Any, response_format: Any = None,
+                      sampling: Mapping[str, Any] | None = None) -> Conversation:
+    """Decode wire messages; raises `OfflineRequestError` when they are not a chat."""
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise OfflineRequestError("`messages` must be a list of message objects")
+    system = "\n".join(_text_of(m.get("content")) for m in messages if m.get("role") == "system")
+    user = next((m for m in messages if m.get("role") == "user"), None)
+    if user is None:
+        raise OfflineRequestError("the request has no user message")
+    content = user.get("content")
+    parts = content if isinstance(content, list) else [{"type": "text", "text": _text_of(content)}]
+    parts = [p for p in parts if isinstance(p, dict)]
+    image = next((img for p in parts if p.get("type") == "image_url"
+                  and (img := _image_of(p)) is not None), None)
+    return Conversation(system=system,
+                        texts=[p for p in parts if p.get("type") == "text"
+                               and isinstance(p.get("text"), str)],
+                        image=image,
+                        feedback=any(m.get("role") == "assistant" for m in messages),
+                        response_format=response_format if isinstance(response_format, dict)
+                        else None, sampling=sampling or {})
+
+
+def _plan(conv: Conversation) -> str:
+    payload = conv.payload(PLAN_PAYLOAD_HEADER) or {}
+    question = str(payload.get("question", "")) or conv.question()
+    annotation = payload.get("source_annotation")
+    sight = look(conv.image)
+    assessment = assess(question, sight, annotation if isinstance(annotation, dict) else None)
+    rng = conv.variant("plan", question)
+    choices = conservative_choices(assessment, rng) if conv.feedback \
+        else plan_choices(assessment, sight, rng)
+    return orjson.dumps(choices).decode()
+
+
+def _judge(conv: Conversation) -> str:
+    payload = conv.payload(JUDGE_PAYLOAD_HEADER) or {}
+    reference = payload.get("reference") if isinstance(payload.get("reference"), dict) else {}
+    label = reference.get("label")
+    if label not in ("harmful", "benign"):
+        question = str(payload.get("question", ""))
+        label = assess(question, look(conv.image), None).label
+    return orjson.dumps(judge_scores(label, str(payload.get("response", "")))).decode()
+
+
+def _respond(conv: Conversation) -> str:
+    doc = parse_toolkit_instruction(conv.system) if conv.system else None
+    try:
+        protocol = resolve_protocol(doc) if doc else None
+    except ProtocolInvalid:
+        protocol = None
+    if protocol is None:  # not a toolkit instruction: follow the whole library as a mesh
+        doc = library_protocol_document("mesh")
+        protocol = resolve_protocol(doc)
+    question = conv.question()
+    hint = conv.payload(HINT_HEADER)
+    sight: Sight = look(conv.image)
+    assessment = assess(question, sight, hint)
+    return write_trace(protocol, doc["persona"], question, sight, assessment,
+                       conv.variant("respond", question))
+
+
+Role = Callable[[Conversation], str]
+#: (matches, answer) pairs tried in order; the last one always matches.
+ROLES: list[tuple[Callable[[Conversation], bool], Role]] = [
+    (lambda c: c.format_name == PLAN_FORMAT_NAME, _plan),
+    (lambda c: c.format_name == JUDGE_FORMAT_NAME, _judge),
+    (lambda c: True, _respond),
+]
+
+
+def _tokens(text: str) -> int:
+    return max(1, len(text) // _CHARS_PER_TOKEN)
+
+
+class OfflineBackend:
+    """`ChatBackend` that writes every answer itself (see the module docstring)."""
+
+    kind = "offline"
+
+    def answer(self, messages: Any, response_format: Any = None,
+               sampling: Mapping[str, Any] | None = None) -> str:
+        """The content for one request (raises `OfflineRequestError` on a malformed one)."""
+        conv = read_conversation(messages, response_format, sampling)
+        return next(answer for matches, answer in ROLES if matches(conv))(conv)
+
+    def answer_body(self, body: Mapping[str, Any]) -> str:
+        """The content for a wire request body (what `serve` and test servers call)."""
+        sampling = {k: v for k, v in body.items()
+                    if k not in ("model", "messages", "response_format", "stream")}
+        return self.answer(body.get("messages"), body.get("response_format"), sampling)
+
+    def usage(self, messages: Any, content: str) -> tuple[int, int]:
+        """(prompt, completion) token estimates."""
+        prompt = 0
+        for m in messages if isinstance(messages, list) else []:
+            parts = m.get("content") if isinstance(m, dict) else None
+            prompt += _tokens(_text_of(parts))
+            if isinstance(parts, list):
+                prompt += _IMAGE_TOKENS * sum(isinstance(p, dict) and p.get("type") == "image_url"
+                                              for p in parts)
+        return prompt, _tokens(content)
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        content = self.answer(request.messages, request.response_format, request.sampling)
+        prompt, completion = self.usage(request.messages, content)
+        return ChatResult(content, "stop", prompt, completion, request.model)
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,88 @@
+"""The offline planner: protocol choices fitted to what the item shows and asks.
+
+Topology, persona and tools vary per item (seeded by the item and the request's sampling seed),
+weighted by the item: attacks are usually screened with a shield, text in the image brings
+OCR-EXTRACT, benign look-alikes bring CONTEXT-ASSESSOR, and the decision tools follow the likely
+decision. Every answer satisfies the builder's rules, so the offline build needs no retries; a
+retry (a request carrying feedback) gets the most conservative plan.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from safer_toolkit.builder.backends.offline_knowledge import DOMAINS
+from safer_toolkit.builder.backends.offline_sight import Assessment, Sight
+
+_TOPOLOGIES = ("linear", "tree", "mesh", "shield", "loop")
+_STYLES = ("concise and direct", "warm and reassuring", "methodical, step by step",
+           "plain-spoken and practical", "careful and evidence-first")
+
+
+def _persona(assessment: Assessment, rng: random.Random) -> dict[str, str]:
+    name, expertise, style = rng.choice(DOMAINS[assessment.category].personas)
+    if rng.random() < 0.3:
+        style = rng.choice(_STYLES)
+    return {"name": name, "style": style, "expertise": expertise}
+
+
+def _decision_tools(assessment: Assessment, topology: str, rng: random.Random) -> list[str]:
+    """SAFETY-GATE plus follow-ups. Only a linear chain (which visits every tool) is fitted to
+    the expected decision; elsewhere the follow-ups on offer do not give the decision away."""
+    if topology == "linear":
+        if not assessment.harmful:
+            return ["SAFETY-GATE", "RESPONSE-PLANNER"]
+        return ["SAFETY-GATE", "REFUSAL-GENERATOR" if assessment.severity >= 3
+                else "REDIRECT-ENGINE"]
+    follow = [t for t in ("REDIRECT-ENGINE", "REFUSAL-GENERATOR", "RESPONSE-PLANNER")
+              if rng.random() < 0.6]
+    return ["SAFETY-GATE", *(follow or [rng.choice(("REFUSAL-GENERATOR", "RESPONSE-PLANNER"))])]
+
+
+def plan_choices(assessment: Assessment, sight: Sight, rng: random.Random) -> dict[str, Any]:
+    """The planner's structured answer for one item."""
+    attack = assessment.attack != "none"
+    if attack and rng.random() < 0.45:
+        topology = "shield"
+    else:
+        topology = rng.choices(_TOPOLOGIES, weights=(2, 2, 3, 1.5, 2))[0]
+    perception = ["VISUAL-SCAN"]
+    if sight.text or rng.random() < 0.3:
+        perception.insert(0 if sight.text and rng.random() < 0.5 else 1, "OCR-EXTRACT")
+    if rng.random() < 0.5 or (topology == "shield" and not attack):
+        perception.append("KEYWORD-FLAGGING")
+    if rng.random() < 0.4:
+        perception.append("CROSS-MODAL-SYNC")
+    reasoning = ["INTENT-RADAR"]
+    if attack or rng.random() < 0.25 or (topology == "shield"
+                                         and "KEYWORD-FLAGGING" not in perception):
+        reasoning.insert(0, "JAILBREAK-SENTINEL")
+    if rng.random() < 0.8:
+        reasoning.append("RISK-SCORER")
+    lookalike = not assessment.harmful and assessment.category != "benign"
+    if rng.random() < (0.5 if lookalike else 0.15):
+        reasoning.append("CONTEXT-ASSESSOR")
+    decision = _decision_tools(assessment, topology, rng)
+    if topology == "linear":
+        while len(perception) + len(reasoning) + len(decision) > 8:
+            (perception if len(perception) > 1 else reasoning).pop()
+    shield_tool = None
+    if topology == "shield":
+        shield_tool = "JAILBREAK-SENTINEL" if "JAILBREAK-SENTINEL" in reasoning \
+            else "KEYWORD-FLAGGING"
+        if shield_tool == "KEYWORD-FLAGGING" and len(perception) == 1 and rng.random() < 0.5:
+            perception.append("CROSS-MODAL-SYNC")
+    return {"persona": _persona(assessment, rng), "risk_category": assessment.category,
+            "label": assessment.label, "topology": topology,
+            "tools": perception + reasoning + decision, "shield_tool": shield_tool,
+            "custom_tools": []}
+
+
+def conservative_choices(assessment: Assessment, rng: random.Random) -> dict[str, Any]:
+    """A plan that satisfies every rule: a mesh over the core tools."""
+    decision = ["REFUSAL-GENERATOR"] if assessment.harmful else ["RESPONSE-PLANNER"]
+    return {"persona": _persona(assessment, rng), "risk_category": assessment.category,
+            "label": assessment.label, "topology": "mesh",
+            "tools": ["VISUAL-SCAN", "INTENT-RADAR", "RISK-SCORER", "SAFETY-GATE", *decision],
+            "shield_tool": None, "custom_tools": []}

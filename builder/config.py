@@ -1,0 +1,262 @@
+"""The build configuration: one TOML file (or a shipped preset) says everything a build does.
+
+Sources, split sizes, seed, judge thresholds and the models — a planner, one or more responders
+and an optional judge, each with its base URL(s), model name, the *name* of the environment
+variable holding its key (never the key), sampling parameters and concurrency. Unknown keys and
+wrong types are errors that name the file and the key: a typo must not silently fall back to a
+default. `examples/build.toml` documents every key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from safer_toolkit.builder.backends.offline import OFFLINE_MODELS
+
+PRESETS = ("demo", "paper")
+SPLITS = ("sft", "dpo", "grpo", "eval")
+RUBRIC_KEYS = ("safety", "helpfulness", "rigor")
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+
+
+class ConfigError(ValueError):
+    """A build configuration that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One model role. `api_key_env` is the name of an environment variable, or ""."""
+
+    model: str
+    base_urls: tuple[str, ...] = (DEFAULT_BASE_URL,)
+    api_key_env: str = ""
+    sampling: Mapping[str, Any] = field(default_factory=dict)
+    concurrency: int = 16
+    timeout_s: float = 120.0
+    max_retries: int = 6
+    price_in: float = 0.0
+    price_out: float = 0.0
+    samples: int = 1  # responders only: samples per item
+
+    def to_toml(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["base_urls"] = list(self.base_urls)
+        data["sampling"] = dict(self.sampling)
+        return data
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """A resolved build. `sizes["dpo"]` counts pairs; `dpo_prompts` the prompts behind them."""
+
+    sizes: Mapping[str, int]
+    seed: int = 0
+    reserve: float = 0.15
+    rejected_per_prompt: int = 3
+    sources: tuple[Mapping[str, Any], ...] = ({"kind": "seed"},)
+    thresholds: Mapping[str, int] = field(
+        default_factory=lambda: {"safety": 2, "helpfulness": 2, "rigor": 2})
+    plan_attempts: int = 3
+    repair_attempts: int = 1
+    judge_attempts: int = 2
+    max_items_in_flight: int = 0  # 0: twice the total model concurrency
+    planner: ModelConfig = ModelConfig(OFFLINE_MODELS["planner"])
+    responders: tuple[ModelConfig, ...] = (ModelConfig(OFFLINE_MODELS["responder"]),)
+    judge: ModelConfig | None = ModelConfig(OFFLINE_MODELS["judge"])
+
+    @property
+    def dpo_prompts(self) -> int:
+        return self.sizes["dpo"] // self.rejected_per_prompt
+
+    def prompt_counts(self) -> dict[str, int]:
+        """Prompts each split needs (DPO pairs divided by rejected sides per prompt)."""
+        return {s: self.dpo_prompts if s == "dpo" else self.sizes[s] for s in SPLITS}
+
+    def with_overrides(self, *, seed: int | None = None, base_url: str | None = None,
+                       concurrency: int | None = None) -> BuildConfig:
+        """The command line's `--seed`, `--base-url` and `--concurrency` applied."""
+        def model(m: ModelConfig) -> ModelConfig:
+            changes: dict[str, Any] = {}
+            if base_url:
+                changes["base_urls"] = (base_url,)
+            if concurrency:
+                changes["concurrency"] = concurrency
+            return replace(m, **changes)
+
+        return replace(self, seed=self.seed if seed is None else seed,
+                       planner=model(self.planner),
+                       responders=tuple(model(r) for r in self.responders),
+                       judge=None if self.judge is None else model(self.judge))
+
+    def to_toml(self) -> str:
+        """The resolved configuration as TOML (copied into the dataset as `build.toml`)."""
+        data: dict[str, Any] = {
+            "seed": self.seed, "reserve": self.reserve,
+            "max_items_in_flight": self.max_items_in_flight,
+            "sizes": dict(self.sizes), "dpo": {"rejected_per_prompt": self.rejected_per_prompt},
+            "thresholds": dict(self.thresholds),
+            "plan": {"max_attempts": self.plan_attempts},
+            "respond": {"repair_attempts": self.repair_attempts},
+            "judge": {"enabled": self.judge is not None, "max_attempts": self.judge_attempts},
+            "sources": [dict(s) for s in self.sources],
+            "models": {"planner": self.planner.to_toml(),
+                       "responders": [r.to_toml() for r in self.responders]},
+        }
+        if self.judge is not None:
+            data["models"]["judge"] = self.judge.to_toml()
+        return tomli_w.dumps(data)
+
+
+# -- reading -------------------------------------------------------------------------------
+
+_TOP = {"seed", "reserve", "max_items_in_flight", "sizes", "dpo", "thresholds", "plan",
+        "respond", "judge", "sources", "models"}
+_MODEL_KEYS = {f for f in ModelConfig.__dataclass_fields__}
+
+
+class _Reader:
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.origin}: {key}: {message}")
+
+    def table(self, data: Any, key: str, allowed: set[str]) -> dict[str, Any]:
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise self.fail(key, "must be a table")
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise self.fail(key, f"unknown key(s) {', '.join(unknown)}; "
+                                 f"expected {', '.join(sorted(allowed))}")
+        return data
+
+    def integer(self, value: Any, key: str, low: int, high: int | None = None) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.fail(key, f"must be an integer, not {value!r}")
+        if value < low or (high is not None and value > high):
+            raise self.fail(key, f"must be between {low} and {high}" if high is not None
+                            else f"must be at least {low}")
+        return value
+
+    def number(self, value: Any, key: str, low: float) -> float:
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < low:
+            raise self.fail(key, f"must be a number ≥ {low}, not {value!r}")
+        return float(value)
+
+    def string(self, value: Any, key: str) -> str:
+        if not isinstance(value, str):
+            raise self.fail(key, f"must be a string, not {value!r}")
+        return value
+
+    def model(self, data: Any, key: str, responder: bool = False) -> ModelConfig:
+        allowed = (_MODEL_KEYS | {"base_url"}) - (set() if responder else {"samples"})
+        t = self.table(data, key, allowed)
+        if "model" not in t:
+            raise self.fail(key, "needs `model` (the model name the endpoint serves)")
+        urls = t.get("base_urls", [t["base_url"]] if "base_url" in t else [DEFAULT_BASE_URL])
+        if (not isinstance(urls, list) or not urls
+                or not all(isinstance(u, str) and u.startswith(("http://", "https://"))
+                           for u in urls)):
+            raise self.fail(f"{key}.base_urls", "must be a non-empty list of http(s) URLs")
+        sampling = t.get("sampling", {})
+        if not isinstance(sampling, dict):
+            raise self.fail(f"{key}.sampling", "must be a table")
+        env = t.get("api_key_env", "")
+        if not isinstance(env, str) or (env and not env.replace("_", "").isalnum()):
+            raise self.fail(f"{key}.api_key_env", "must be the NAME of an environment variable "
+                                                  "(letters, digits, underscores), not a key")
+        return ModelConfig(
+            model=self.string(t["model"], f"{key}.model"), base_urls=tuple(urls),
+            api_key_env=env, sampling=dict(sampling),
+            concurrency=self.integer(t.get("concurrency", 16), f"{key}.concurrency", 1, 4096),
+            timeout_s=self.number(t.get("timeout_s", 120.0), f"{key}.timeout_s", 0.001),
+            max_retries=self.integer(t.get("max_retries", 6), f"{key}.max_retries", 0, 100),
+            price_in=self.number(t.get("price_in", 0.0), f"{key}.price_in", 0.0),
+            price_out=self.number(t.get("price_out", 0.0), f"{key}.price_out", 0.0),
+            samples=self.integer(t.get("samples", 1), f"{key}.samples", 1, 64))
+
+
+def parse_config(data: Mapping[str, Any], origin: str) -> BuildConfig:
+    """A `BuildConfig` from parsed TOML; raises `ConfigError` naming `origin` and the key."""
+    r = _Reader(origin)
+    top = r.table(dict(data), "(top level)", _TOP)
+    sizes_t = r.table(top.get("sizes"), "sizes", set(SPLITS))
+    missing = [s for s in SPLITS if s not in sizes_t]
+    if missing:
+        raise r.fail("sizes", f"missing {', '.join(missing)}")
+    sizes = {s: r.integer(sizes_t[s], f"sizes.{s}", 0) for s in SPLITS}
+    dpo = r.table(top.get("dpo"), "dpo", {"rejected_per_prompt"})
+    per_prompt = r.integer(dpo.get("rejected_per_prompt", 3), "dpo.rejected_per_prompt", 1, 4)
+    if sizes["dpo"] % per_prompt:
+        raise r.fail("sizes.dpo", f"{sizes['dpo']} pairs is not a multiple of "
+                                  f"dpo.rejected_per_prompt ({per_prompt})")
+    thresholds_t = r.table(top.get("thresholds"), "thresholds", set(RUBRIC_KEYS))
+    thresholds = {"safety": 2, "helpfulness": 2, "rigor": 2}
+    for k, v in thresholds_t.items():
+        thresholds[k] = r.integer(v, f"thresholds.{k}", -3 if k == "safety" else 0, 3)
+    plan = r.table(top.get("plan"), "plan", {"max_attempts"})
+    respond = r.table(top.get("respond"), "respond", {"repair_attempts"})
+    judge = r.table(top.get("judge"), "judge", {"enabled", "max_attempts"})
+    sources = top.get("sources", [{"kind": "seed"}])
+    if not isinstance(sources, list) or not sources or not all(
+            isinstance(s, dict) and isinstance(s.get("kind"), str) for s in sources):
+        raise r.fail("sources", "must be a non-empty array of tables, each with a `kind`")
+    models = r.table(top.get("models"), "models", {"planner", "responders", "judge"})
+    if "planner" not in models or "responders" not in models:
+        raise r.fail("models", "needs [models.planner] and at least one [[models.responders]]")
+    responders = models["responders"]
+    if not isinstance(responders, list) or not responders:
+        raise r.fail("models.responders", "must be an array of tables ([[models.responders]])")
+    judge_enabled = judge.get("enabled", "judge" in models)
+    if not isinstance(judge_enabled, bool):
+        raise r.fail("judge.enabled", "must be true or false")
+    if judge_enabled and "judge" not in models:
+        raise r.fail("models.judge", "judge.enabled is true but no [models.judge] is given")
+    reserve = r.number(top.get("reserve", 0.15), "reserve", 0.0)
+    return BuildConfig(
+        sizes=sizes, seed=r.integer(top.get("seed", 0), "seed", 0, 2**31 - 1),
+        reserve=reserve, rejected_per_prompt=per_prompt, sources=tuple(sources),
+        thresholds=thresholds,
+        plan_attempts=r.integer(plan.get("max_attempts", 3), "plan.max_attempts", 1, 20),
+        repair_attempts=r.integer(respond.get("repair_attempts", 1), "respond.repair_attempts",
+                                  0, 10),
+        judge_attempts=r.integer(judge.get("max_attempts", 2), "judge.max_attempts", 1, 20),
+        max_items_in_flight=r.integer(top.get("max_items_in_flight", 0),
+                                      "max_items_in_flight", 0, 1_000_000),
+        planner=r.model(models["planner"], "models.planner"),
+        responders=tuple(r.model(m, f"models.responders[{i}]", responder=True)
+                         for i, m in enumerate(responders)),
+        judge=r.model(models["judge"], "models.judge") if judge_enabled else None)
+
+
+def load_config(path: str | Path) -> BuildConfig:
+    """Read a build TOML file; raises `ConfigError` with the file name on any problem."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, str(path))
+
+
+def preset_text(name: str) -> str:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; expected one of {', '.join(PRESETS)}")
+    return resources.files("safer_toolkit.builder").joinpath(f"presets/{name}.toml") \
+        .read_text(encoding="utf-8")
+
+
+def load_preset(name: str) -> BuildConfig:
+    """A shipped preset (`demo`, `paper`)."""
+    return parse_config(tomllib.loads(preset_text(name)), f"preset {name}")

@@ -1,0 +1,41 @@
+"""The shapes both ends of a call agree on: response-format names and labelled JSON payloads.
+
+The stages write them and the offline backend reads them back, so they live here, beside the
+prompts, rather than in either.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+PLAN_FORMAT_NAME = "safer_toolkit_plan"
+JUDGE_FORMAT_NAME = "safer_toolkit_judge"
+PLAN_PAYLOAD_HEADER = "Item to plan (JSON):"
+JUDGE_PAYLOAD_HEADER = "Item to judge (JSON):"
+#: The responder's privileged reference (planner label and category); never in dataset rows.
+HINT_HEADER = "Reference assessment from the dataset planner (JSON):"
+
+
+def text_part(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def payload_part(header: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """A text part: a header line, then one JSON object (exactly recoverable by the receiver)."""
+    return text_part(f"{header}\n{orjson.dumps(payload).decode()}")
+
+
+def read_payload(part: Any, header: str) -> dict[str, Any] | None:
+    """The JSON object of a `payload_part` with this header, else None."""
+    if not isinstance(part, dict) or part.get("type") != "text":
+        return None
+    text = part.get("text")
+    if not isinstance(text, str) or not text.startswith(header + "\n"):
+        return None
+    try:
+        value = orjson.loads(text[len(header) + 1:])
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,218 @@
+"""Plan: the planner chooses a protocol's parts; the builder assembles and checks the document.
+
+The planner answers strict structured output (`PLAN_SCHEMA`: every object closed, every property
+required) with its *choices* — persona, risk category, label, topology, library tools, optional
+flat custom tools, shield tool. It never writes edges: the builder compiles the graph
+(`resolve_protocol`), so a kept protocol is well-formed by construction. Constrained decoding is
+not validation: the reply is re-checked here (schema, builder rules, the source's annotation,
+the protocol resolver) and a rejected reply goes back with the reasons, a bounded number of
+times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import jsonschema_rs
+import orjson
+
+from safer_toolkit import schemas
+from safer_toolkit.builder.backends.base import ChatBackend, ChatRequest
+from safer_toolkit.builder.prompts import render_planner_system, template
+from safer_toolkit.builder.prompts.planner import MAX_CUSTOM_TOOLS, MAX_TOOLS, MIN_TOOLS
+from safer_toolkit.builder.prompts.wire import PLAN_FORMAT_NAME, PLAN_PAYLOAD_HEADER, payload_part
+from safer_toolkit.builder.sources.base import SourceItem
+from safer_toolkit.builder.stages.content import image_content
+from safer_toolkit.builder.stages.retry import with_feedback
+from safer_toolkit.validation import ProtocolInvalid, library_tools, resolve_protocol
+from safer_toolkit.validation.graph import TOPOLOGIES
+
+RETRY_INSTRUCTION = "Reply again with the corrected JSON object only."
+REQUIRED_TOOLS = ("INTENT-RADAR", "SAFETY-GATE")
+MAX_CALLS = 10
+_STR = {"type": "string", "maxLength": 1000}
+#: Custom tool key types → their strict output schema.
+KEY_TYPES: dict[str, dict[str, Any]] = {
+    "string": _STR,
+    "boolean": {"type": "boolean"},
+    "integer": {"type": "integer", "minimum": 0, "maximum": 100},
+    "string_list": {"type": "array", "items": _STR, "maxItems": 16},
+}
+
+
+def _closed(properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "required": list(properties),
+            "properties": properties}
+
+
+@cache
+def plan_schema() -> dict[str, Any]:
+    """The planner's structured-output schema (strict-compatible on OpenAI and vLLM)."""
+    names = list(library_tools())
+    custom_key = _closed({"name": {"type": "string", "maxLength": 64},
+                          "type": {"type": "string", "enum": list(KEY_TYPES)},
+                          "description": {"type": "string", "maxLength": 300}})
+    custom_tool = _closed({
+        "name": {"type": "string", "maxLength": 64},
+        "stage": {"type": "string", "enum": ["perception", "reasoning", "decision"]},
+        "purpose": {"type": "string", "maxLength": 300},
+        "keys": {"type": "array", "items": custom_key, "minItems": 1, "maxItems": 8},
+    })
+    return _closed({
+        "persona": _closed({"name": {"type": "string", "maxLength": 200},
+                            "style": {"type": "string", "maxLength": 1000},
+                            "expertise": {"type": "string", "maxLength": 1000}}),
+        "risk_category": {"type": "string", "enum": list(schemas.risk_categories())},
+        "label": {"type": "string", "enum": ["harmful", "benign"]},
+        "topology": {"type": "string", "enum": list(TOPOLOGIES)},
+        "tools": {"type": "array", "items": {"type": "string", "enum": names},
+                  "minItems": 3, "maxItems": len(names)},
+        "shield_tool": {"type": ["string", "null"], "enum": [*names, None]},
+        "custom_tools": {"type": "array", "items": custom_tool, "maxItems": MAX_CUSTOM_TOOLS},
+    })
+
+
+def plan_format() -> dict[str, Any]:
+    return {"type": "json_schema",
+            "json_schema": {"name": PLAN_FORMAT_NAME, "schema": plan_schema(), "strict": True}}
+
+
+@cache
+def _plan_validator() -> Any:
+    return jsonschema_rs.Draft202012Validator(plan_schema())
+
+
+def annotation(item: SourceItem) -> dict[str, Any] | None:
+    """The source's own label/category, the planner's hint and the builder's reference."""
+    if item.label is None and item.risk_category is None:
+        return None
+    return {"label": item.label, "risk_category": item.risk_category}
+
+
+def plan_request(model: str, item: SourceItem, sampling: Mapping[str, Any]) -> ChatRequest:
+    """The first planner call for `item`."""
+    payload = {"question": item.question, "source_annotation": annotation(item)}
+    messages = [
+        {"role": "system", "content": render_planner_system(MAX_CALLS)},
+        {"role": "user", "content": [image_content(item.image, item.image_name),
+                                     payload_part(PLAN_PAYLOAD_HEADER, payload)]},
+    ]
+    return ChatRequest(model, messages, dict(sampling), plan_format(),
+                       template("planner").version)
+
+
+def _custom_tool(spec: dict[str, Any]) -> dict[str, Any]:
+    return {"name": spec["name"], "stage": spec["stage"], "purpose": spec["purpose"],
+            "output": _closed({k["name"]: KEY_TYPES[k["type"]] for k in spec["keys"]})}
+
+
+def build_protocol(choices: Mapping[str, Any]) -> dict[str, Any]:
+    """The protocol document for a planner's (schema-valid) choices, with its content-hash id.
+
+    The graph is compiled and embedded so that every row carries a self-describing protocol.
+    Raises `ProtocolInvalid` when the choices do not form a usable protocol.
+    """
+    doc: dict[str, Any] = {
+        "protocol_version": "1",
+        "persona": dict(choices["persona"]),
+        "risk_category": choices["risk_category"],
+        "label": choices["label"],
+        "topology": choices["topology"],
+        "tools": [*choices["tools"], *(_custom_tool(c) for c in choices["custom_tools"])],
+    }
+    if choices["topology"] == "shield" and choices["shield_tool"] is not None:
+        doc["shield_tool"] = choices["shield_tool"]
+    digest = hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    doc = {"protocol_version": "1", "id": f"p-{digest[:20]}", **doc}
+    protocol = resolve_protocol({**doc})
+    doc["graph"] = protocol.graph.to_json()
+    return doc
+
+
+def _rule_problems(choices: Mapping[str, Any], reference: Mapping[str, Any] | None) -> list[str]:
+    problems: list[str] = []
+    tools = list(choices["tools"])
+    custom = [c["name"] for c in choices["custom_tools"]]
+    missing = [t for t in REQUIRED_TOOLS if t not in tools]
+    if missing:
+        problems.append(f"tools must include {' and '.join(missing)}")
+    count = len(tools) + len(custom)
+    if not MIN_TOOLS <= count <= MAX_TOOLS:
+        problems.append(f"{count} tools listed; use {MIN_TOOLS} to {MAX_TOOLS}")
+    topology, shield = choices["topology"], choices["shield_tool"]
+    if topology == "shield" and shield is None:
+        problems.append("topology shield needs shield_tool")
+    if topology != "shield" and shield is not None:
+        problems.append(f"shield_tool must be null for topology {topology}")
+    if topology == "linear" and count > MAX_CALLS:
+        problems.append(f"linear visits every tool, but {count} tools exceed {MAX_CALLS} calls")
+    if reference:
+        for key in ("label", "risk_category"):
+            if reference.get(key) is not None and choices[key] != reference[key]:
+                problems.append(f"{key} {choices[key]!r} contradicts the source annotation "
+                                f"{reference[key]!r}")
+    return problems
+
+
+@dataclass
+class PlanAttempt:
+    """One rejected planner reply: stable codes for the manifest, messages for feedback."""
+
+    codes: list[str]
+    problems: list[str]
+
+
+def check_plan(content: str, reference: Mapping[str, Any] | None
+               ) -> tuple[dict[str, Any] | None, PlanAttempt | None]:
+    """(protocol document, None) for a usable reply, else (None, why it was rejected)."""
+    try:
+        choices = orjson.loads(content)
+    except orjson.JSONDecodeError as exc:
+        return None, PlanAttempt(["plan_json"], [f"the reply is not JSON: {exc}"])
+    errors = [f"{'/'.join(map(str, e.instance_path)) or 'reply'}: {e.message}"
+              for e in _plan_validator().iter_errors(choices)]
+    if errors:
+        return None, PlanAttempt(["plan_schema"], errors)
+    problems = _rule_problems(choices, reference)
+    if problems:
+        codes = ["plan_annotation" if "source annotation" in p else "plan_rules"
+                 for p in problems]
+        return None, PlanAttempt(sorted(set(codes)), problems)
+    try:
+        return build_protocol(choices), None
+    except ProtocolInvalid as exc:
+        return None, PlanAttempt(sorted({i.code for i in exc.issues}),
+                                 [f"{i.code}: {i.message}" for i in exc.issues])
+
+
+@dataclass
+class PlanOutcome:
+    """The kept protocol (None when every attempt was rejected) and the rejected attempts."""
+
+    protocol: dict[str, Any] | None
+    rejected: list[PlanAttempt] = field(default_factory=list)
+
+
+async def plan_item(backend: ChatBackend, model: str, item: SourceItem,
+                    sampling: Mapping[str, Any], max_attempts: int) -> PlanOutcome:
+    """Ask for a plan, feeding the reasons back after each rejected reply.
+
+    `CallFailed` propagates: the item failed, and a rerun will try the same call again.
+    """
+    request = plan_request(model, item, sampling)
+    reference = annotation(item)
+    outcome = PlanOutcome(None)
+    for _ in range(max_attempts):
+        result = await backend.complete(request)
+        doc, rejected = check_plan(result.content, reference)
+        if doc is not None:
+            outcome.protocol = doc
+            return outcome
+        assert rejected is not None
+        outcome.rejected.append(rejected)
+        request = with_feedback(request, result.content, rejected.problems, RETRY_INSTRUCTION)
+    return outcome
