@@ -28,7 +28,8 @@ async def call_all(backend: OpenAIChatBackend, requests: list) -> list[ChatResul
     """Complete every request (or await every already started call), then close the backend."""
     try:
         return await asyncio.gather(
-            *(r if asyncio.isfuture(r) else backend.complete(r) for r in requests),
+            *(r if asyncio.isfuture(r) or asyncio.iscoroutine(r) else backend.complete(r)
+              for r in requests),
             return_exceptions=True)
     finally:
         await backend.aclose()
@@ -148,6 +149,24 @@ def test_calls_are_spread_over_replicas() -> None:
         assert a.total + b.total == 60
         assert 20 <= a.total <= 40
     assert all(isinstance(r, ChatResult) for r in results)
+
+
+def test_a_cancelled_call_gives_its_replica_back() -> None:
+    with OpenAIServer(latency=0.15) as slow, OpenAIServer(latency=0.01) as quick:
+        ep = endpoint(slow.url, quick.url, concurrency=4)
+        backend = OpenAIChatBackend(ep)
+
+        async def go() -> list:
+            first = asyncio.ensure_future(backend.complete(ask(ep, "to the slow one")))
+            await asyncio.sleep(0.01)
+            await backend.complete(ask(ep, "to the quick one"))
+            first.cancel()  # its request to the slow replica is abandoned midway
+            return [await backend.complete(ask(ep, f"q{i}")) for i in range(8)]
+
+        results = asyncio.run(call_all(backend, [go()]))[0]
+        # with both replicas idle again, calls alternate; a leaked slot would send all to quick
+        assert (slow.total, quick.total) == (1 + 4, 1 + 4)
+    assert [r.content for r in results] == [f"echo: q{i}" for i in range(8)]
 
 
 def test_a_dead_replica_is_backed_off_and_calls_go_through_the_live_one() -> None:

@@ -251,18 +251,20 @@ class OpenAIChatBackend:
             async with self._slots:
                 replica = await self._replicas.acquire(avoid)
                 self.stats.attempts += 1
+                healthy, reason = None, ""  # None: says nothing (also when cancelled midway)
                 try:
                     result = await self._attempt(replica.url, body, headers, request.model)
-                except _AttemptFailed as failed:
-                    self._replicas.release(replica, False if failed.replica_fault else None,
-                                           failed.reason)
-                    last = failed
-                except CallFailed as failed:
-                    self._replicas.release(replica, failed.reason.startswith("finish_") or None)
-                    raise CallFailed(failed.reason, _scrub(failed.detail, key)) from None
-                else:
-                    self._replicas.release(replica, True)
+                    healthy = True
                     return result
+                except _AttemptFailed as failed:
+                    last = failed
+                    if failed.replica_fault:
+                        healthy, reason = False, failed.reason
+                except CallFailed as failed:
+                    healthy = failed.reason.startswith("finish_") or None
+                    raise CallFailed(failed.reason, _scrub(failed.detail, key)) from None
+                finally:
+                    self._replicas.release(replica, healthy, reason)
             if attempt == self.endpoint.max_retries:
                 break
             self.stats.retries[last.reason] += 1
