@@ -38,21 +38,21 @@ class GRPOStageConfig(StageConfig):
     dataset_format: str = "hub"  # "hub": load_dataset(dataset, "grpo"); "easyr1": a folder
     rewards: RewardWeights = field(default_factory=RewardWeights)
     # The semantic judge: `ModelEndpoint` fields (model, base_urls, api_key_env, sampling,
-    # concurrency, timeout_s, max_retries, ...). Needed when rewards.semantic > 0.
+    # concurrency, timeout_s, max_retries, ...). Used only when rewards.semantic > 0.
     judge: dict[str, Any] = field(default_factory=dict)
     judge_sees_image: bool = True
 
 
 def _judge(cfg: GRPOStageConfig) -> Any:
-    """The semantic reward bound to the configured judge endpoint (None when not weighted)."""
+    """The semantic reward bound to the configured judge endpoint (None at weight 0)."""
     from safer_toolkit.builder.backends.client import ModelEndpoint, OpenAIChatBackend
     from safer_toolkit.training_reference.rewards import SemanticReward
 
+    if not cfg.rewards.semantic:
+        return None  # a judge at weight 0 would be paid for nothing
     if not cfg.judge:
-        if cfg.rewards.semantic:
-            raise ConfigError("[grpo] rewards.semantic > 0 needs a [grpo.judge] endpoint "
-                              "(model, base_urls, ...); or set rewards.semantic = 0")
-        return None
+        raise ConfigError("[grpo] rewards.semantic > 0 needs a [grpo.judge] endpoint "
+                          "(model, base_urls, ...); or set rewards.semantic = 0")
     try:
         endpoint = ModelEndpoint(**{"role": "judge", **cfg.judge})
     except (TypeError, ValueError) as exc:

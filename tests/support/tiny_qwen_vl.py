@@ -38,8 +38,40 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024):
     return tokenizer
 
 
-def build(out_dir: Path, texts: Iterable[str], *, max_pixels: int = 56 * 56) -> Path:
-    """Save a tiny Qwen2.5-VL, its processor and tokenizer to `out_dir`; returns `out_dir`."""
+def warm_start(model, tokenizer, conversations: list[list[dict[str, str]]], *, steps: int,
+               lr: float = 3e-3, batch: int = 4) -> float:
+    """Teach the language model the chat + toolkit format on text-only conversations.
+
+    A real policy starts from an instruct model that already writes something like the
+    format, so GRPO sees rewards that differ within a group; a random model never would (all
+    rewards 0, all advantages 0, no update). Returns the last loss."""
+    import torch
+
+    texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
+    encoded = [tokenizer(t, return_tensors="pt")["input_ids"][0] for t in texts]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    loss = torch.tensor(float("nan"))
+    for step in range(steps):
+        chunk = [encoded[(step * batch + j) % len(encoded)] for j in range(batch)]
+        width = max(len(ids) for ids in chunk)
+        ids = torch.full((batch, width), tokenizer.pad_token_id)
+        mask = torch.zeros((batch, width), dtype=torch.long)
+        for j, row in enumerate(chunk):
+            ids[j, :len(row)], mask[j, :len(row)] = row, 1
+        loss = model(input_ids=ids, attention_mask=mask,
+                     labels=ids.masked_fill(mask == 0, -100)).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return float(loss)
+
+
+def build(out_dir: Path, texts: Iterable[str], *, max_pixels: int = 56 * 56,
+          warm: list[list[dict[str, str]]] | None = None, warm_steps: int = 0) -> Path:
+    """Save a tiny Qwen2.5-VL, its processor and tokenizer to `out_dir`; returns `out_dir`.
+
+    `texts` train the tokenizer; `warm` conversations (text only) warm-start the model."""
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
@@ -74,6 +106,8 @@ def build(out_dir: Path, texts: Iterable[str], *, max_pixels: int = 56 * 56) -> 
     model = Qwen2_5_VLForConditionalGeneration(config)
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    if warm and warm_steps:
+        warm_start(model, tokenizer, warm, steps=warm_steps)
     image_processor = Qwen2VLImageProcessorPil(
         patch_size=PATCH, merge_size=MERGE, temporal_patch_size=2,
         min_pixels=(PATCH * MERGE) ** 2, max_pixels=max_pixels)
