@@ -64,9 +64,15 @@ def plan_choices(assessment: Assessment, sight: Sight, rng: random.Random) -> di
     if rng.random() < (0.5 if lookalike else 0.15):
         reasoning.append("CONTEXT-ASSESSOR")
     decision = _decision_tools(assessment, topology, rng)
-    if topology == "linear":
-        while len(perception) + len(reasoning) + len(decision) > 8:
-            (perception if len(perception) > 1 else reasoning).pop()
+    limit = 8 if topology == "linear" else 9
+    for optional in ("CROSS-MODAL-SYNC", "CONTEXT-ASSESSOR", "REDIRECT-ENGINE", "RISK-SCORER",
+                     "KEYWORD-FLAGGING", "OCR-EXTRACT"):
+        if len(perception) + len(reasoning) + len(decision) <= limit:
+            break
+        for stage in (perception, reasoning, decision):
+            if optional in stage and len(stage) > 1 and not (
+                    optional == "KEYWORD-FLAGGING" and topology == "shield"):
+                stage.remove(optional)
     shield_tool = None
     if topology == "shield":
         shield_tool = "JAILBREAK-SENTINEL" if "JAILBREAK-SENTINEL" in reasoning \

@@ -1,0 +1,97 @@
+"""Assemble: kept items → dataset rows in the release's TRL vision formats.
+
+Rows carry only what the trained model may see in its prompt — the toolkit instruction rendered
+from the row's protocol, the image placeholder and the question — plus the columns the trainer,
+the evaluation and a re-validation need (`protocol` as compact JSON, labels, provenance, models).
+Row ids are content hashes of the source's identity, so they are stable across builds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import orjson
+
+from safer_toolkit.builder.prompts import render_toolkit_instruction
+from safer_toolkit.builder.sources.base import SourceItem
+from safer_toolkit.validation import Trace
+
+DECISIONS = ("comply", "comply_with_caution", "redirect", "refuse")
+_FOLLOW_UP_DECISION = {"REFUSAL-GENERATOR": "refuse", "REDIRECT-ENGINE": "redirect",
+                       "RESPONSE-PLANNER": "comply"}
+
+
+def _text(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def prompt_turns(instruction: str, question: str) -> list[dict[str, Any]]:
+    """[system toolkit instruction, user [image placeholder, question]]."""
+    return [{"role": "system", "content": [_text(instruction)]},
+            {"role": "user", "content": [{"type": "image", "text": None}, _text(question)]}]
+
+
+def assistant_turn(text: str) -> list[dict[str, Any]]:
+    return [{"role": "assistant", "content": [_text(text)]}]
+
+
+def row_id(split: str, item: SourceItem) -> str:
+    digest = hashlib.sha256(f"{item.source_dataset}\x1f{item.source_id}".encode()).hexdigest()
+    return f"{split}-{digest[:16]}"
+
+
+def trace_decision(trace: Trace, label: str) -> str:
+    """The SAFETY-GATE verdict a trace ends with (its follow-up tool when it has no gate)."""
+    verdict = None
+    for call in trace.calls:
+        if call.tool == "SAFETY-GATE" and isinstance(call.output, dict):
+            verdict = call.output.get("verdict")
+    if verdict in DECISIONS:
+        return verdict
+    for call in reversed(trace.calls):
+        if call.tool in _FOLLOW_UP_DECISION:
+            return _FOLLOW_UP_DECISION[call.tool]
+    return "refuse" if label == "harmful" else "comply"
+
+
+def _common(item: SourceItem, doc: Mapping[str, Any], models: Mapping[str, str]
+            ) -> dict[str, Any]:
+    return {
+        "protocol": orjson.dumps(doc).decode(),
+        "risk_category": doc["risk_category"],
+        "label": doc["label"],
+        "source_dataset": item.source_dataset,
+        "source_id": item.source_id,
+        "source_license": item.source_license,
+        "planner_model": models.get("planner", ""),
+        "responder_model": models.get("responder", ""),
+        "judge_model": models.get("judge", ""),
+    }
+
+
+def rows_for(split: str, item: SourceItem, kept: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """The row(s) of one kept item (`kept` is the pipeline's payload: protocol, trace, ...)."""
+    doc = kept["protocol"]
+    prompt = prompt_turns(render_toolkit_instruction(doc), item.question)
+    images = [{"bytes": item.image, "path": item.image_name}]
+    common = _common(item, doc, kept["models"])
+    rid = row_id(split, item)
+    if split == "sft":
+        yield {"id": rid, "images": images, "messages": prompt + assistant_turn(kept["trace"]),
+               **common}
+    elif split == "dpo":
+        for k, rejected in enumerate(kept["rejected"]):
+            yield {"id": f"{rid}-{k}", "images": images, "prompt": prompt,
+                   "chosen": assistant_turn(kept["trace"]),
+                   "rejected": assistant_turn(rejected["text"]),
+                   "perturbation": rejected["kind"], "rejected_codes": rejected["codes"],
+                   **common}
+    elif split == "grpo":
+        yield {"id": rid, "images": images, "prompt": prompt, **common}
+    elif split == "eval":
+        yield {"id": rid, "images": images, "prompt": prompt,
+               "expected_decision": kept["expected_decision"], **common}
+    else:
+        raise ValueError(f"unknown split {split!r}")

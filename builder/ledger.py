@@ -1,0 +1,98 @@
+"""The build's ledger: where every item ended up, and why.
+
+Each item is `kept`, `rejected` (a validator code, a judge threshold) or `failed` (a call failure
+tag); nothing is silently lost. Kept payloads live in an SQLite file under `.build/` rather than
+in memory, so the paper preset's 19k+ items cost the process little; rejected traces and failures
+are appended to JSON Lines logs beside it for inspection. The ledger is per run: a rerun rebuilds
+it from the call cache, which is what makes a rerun cheap and exact.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+KEPT, REJECTED, FAILED = "kept", "rejected", "failed"
+
+
+@dataclass
+class Outcome:
+    """Where one item ended: `status`, a short `reason` (empty when kept) and the payload."""
+
+    split: str
+    ordinal: int
+    item_id: str
+    status: str = KEPT
+    reason: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+class Ledger:
+    """Outcomes (SQLite), logs (JSONL) and the counters the manifest reports."""
+
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = state_dir / "outcomes.sqlite"
+        self.path.unlink(missing_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=OFF")  # per-run state: rebuilt on every run
+        self._db.execute("CREATE TABLE outcomes (split TEXT, ordinal INTEGER, item TEXT, "
+                         "status TEXT, reason TEXT, payload BLOB, PRIMARY KEY (split, ordinal))")
+        self._logs: dict[str, TextIO] = {
+            name: (state_dir / f"{name}.jsonl").open("w", encoding="utf-8")
+            for name in ("rejected", "failures")}
+        self.status: Counter[tuple[str, str]] = Counter()  # (split, status)
+        self.reasons: Counter[str] = Counter()  # rejected/failed reasons
+        self.rejections: dict[str, Counter[str]] = {}  # stage → validator/rule code → count
+        self.failures: Counter[str] = Counter()  # call failure tag → count
+        self._pending = 0
+
+    def record(self, outcome: Outcome) -> None:
+        if self._pending == 0:
+            self._db.execute("BEGIN")
+        self._db.execute("INSERT INTO outcomes VALUES (?, ?, ?, ?, ?, ?)",
+                         (outcome.split, outcome.ordinal, outcome.item_id, outcome.status,
+                          outcome.reason, orjson.dumps(outcome.payload)))
+        self._pending += 1
+        if self._pending >= 256:
+            self.flush()
+        self.status[(outcome.split, outcome.status)] += 1
+        if outcome.status != KEPT:
+            self.reasons[outcome.reason] += 1
+        if outcome.status == FAILED:
+            self.failures[outcome.reason] += 1
+
+    def flush(self) -> None:
+        if self._pending:
+            self._db.execute("COMMIT")
+            self._pending = 0
+        for log in self._logs.values():
+            log.flush()
+
+    def reject_code(self, stage: str, codes: list[str]) -> None:
+        """Count codes reported for one rejected attempt at a stage."""
+        self.rejections.setdefault(stage, Counter()).update(codes)
+
+    def log(self, name: str, entry: dict[str, Any]) -> None:
+        self._logs[name].write(orjson.dumps(entry).decode() + "\n")
+
+    def kept(self, split: str, limit: int) -> Iterator[tuple[int, dict[str, Any]]]:
+        """The first `limit` kept outcomes of a split in candidate order: (ordinal, payload)."""
+        self.flush()
+        rows = self._db.execute("SELECT ordinal, payload FROM outcomes WHERE split = ? AND "
+                                "status = ? ORDER BY ordinal LIMIT ?", (split, KEPT, limit))
+        for ordinal, payload in rows:
+            yield ordinal, orjson.loads(payload)
+
+    def close(self) -> None:
+        self.flush()
+        for log in self._logs.values():
+            log.close()
+        self._db.close()

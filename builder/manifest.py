@@ -1,0 +1,71 @@
+"""Provenance: what built this dataset, from what, and what happened to every item.
+
+The manifest has a stable part — identical for identical builds (toolkit version, backend,
+models, prompt-template and schema hashes, seed, sizes, counts per stage and split, rejection
+counts per validator code, failures per reason, tokens and cost of the calls the build used) —
+and a `run` part that only describes this run (when, how long, requests sent vs. answered from
+the cache, retries). Split files never depend on either.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Mapping
+from typing import Any
+
+from safer_toolkit import __version__, schemas
+from safer_toolkit.builder.config import BuildConfig, ModelConfig
+from safer_toolkit.builder.prompts import template_versions
+
+OFFLINE_NOTE = ("Built by the toolkit's offline backend: deterministic planner, responder and "
+                "judge driven by the scene metadata embedded in the seed images and by keyword "
+                "rules. No language model was called; wording is templated.")
+OPENAI_NOTE = "Built by the models below through OpenAI-compatible chat-completions endpoints."
+
+
+def _model(role: str, m: ModelConfig, backend: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"role": role, "model": m.model, "sampling": dict(m.sampling),
+                             "concurrency": m.concurrency}
+    if backend == "openai":  # endpoints and prices only mean something for real calls
+        entry.update(base_urls=list(m.base_urls), api_key_env=m.api_key_env or None,
+                     price_in=m.price_in, price_out=m.price_out)
+    if role.startswith("responder"):
+        entry["samples"] = m.samples
+    return entry
+
+
+def build_manifest(config: BuildConfig, *, backend: str, preset: str | None,
+                   counts: Mapping[str, Any], rejections: Mapping[str, Mapping[str, int]],
+                   failures: Mapping[str, int], dropped: Mapping[str, int],
+                   calls: Mapping[str, Mapping[str, Any]], run: Mapping[str, Any],
+                   exclusion: Any = None) -> dict[str, Any]:
+    """The manifest dict handed to the release writer."""
+    models = [_model("planner", config.planner, backend),
+              *(_model(f"responder[{i}]", r, backend) for i, r in enumerate(config.responders))]
+    if config.judge is not None:
+        models.append(_model("judge", config.judge, backend))
+    manifest: dict[str, Any] = {
+        "toolkit_version": __version__,
+        "backend": backend,
+        "backend_note": OFFLINE_NOTE if backend == "offline" else OPENAI_NOTE,
+        "seed": config.seed,
+        "sizes": dict(config.sizes),
+        "prompts": config.prompt_counts(),
+        "dpo_rejected_per_prompt": config.rejected_per_prompt,
+        "thresholds": dict(config.thresholds) if config.judge is not None else None,
+        "models": models,
+        "prompt_templates": template_versions(),
+        "schema_hashes": schemas.schema_hashes(),
+        "sources": [dict(s) for s in config.sources],
+        "dropped": dict(sorted(dropped.items())),
+        "counts": counts,
+        "rejections": {stage: dict(sorted(c.items())) for stage, c in sorted(rejections.items())},
+        "failures": dict(sorted(failures.items())),
+        "calls": {role: dict(c) for role, c in calls.items()},
+        "run": {**run, "python": platform.python_version()},
+    }
+    if preset is not None:
+        manifest["preset"] = preset
+    if exclusion is not None:
+        manifest["exclusion"] = exclusion
+    return manifest

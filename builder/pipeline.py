@@ -1,0 +1,413 @@
+"""The build: sources → dedup/split → plan → respond → validate → judge → perturb → assemble →
+export, with items flowing through the stages concurrently.
+
+There is no stage barrier: each item runs its own chain of calls as an asyncio task, so while one
+item waits for its judge another is being planned, and every endpoint stays busy up to its
+concurrency. Each split is filled in candidate order: an item that is rejected or fails is
+replaced by the next reserve candidate of the same split, and the kept set is always the first N
+survivors in candidate order — whatever the timing — so a build is deterministic.
+
+Every call goes through the content-addressed cache, so `kill -9` and a rerun finish the same
+build without resending a finished call, and a rerun of a finished build sends nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from safer_toolkit.builder import assemble
+from safer_toolkit.builder.backends.base import CallFailed, ChatBackend
+from safer_toolkit.builder.backends.client import ModelEndpoint, OpenAIChatBackend
+from safer_toolkit.builder.backends.offline import OfflineBackend
+from safer_toolkit.builder.backends.stats import CallStats
+from safer_toolkit.builder.cache import CachedBackend, CallCache
+from safer_toolkit.builder.config import SPLITS, BuildConfig, ModelConfig
+from safer_toolkit.builder.ledger import FAILED, KEPT, REJECTED, Ledger, Outcome
+from safer_toolkit.builder.manifest import build_manifest
+from safer_toolkit.builder.progress import Progress, summary_table
+from safer_toolkit.builder.prompts import render_toolkit_instruction
+from safer_toolkit.builder.sources.base import SourceItem
+from safer_toolkit.builder.stages.judge import JudgeOutputInvalid, judge_request, judge_response
+from safer_toolkit.builder.stages.perturb import perturb
+from safer_toolkit.builder.stages.plan import plan_item
+from safer_toolkit.builder.stages.respond import (
+    Candidate,
+    Responder,
+    sample_candidates,
+    select_best,
+)
+from safer_toolkit.validation import parse_text, resolve_protocol
+
+BACKENDS = ("offline", "openai")
+STATE_DIR = ".build"
+OFFLINE_ITEMS_IN_FLIGHT = 32
+
+
+class BuildError(RuntimeError):
+    """The build cannot start or finish (bad sources, an export that refuses the rows)."""
+
+
+# -- model roles ---------------------------------------------------------------------------
+
+@dataclass
+class Roles:
+    """The cached backend of every model role, plus what must be closed at the end."""
+
+    planner: CachedBackend
+    responders: list[Responder]
+    judge: CachedBackend | None
+    stats: dict[str, CallStats]
+    wire: dict[str, CallStats]  # per endpoint group (openai only): attempts, retries, billed
+    inner: list[ChatBackend]
+    concurrency: int
+
+    async def aclose(self) -> None:
+        for backend in self.inner:
+            await backend.aclose()
+
+
+def _endpoint_key(m: ModelConfig) -> tuple[Any, ...]:
+    return (m.base_urls, m.api_key_env, m.timeout_s, m.max_retries)
+
+
+def make_roles(config: BuildConfig, backend: str, cache: CallCache) -> Roles:
+    """One cached backend per role. Roles that name the same endpoint share one client: a
+    deployment serves so many requests at a time whichever role sends them, so its in-flight
+    bound is the largest concurrency among them."""
+    named: list[tuple[str, ModelConfig]] = [("planner", config.planner)]
+    named += [(f"responder[{i}]", r) for i, r in enumerate(config.responders)]
+    if config.judge is not None:
+        named.append(("judge", config.judge))
+    inner: dict[str, ChatBackend] = {}
+    wire: dict[str, CallStats] = {}
+    concurrency = 0
+    if backend == "offline":
+        offline = OfflineBackend()
+        inner = {role: offline for role, _ in named}
+        concurrency = OFFLINE_ITEMS_IN_FLIGHT
+    else:
+        groups: dict[tuple[Any, ...], list[tuple[str, ModelConfig]]] = {}
+        for role, m in named:
+            groups.setdefault(_endpoint_key(m), []).append((role, m))
+        for members in groups.values():
+            first = members[0][1]
+            bound = max(m.concurrency for _, m in members)
+            concurrency += bound
+            client = OpenAIChatBackend(ModelEndpoint(
+                role="+".join(r for r, _ in members), model=first.model,
+                base_urls=list(first.base_urls), api_key_env=first.api_key_env or None,
+                concurrency=bound, timeout_s=first.timeout_s, max_retries=first.max_retries,
+                price_in=first.price_in, price_out=first.price_out))
+            wire[client.endpoint.role] = client.stats
+            for role, _ in members:
+                inner[role] = client
+    stats = {role: CallStats(price_in=m.price_in, price_out=m.price_out) for role, m in named}
+    cached = {role: CachedBackend(inner[role], cache, stats=stats[role]) for role, _ in named}
+    responders = [Responder(cached[f"responder[{i}]"], r.model, r.sampling, r.samples)
+                  for i, r in enumerate(config.responders)]
+    unique = list({id(b): b for b in inner.values()}.values())
+    return Roles(cached["planner"], responders, cached.get("judge"), stats, wire, unique,
+                 concurrency)
+
+
+# -- sources and splits ----------------------------------------------------------------------
+
+def split_sizes(config: BuildConfig) -> dict[str, int]:
+    """Candidates assigned per split: the prompts needed plus the reserve that replaces losses."""
+    return {s: n + (math.ceil(n * config.reserve) + 2 if n else 0)
+            for s, n in config.prompt_counts().items()}
+
+
+def source_items(config: BuildConfig, needed: int) -> Iterator[SourceItem]:
+    """Every configured source's items, in configuration order."""
+    for spec in config.sources:
+        kind = spec.get("kind")
+        if kind == "seed":
+            from safer_toolkit.builder.sources.seed import seed_corpus
+
+            yield from seed_corpus(int(spec.get("count") or needed), seed=int(spec.get("seed", 0)))
+        else:
+            raise BuildError(f"sources: unknown kind {kind!r}; expected seed, local or hub")
+
+
+# -- one item ------------------------------------------------------------------------------
+
+@dataclass
+class Build:
+    config: BuildConfig
+    roles: Roles
+    ledger: Ledger
+    progress: Progress
+    seed: int = 0
+    models: dict[str, str] = field(default_factory=dict)
+
+    def _sampling(self, m: ModelConfig) -> dict[str, Any]:
+        return {**m.sampling, "seed": self.config.seed}
+
+    async def _judge(self, item: SourceItem, doc: dict[str, Any], candidate: Candidate) -> None:
+        judge = self.config.judge
+        assert judge is not None and self.roles.judge is not None
+        request = judge_request(judge.model, image=item.image, image_name=item.image_name,
+                                question=item.question, response=candidate.text,
+                                label=doc["label"], risk_category=doc["risk_category"],
+                                sampling=self._sampling(judge))
+        try:
+            candidate.judgement = await judge_response(self.roles.judge, request,
+                                                       self.config.judge_attempts)
+        except JudgeOutputInvalid as exc:
+            candidate.judge_failure = "bad_output"
+            self.ledger.reject_code("judge", ["judge_output_invalid"])
+            self.ledger.log("rejected", {"stage": "judge", "item": item.source_id,
+                                         "problem": str(exc)})
+        except CallFailed as exc:
+            candidate.judge_failure = exc.reason
+        self.progress.advance("judge")
+
+    async def process(self, split: str, ordinal: int, item: SourceItem) -> Outcome:
+        """Run one item through its stages; every exit is an `Outcome` with a reason."""
+        outcome = Outcome(split, ordinal, item.source_id)
+        try:
+            return await self._process(outcome, item)
+        except StageFailed as exc:
+            outcome.status, outcome.reason = FAILED, f"{exc.stage}:{exc.failure.reason}"
+            self.ledger.log("failures", {"split": split, "item": item.source_id,
+                                         "reason": outcome.reason,
+                                         "detail": exc.failure.detail[:500]})
+        except Exception as exc:  # a bug must not sink the other items; it is reported loudly
+            outcome.status, outcome.reason = FAILED, f"internal_error:{type(exc).__name__}"
+            self.ledger.log("failures", {"split": split, "item": item.source_id,
+                                         "reason": outcome.reason,
+                                         "detail": traceback.format_exc()[-4000:]})
+        return outcome
+
+    async def _process(self, outcome: Outcome, item: SourceItem) -> Outcome:
+        config, split = self.config, outcome.split
+        plan = await _staged("plan", plan_item(self.roles.planner, config.planner.model, item,
+                                               self._sampling(config.planner),
+                                               config.plan_attempts))
+        self.progress.advance("plan")
+        for attempt in plan.rejected:
+            self.ledger.reject_code("plan", attempt.codes)
+            self.ledger.log("rejected", {"stage": "plan", "split": split,
+                                         "item": item.source_id, "codes": attempt.codes,
+                                         "problems": attempt.problems[:12]})
+        doc = plan.protocol
+        if doc is None:
+            outcome.status = REJECTED
+            outcome.reason = "plan:" + "+".join(plan.rejected[-1].codes)
+            return outcome
+        models = {"planner": config.planner.model}
+        if split == "grpo":
+            outcome.payload = {"protocol": doc, "models": models}
+            return outcome
+        protocol = resolve_protocol(doc)
+        candidates = await _staged("respond", sample_candidates(
+            self.roles.responders, item, doc, protocol, render_toolkit_instruction(doc),
+            config.seed, config.repair_attempts))
+        self.progress.advance("respond", len(candidates))
+        for c in candidates:
+            if not c.valid:
+                self.ledger.reject_code("respond", c.codes)
+                self.ledger.log("rejected", {"stage": "respond", "split": split,
+                                             "item": item.source_id, "model": c.model,
+                                             "sample": c.order[1], "codes": c.codes,
+                                             "text": c.text[:20_000]})
+        valid = [c for c in candidates if c.valid]
+        if not valid:
+            outcome.status, outcome.reason = REJECTED, "respond:no_valid_trace"
+            return outcome
+        if self.roles.judge is not None:
+            await asyncio.gather(*(self._judge(item, doc, c) for c in valid))
+            if all(c.judgement is None for c in valid):
+                outcome.status = FAILED
+                outcome.reason = f"judge:{valid[0].judge_failure}"
+                return outcome
+        best = select_best(candidates, config.thresholds)
+        assert best is not None
+        if self.roles.judge is not None:
+            models["judge"] = config.judge.model  # type: ignore[union-attr]
+            if best.judgement is None or not best.judgement.passes(config.thresholds):
+                self.ledger.reject_code("judge", ["below_threshold"])
+                outcome.status, outcome.reason = REJECTED, "judge:below_threshold"
+                return outcome
+        models["responder"] = best.model
+        trace = parse_text(best.text).trace
+        outcome.payload = {"protocol": doc, "models": models, "trace": best.text,
+                           "judgement": best.judgement.to_json() if best.judgement else None}
+        if split == "eval":
+            outcome.payload["expected_decision"] = assemble.trace_decision(trace, doc["label"])
+        if split == "dpo":
+            rejected = perturb(trace, protocol, doc["label"], key=f"{item.source_dataset}/"
+                               f"{item.source_id}", seed=config.seed,
+                               count=config.rejected_per_prompt)
+            if len(rejected) < config.rejected_per_prompt:
+                outcome.status, outcome.reason = REJECTED, "perturb:too_few_caught"
+                return outcome
+            outcome.payload["rejected"] = [{"kind": p.kind, "text": p.text, "codes": p.codes}
+                                           for p in rejected]
+            self.progress.advance("perturb", len(rejected))
+        return outcome
+
+
+class StageFailed(Exception):
+    """A call failed for good (after its retries) in one stage of one item."""
+
+    def __init__(self, stage: str, failure: CallFailed) -> None:
+        super().__init__(f"{stage}: {failure}")
+        self.stage, self.failure = stage, failure
+
+
+async def _staged(stage: str, awaitable: Any) -> Any:
+    """Await, naming the stage of a `CallFailed`."""
+    try:
+        return await awaitable
+    except CallFailed as exc:
+        raise StageFailed(stage, exc) from None
+
+
+# -- scheduling ------------------------------------------------------------------------------
+
+@dataclass
+class Fill:
+    """One split being filled from its candidates, in order."""
+
+    split: str
+    candidates: list[SourceItem]
+    target: int
+    next: int = 0
+    kept: int = 0
+    in_flight: int = 0
+
+    def ready(self) -> bool:
+        return self.next < len(self.candidates) and self.kept + self.in_flight < self.target
+
+
+async def run_items(build: Build, fills: list[Fill], cap: int) -> None:
+    """Keep up to `cap` items in flight, round-robin over the splits, until each is full.
+
+    A split launches a candidate only while kept + in flight < target, so it ends with the
+    shortest prefix of its candidates that holds `target` survivors (or all of them).
+    """
+    tasks: dict[asyncio.Task[Outcome], Fill] = {}
+    while True:
+        launched = True
+        while launched and len(tasks) < cap:
+            launched = False
+            for fill in fills:
+                if len(tasks) < cap and fill.ready():
+                    item = fill.candidates[fill.next]
+                    task = asyncio.ensure_future(build.process(fill.split, fill.next, item))
+                    tasks[task] = fill
+                    fill.next += 1
+                    fill.in_flight += 1
+                    launched = True
+        if not tasks:
+            return
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            fill = tasks.pop(task)
+            outcome = task.result()
+            fill.in_flight -= 1
+            fill.kept += outcome.status == KEPT
+            build.ledger.record(outcome)
+
+
+# -- the whole build -------------------------------------------------------------------------
+
+@dataclass
+class BuildResult:
+    manifest: dict[str, Any]
+    release: dict[str, Any]
+    summary: str
+    shortfall: dict[str, int]
+    internal_errors: int
+
+
+def _progress_totals(config: BuildConfig) -> dict[str, int]:
+    prompts = config.prompt_counts()
+    traced = prompts["sft"] + prompts["dpo"] + prompts["eval"]
+    samples = sum(r.samples for r in config.responders)
+    return {"plan": sum(prompts.values()), "respond": traced * samples,
+            "judge": traced * samples if config.judge else 0, "perturb": config.sizes["dpo"]}
+
+
+def _counts(config: BuildConfig, fills: list[Fill], ledger: Ledger) -> dict[str, Any]:
+    splits = {}
+    for fill in fills:
+        per_row = config.rejected_per_prompt if fill.split == "dpo" else 1
+        kept = min(fill.kept, fill.target)
+        splits[fill.split] = {
+            "target": fill.target * per_row, "rows": kept * per_row, "kept": fill.kept,
+            "rejected": ledger.status[(fill.split, REJECTED)],
+            "failed": ledger.status[(fill.split, FAILED)],
+            "candidates": fill.next, "available": len(fill.candidates),
+            "shortfall": (fill.target - kept) * per_row}
+    return {"splits": splits, "reasons": dict(sorted(ledger.reasons.items()))}
+
+
+async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
+                preset: str | None = None, progress: bool = True) -> BuildResult:
+    """Run a whole build into `out_dir` (see the module docstring); returns its report."""
+    from safer_toolkit.builder.release.export import write_dataset
+    from safer_toolkit.builder.stages.split import assign_splits
+
+    if backend not in BACKENDS:
+        raise BuildError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    t0 = time.monotonic()
+    out_dir = Path(out_dir)
+    state = out_dir / STATE_DIR
+    state.mkdir(parents=True, exist_ok=True)
+    sizes = split_sizes(config)
+    assignment = assign_splits(source_items(config, needed=sum(sizes.values())), sizes,
+                               config.seed)
+    targets = config.prompt_counts()
+    fills = [Fill(s, list(assignment.splits.get(s, [])), targets[s]) for s in SPLITS]
+    cache = CallCache(state / "calls.sqlite")
+    roles = make_roles(config, backend, cache)
+    ledger = Ledger(state)
+    bars = Progress(_progress_totals(config), enabled=progress)
+    cap = config.max_items_in_flight or max(8, 2 * roles.concurrency)
+    job = Build(config, roles, ledger, bars)
+    try:
+        await run_items(job, fills, cap)
+    finally:
+        bars.close()
+        await roles.aclose()
+    counts = _counts(config, fills, ledger)
+    calls_run = {role: s.run() for role, s in roles.stats.items()}
+    run = {"started_at": started_at, "wall_s": 0.0, "calls": calls_run,
+           "endpoints": {name: {k: v for k, v in s.run().items() if k in
+                                ("attempts", "retries", "billed_prompt_tokens",
+                                 "billed_completion_tokens", "billed_cost_usd")}
+                         for name, s in roles.wire.items()},
+           "sent": sum(c["sent"] for c in calls_run.values()),
+           "cache_hits": sum(c["cache_hits"] for c in calls_run.values())}
+    manifest = build_manifest(
+        config, backend=backend, preset=preset, counts=counts, rejections=ledger.rejections,
+        failures=ledger.failures, dropped=getattr(assignment, "dropped", {}),
+        calls={role: s.stable() for role, s in roles.stats.items()}, run=run)
+
+    def rows(fill: Fill) -> Iterator[dict[str, Any]]:
+        for ordinal, kept in ledger.kept(fill.split, fill.target):
+            yield from assemble.rows_for(fill.split, fill.candidates[ordinal], kept)
+
+    try:
+        run["wall_s"] = round(time.monotonic() - t0, 3)
+        release = write_dataset(out_dir, {f.split: rows(f) for f in fills}, manifest=manifest,
+                                build_config=config.to_toml())
+    finally:
+        ledger.close()
+        cache.close()
+    internal = sum(n for reason, n in ledger.failures.items()
+                   if reason.startswith("internal_error"))
+    shortfall = {s: c["shortfall"] for s, c in counts["splits"].items() if c["shortfall"]}
+    return BuildResult(manifest, release, summary_table(manifest, run), shortfall, internal)
