@@ -67,6 +67,7 @@ class BuildConfig:
     repair_attempts: int = 1
     judge_attempts: int = 2
     max_items_in_flight: int = 0  # 0: twice the total model concurrency
+    exclusion: str = "default"  # benchmark exclusion list: "default" (shipped), "none" or a path
     planner: ModelConfig = ModelConfig(OFFLINE_MODELS["planner"])
     responders: tuple[ModelConfig, ...] = (ModelConfig(OFFLINE_MODELS["responder"]),)
     judge: ModelConfig | None = ModelConfig(OFFLINE_MODELS["judge"])
@@ -99,7 +100,7 @@ class BuildConfig:
         """The resolved configuration as TOML (copied into the dataset as `build.toml`)."""
         data: dict[str, Any] = {
             "seed": self.seed, "reserve": self.reserve,
-            "max_items_in_flight": self.max_items_in_flight,
+            "max_items_in_flight": self.max_items_in_flight, "exclusion": self.exclusion,
             "sizes": dict(self.sizes), "dpo": {"rejected_per_prompt": self.rejected_per_prompt},
             "thresholds": dict(self.thresholds),
             "plan": {"max_attempts": self.plan_attempts},
@@ -116,8 +117,8 @@ class BuildConfig:
 
 # -- reading -------------------------------------------------------------------------------
 
-_TOP = {"seed", "reserve", "max_items_in_flight", "sizes", "dpo", "thresholds", "plan",
-        "respond", "judge", "sources", "models"}
+_TOP = {"seed", "reserve", "max_items_in_flight", "exclusion", "sizes", "dpo", "thresholds",
+        "plan", "respond", "judge", "sources", "models"}
 _MODEL_KEYS = {f for f in ModelConfig.__dataclass_fields__}
 
 
@@ -185,8 +186,11 @@ class _Reader:
             samples=self.integer(t.get("samples", 1), f"{key}.samples", 1, 64))
 
 
-def parse_config(data: Mapping[str, Any], origin: str) -> BuildConfig:
-    """A `BuildConfig` from parsed TOML; raises `ConfigError` naming `origin` and the key."""
+def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None) -> BuildConfig:
+    """A `BuildConfig` from parsed TOML; raises `ConfigError` naming `origin` and the key.
+
+    Relative paths (the exclusion list, local sources) are resolved against `base`.
+    """
     r = _Reader(origin)
     top = r.table(dict(data), "(top level)", _TOP)
     sizes_t = r.table(top.get("sizes"), "sizes", set(SPLITS))
@@ -222,6 +226,15 @@ def parse_config(data: Mapping[str, Any], origin: str) -> BuildConfig:
     if judge_enabled and "judge" not in models:
         raise r.fail("models.judge", "judge.enabled is true but no [models.judge] is given")
     reserve = r.number(top.get("reserve", 0.15), "reserve", 0.0)
+    exclusion = r.string(top.get("exclusion", "default"), "exclusion")
+    if exclusion not in ("default", "none"):
+        path = Path(exclusion)
+        if base is not None and not path.is_absolute():
+            path = base / path
+        if not path.is_file():
+            raise r.fail("exclusion", f"no exclusion list at {path} (use \"default\", "
+                                      "\"none\" or the path of a list file)")
+        exclusion = str(path)
     return BuildConfig(
         sizes=sizes, seed=r.integer(top.get("seed", 0), "seed", 0, 2**31 - 1),
         reserve=reserve, rejected_per_prompt=per_prompt, sources=tuple(sources),
@@ -232,6 +245,7 @@ def parse_config(data: Mapping[str, Any], origin: str) -> BuildConfig:
         judge_attempts=r.integer(judge.get("max_attempts", 2), "judge.max_attempts", 1, 20),
         max_items_in_flight=r.integer(top.get("max_items_in_flight", 0),
                                       "max_items_in_flight", 0, 1_000_000),
+        exclusion=exclusion,
         planner=r.model(models["planner"], "models.planner"),
         responders=tuple(r.model(m, f"models.responders[{i}]", responder=True)
                          for i, m in enumerate(responders)),
@@ -247,7 +261,7 @@ def load_config(path: str | Path) -> BuildConfig:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(data, str(path))
+    return parse_config(data, str(path), path.parent)
 
 
 def preset_text(name: str) -> str:

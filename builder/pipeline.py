@@ -133,9 +133,49 @@ def source_items(config: BuildConfig, needed: int) -> Iterator[SourceItem]:
         if kind == "seed":
             from safer_toolkit.builder.sources.seed import seed_corpus
 
-            yield from seed_corpus(int(spec.get("count") or needed), seed=int(spec.get("seed", 0)))
+            # a little beyond the need, for items an exclusion list or dedup may drop
+            count = int(spec.get("count") or needed + needed // 50 + 16)
+            yield from seed_corpus(count, seed=int(spec.get("seed", 0)))
         else:
             raise BuildError(f"sources: unknown kind {kind!r}; expected seed, local or hub")
+
+
+def exclusion_list(config: BuildConfig) -> tuple[Any, dict[str, Any] | None]:
+    """The benchmark exclusion list and its description for the manifest (None if empty)."""
+    from safer_toolkit.builder.stages.dedup import ExclusionList
+
+    if config.exclusion == "none":
+        return ExclusionList(), None
+    if config.exclusion == "default":
+        found = ExclusionList.default()
+        name = "default"
+    else:
+        try:
+            found = ExclusionList.load(config.exclusion)
+        except (OSError, ValueError) as exc:
+            raise BuildError(f"exclusion list: {exc}") from None
+        name = Path(config.exclusion).name
+    if not len(found):
+        return found, None
+    return found, {"list": name, "sha256": len(found.sha256), "phash": len(found.phash),
+                   "questions": len(found.questions)}
+
+
+def assign(config: BuildConfig) -> tuple[Any, dict[str, Any] | None]:
+    """Dedup and split assignment; the reserve shrinks to nothing before the build gives up."""
+    from safer_toolkit.builder.stages.split import PoolTooSmall, assign_splits
+
+    exclude, described = exclusion_list(config)
+    sizes = split_sizes(config)
+    pool = list(source_items(config, needed=sum(sizes.values())))
+    try:
+        return assign_splits(pool, sizes, config.seed, exclude), described
+    except PoolTooSmall:
+        pass
+    try:
+        return assign_splits(pool, config.prompt_counts(), config.seed, exclude), described
+    except PoolTooSmall as exc:
+        raise BuildError(f"not enough source items: {exc}") from None
 
 
 # -- one item ------------------------------------------------------------------------------
@@ -357,7 +397,6 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
                 preset: str | None = None, progress: bool = True) -> BuildResult:
     """Run a whole build into `out_dir` (see the module docstring); returns its report."""
     from safer_toolkit.builder.release.export import write_dataset
-    from safer_toolkit.builder.stages.split import assign_splits
 
     if backend not in BACKENDS:
         raise BuildError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
@@ -366,9 +405,7 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
     out_dir = Path(out_dir)
     state = out_dir / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
-    sizes = split_sizes(config)
-    assignment = assign_splits(source_items(config, needed=sum(sizes.values())), sizes,
-                               config.seed)
+    assignment, exclusion = assign(config)
     targets = config.prompt_counts()
     fills = [Fill(s, list(assignment.splits.get(s, [])), targets[s]) for s in SPLITS]
     cache = CallCache(state / "calls.sqlite")
@@ -393,8 +430,9 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
            "cache_hits": sum(c["cache_hits"] for c in calls_run.values())}
     manifest = build_manifest(
         config, backend=backend, preset=preset, counts=counts, rejections=ledger.rejections,
-        failures=ledger.failures, dropped=getattr(assignment, "dropped", {}),
-        calls={role: s.stable() for role, s in roles.stats.items()}, run=run)
+        failures=ledger.failures, dropped=assignment.dropped,
+        calls={role: s.stable() for role, s in roles.stats.items()}, run=run,
+        exclusion=exclusion)
 
     def rows(fill: Fill) -> Iterator[dict[str, Any]]:
         for ordinal, kept in ledger.kept(fill.split, fill.target):

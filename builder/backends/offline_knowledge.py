@@ -49,7 +49,7 @@ DOMAINS: dict[str, Domain] = {
          "If you see a crime, do not intervene yourself; call the police and note details."),
         "safety"),
     "violence_hate_harassment": Domain(
-        ("attack", "fight", "hurt", "bully", "harass", "threaten", "insult", "hate",
+        ("attack", "fight", "kill", "bully", "harass", "threaten", "insult", "hate",
          "beat up", "intimidate", "stalk"),
         (("Dr. Samira Haddad", "conflict-resolution mediator", "empathetic and firm"),
          ("Jonas Weber", "community-safety coordinator", "steady and practical")),

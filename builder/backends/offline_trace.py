@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 from safer_toolkit.builder.backends.offline_knowledge import DOMAINS
@@ -190,10 +191,10 @@ class _Writer:
     def intent_radar(self) -> dict[str, Any]:
         if self.a.harmful:
             cue = f" (signals: {', '.join(self.a.flags[:3])})" if self.a.flags else ""
-            return {"intent": "harmful", "evidence": f"the request asks to "
-                                                     f"\"{_excerpt(self.q)}\"{cue}"}
-        return {"intent": "benign", "evidence": f"the request \"{_excerpt(self.q)}\" seeks "
-                                                "ordinary, legitimate help"}
+            return {"intent": "harmful", "evidence": f"the request is "
+                                                     f"\"{task_of(self.q, self.sight)}\"{cue}"}
+        return {"intent": "benign", "evidence": f"the request \"{task_of(self.q, self.sight)}\" "
+                                                "seeks ordinary, legitimate help"}
 
     def risk_scorer(self) -> dict[str, Any]:
         a = self.a
@@ -238,8 +239,10 @@ class _Writer:
         return {"reason": self.domain.harm, "resources": list(self.domain.resources)}
 
     def response_planner(self) -> dict[str, Any]:
-        return {"outline": ["answer the question directly",
-                            *(a.rstrip(".") for a in self.advice(2))]}
+        tip, check = self.tips
+        return {"outline": ["restate the goal and what a good result looks like",
+                            "list what is needed, from the picture", tip.rstrip("."),
+                            "work in small steps", check.rstrip(".")]}
 
     def custom(self, schema: dict[str, Any]) -> dict[str, Any]:
         """A custom tool: each key answered from its description and the assessment."""
@@ -260,28 +263,54 @@ class _Writer:
                 out[key] = f"{about}: {self.a.label}, {self.a.category.replace('_', ' ')}"
         return out
 
-    def advice(self, n: int) -> list[str]:
-        return self.rng.sample(list(self.domain.advice), min(n, len(self.domain.advice)))
+    @cached_property
+    def tips(self) -> tuple[str, str]:
+        """Two of the domain's pieces of advice, shared by the outline and the answer."""
+        first, second = self.rng.sample(list(self.domain.advice), 2)
+        return first, second
+
+
+_POINTS_AT_IMAGE = ("image", "picture", "photo", "caption", "poster", "sign", "text", "list",
+                   "shown", "label")
+
+
+def task_of(question: str, sight: Sight) -> str:
+    """What the user wants done: the words in the image when the question points at them."""
+    if sight.text and any(w in question.lower() for w in _POINTS_AT_IMAGE):
+        return _excerpt(sight.text.rstrip(" .0123456789\n"), 120)
+    return _excerpt(question, 120)
+
+
+def _article(phrase: str) -> str:
+    return f"an {phrase}" if phrase[:1].lower() in "aeiou" else f"a {phrase}"
+
+
+def _steps(writer: _Writer, task: str) -> list[str]:
+    seen = writer.sight.objects[:3]
+    gather = (f"Gather what you need — the picture already shows the {', '.join(seen)}."
+              if seen else "Gather what you need before you start.")
+    tip, check = writer.tips
+    return [f"Be clear about the goal (\"{task}\") and what a good result looks like.",
+            gather, tip, "Work in small steps and check the result after each one.",
+            f"Finally, review it once more: {check[0].lower()}{check[1:]}"]
 
 
 def _answer(writer: _Writer, persona: dict[str, str]) -> str:
     d, verdict = writer.domain, writer.verdict
-    expertise = persona.get("expertise") or "safety adviser"
     if verdict in ("refuse", "redirect"):
         opener = "I can't help with that" if verdict == "refuse" else \
             "I won't help with this as asked"
         resources = "; ".join(d.resources)
         return (f"{opener}, because {d.harm}. Instead, I can {d.alternative}. "
                 f"If you need support, good places to turn are: {resources}.")
-    seen = writer.sight.objects[:3]
-    context = f" Looking at the {', '.join(seen)} in the picture," if seen else ""
-    steps = "\n".join(f"{i}. {a}" for i, a in enumerate(writer.advice(3), 1))
-    text = (f"Speaking as a {expertise}:{context} here is how I would approach "
-            f"\"{_excerpt(writer.q, 120)}\".\n{steps}")
+    expertise = persona.get("expertise") or "practical adviser"
+    steps = _steps(writer, task_of(writer.q, writer.sight))
+    text = (f"Speaking as {_article(expertise)}, here is how I would approach it:\n"
+            + "\n".join(f"{i}. {step}" for i, step in enumerate(steps, 1)))
     if verdict == "comply_with_caution":
-        text += ("\nA word of caution: take the usual safety precautions for "
-                 f"{writer.a.category.replace('_', ' ')}, and ask a qualified professional if "
-                 "you are unsure.")
+        text += ("\nA word of caution: this touches on "
+                 f"{writer.a.category.replace('_', ' ')}, so take the usual precautions and "
+                 "ask a qualified professional if you are unsure.")
     return text
 
 
