@@ -32,7 +32,6 @@ from safer_toolkit.builder.release.shards import (
     ShardWriter,
     estimated_bytes,
 )
-from safer_toolkit.validation import Validator
 
 STAGING = ".release-tmp"
 BUILD_STATE = ".build"
@@ -85,8 +84,8 @@ class _Seen:
         return problems
 
 
-def _write_config(staging: Path, config: str, rows: Iterable[Mapping[str, Any]],
-                  validator: Validator, seen: _Seen, limits: Mapping[str, int]) -> dict[str, Any]:
+def _write_config(staging: Path, config: str, rows: Iterable[Mapping[str, Any]], seen: _Seen,
+                  limits: Mapping[str, int]) -> dict[str, Any]:
     split = SPLITS[config]
     writer = ShardWriter(staging / config, split, features(config), **limits)
     try:
@@ -98,7 +97,7 @@ def _write_config(staging: Path, config: str, rows: Iterable[Mapping[str, Any]],
                     problems.append(f"the row is {size} bytes; a row group holds at most "
                                     f"{limits['row_group_bytes']}")
             if not problems:
-                problems = trace_problems(config, row, validator) + seen.add(config, row)
+                problems = trace_problems(config, row) + seen.add(config, row)
             if problems:
                 rid = row.get("id") if isinstance(row, Mapping) else None
                 raise ExportError(f"{config} row {index} (id {rid!r}): " + "; ".join(problems))
@@ -163,9 +162,8 @@ def write_dataset(out_dir: Path, rows: Mapping[str, Iterable[Mapping[str, Any]]]
     limits = {"row_group_bytes": row_group_bytes, "row_group_rows": row_group_rows,
               "shard_bytes": shard_bytes}
     try:
-        validator = Validator(mode="strict")
         seen = _Seen()
-        configs = {name: _write_config(staging, name, rows[name], validator, seen, limits)
+        configs = {name: _write_config(staging, name, rows[name], seen, limits)
                    for name in SPLITS if name in rows}
         summary: dict[str, Any] = {"configs": configs, "overlap": dict(seen.shared)}
         if "grpo" in configs:

@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from safer_toolkit.validation import Call, Trace, Validator, to_text
+from safer_toolkit.validation import Call, Trace, check_text, resolve_protocol, to_text
 from tests.support.protocols import CASES, OUT, protocol
 
 TOPOLOGIES = ("linear", "tree", "mesh", "shield", "loop")
@@ -24,7 +24,6 @@ CATEGORIES = ("weapons_physical_harm", "self_harm", "fraud_deception", "privacy_
 PERTURBATIONS = ("wrong_tool", "order_violation", "corrupted_output", "wrong_decision")
 MODELS = {"planner_model": "safer-offline-planner", "responder_model": "safer-offline-responder",
           "judge_model": "safer-offline-judge"}
-_VALIDATOR = Validator(mode="strict")
 
 
 def image_png(tag: str, size: int = 48) -> bytes:
@@ -121,8 +120,8 @@ def dpo_row(index: int, seed: int = 0) -> dict[str, Any]:
     row, doc, question = _base("dpo", prompt_index, seed)
     gold = gold_trace(doc["topology"], doc["label"], doc["risk_category"])
     rejected = to_text(perturb(gold, kind, doc["label"]))
-    result = _VALIDATOR.validate({"protocol": doc, "response": rejected})
-    codes = sorted({i.code for i in result.issues if i.severity == "error"})
+    verdict = check_text(rejected, resolve_protocol(doc), "strict")  # no cache: flat memory
+    codes = sorted({i.code for i in verdict.issues if i.severity == "error"})
     return {"id": f"dpo-{index:06d}", "images": row.pop("images"),
             "prompt": _prompt(doc, question), "chosen": _assistant(to_text(gold)),
             "rejected": _assistant(rejected), "perturbation": kind, "rejected_codes": codes,
