@@ -21,7 +21,8 @@ from safer_toolkit.validation import (
     to_text,
 )
 from tests.support.offline_chain import run_chain
-from tests.support.protocols import CASES, OUT, protocol
+from tests.support.protocols import CASES, OUT
+from tests.support.protocols import protocol as handmade
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,7 @@ def test_wrong_decision_contradicts_the_analysis_both_ways(golds):
 @pytest.mark.parametrize("topology", [*TOPOLOGIES, "custom"])
 def test_hand_written_traces_of_every_topology_are_perturbed_detectably(topology):
     walk = CASES[topology][1]
-    resolved = resolve_protocol(protocol(topology))
+    resolved = resolve_protocol(handmade(topology))
     trace = Trace([Call(name, dict(OUT[name])) for name in walk], "Keep it in a knife block.")
     assert check_text(to_text(trace), resolved).valid
     for kind in PERTURBATIONS:
