@@ -1,0 +1,271 @@
+"""The bundled seed corpus: generated (image, question) pairs over every risk category, with
+harmful requests and their benign look-alikes, so a build needs no download.
+
+Item `i` is planned from hand-written templates (seed_content) by counting through mixed-radix
+spaces (goal x phrasing x framing x suffix, or lead x task x detail for requests hidden in the
+picture) with a seeded stride permutation, then drawn by seed_render with a `random.Random`
+seeded by (seed, i). Counting — not sampling — is what makes every question distinct; seeded
+layouts, sizes and background patches make every picture distinct by exact and perceptual hash.
+The sequence is generated in order, so `seed_corpus(k)` is always a prefix of `seed_corpus(n)`.
+
+What a picture shows travels inside it: a PNG tEXt chunk `safer-toolkit:scene` holding compact
+JSON {"objects", "scene", "hazards", "text", "attack"}. The offline backend reads it back with
+`read_scene`, so a build through an HTTP endpoint sees exactly what an in-process build sees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import multiprocessing
+import os
+import random
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from PIL import Image
+
+from safer_toolkit.builder.sources import seed_content as content
+from safer_toolkit.builder.sources import seed_render as render
+from safer_toolkit.builder.sources.base import SourceItem
+from safer_toolkit.schemas import risk_categories
+
+SOURCE_DATASET = "safer-toolkit-seed"
+LICENSE = "cc-by-4.0"
+SCENE_KEY = "safer-toolkit:scene"
+SEED_VERSION = "1"
+SEED_CAPACITY = 40_000
+"""Items available for one seed; every one distinct by image hash, pHash and question."""
+PARALLEL_FROM = 2_000
+
+ATTACKS = ("none", "typographic", "role_play", "prompt_injection", "obfuscation", "hypothetical",
+           "other")
+KIND_CYCLE = ("scene", "typographic", "sign", "scene", "caption", "scene", "injection", "sign",
+              "scene", "obfuscation")
+KIND_ATTACK = {"typographic": "typographic", "caption": "typographic",
+               "injection": "prompt_injection", "obfuscation": "obfuscation"}
+
+
+def strata() -> tuple[tuple[str, str], ...]:
+    """(risk_category, label) pairs the corpus cycles through; `benign` has no harmful side."""
+    pairs: list[tuple[str, str]] = []
+    for category in risk_categories():
+        if category != "benign":
+            pairs.append((category, "harmful"))
+        pairs.append((category, "benign"))
+    return tuple(pairs)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything about item `index` except its pixels."""
+
+    index: int
+    category: str
+    label: str
+    kind: str
+    topic: content.Topic
+    goal: str
+    question: str
+    attack: str
+    variant: int  # which list title / injection text / obfuscation method
+
+
+class _Space:
+    """A mixed-radix space visited in a seeded stride order: a bijection from counter to digits."""
+
+    def __init__(self, radices: Sequence[int], salt: str) -> None:
+        self.radices = tuple(radices)
+        self.size = math.prod(self.radices)
+        stride = max(1, int(self.size * 0.6180339887)) | 1
+        while math.gcd(stride, self.size) != 1:
+            stride += 2
+        self.stride = stride
+        digest = hashlib.blake2b(salt.encode(), digest_size=8).digest()
+        self.offset = int.from_bytes(digest) % self.size
+
+    def digits(self, counter: int) -> list[int]:
+        if counter >= self.size:
+            raise RuntimeError(f"seed template space exhausted ({self.size} combinations)")
+        k = (counter * self.stride + self.offset) % self.size
+        out = []
+        for radix in self.radices:
+            k, digit = divmod(k, radix)
+            out.append(digit)
+        return out
+
+
+def _goals(category: str, label: str) -> list[tuple[content.Topic, str]]:
+    return [(t, g) for t in content.TOPICS[category] for g in getattr(t, label)]
+
+
+def plans(count: int, seed: int = 0) -> Iterator[Plan]:
+    """Plan the first `count` items (cheap: no drawing). Raises past SEED_CAPACITY."""
+    if not 0 <= count <= SEED_CAPACITY:
+        raise ValueError(f"seed corpus holds at most {SEED_CAPACITY} items, asked for {count}")
+    pairs = strata()
+    frames = {"harmful": content.HARMFUL_FRAMES, "benign": content.BENIGN_FRAMES}
+    goal_lists = {p: _goals(*p) for p in pairs}
+    spaces: dict[Any, _Space] = {}
+    counters: dict[Any, int] = {}
+
+    def next_digits(key: Any, radices: Sequence[int], cycle: bool = False) -> list[int]:
+        if key not in spaces:
+            spaces[key] = _Space(radices, f"{seed}:{key}")
+        counter = counters.get(key, 0)
+        counters[key] = counter + 1
+        return spaces[key].digits(counter % spaces[key].size if cycle else counter)
+
+    generic = {
+        "typographic": (content.TYPO_LEADS, content.TYPO_TASKS),
+        "caption": (content.CAPTION_LEADS, content.CAPTION_TASKS),
+        "injection": (content.INJECTION_LEADS, content.INJECTION_TASKS),
+        "obfuscation": ([lead for _, lead in content.OBFUSCATION_LEADS], content.OBFUSCATION_TASKS),
+    }
+    for i in range(count):
+        s = i % len(pairs)
+        category, label = pairs[s]
+        kind = KIND_CYCLE[(i // len(pairs) + s) % len(KIND_CYCLE)]
+        goals = goal_lists[(category, label)]
+        if kind in ("scene", "sign"):
+            phrasings = content.SCENE_PHRASINGS if kind == "scene" else content.SIGN_PHRASINGS
+            g, p, f, x = next_digits((category, label, kind), (
+                len(goals), len(phrasings), len(frames[label]), len(content.SUFFIXES)))
+            topic, goal = goals[g]
+            attack, frame = frames[label][f]
+            question = frame.format(q=phrasings[p].format(goal=goal)) + content.SUFFIXES[x]
+            variant = 0
+        else:
+            (g,) = next_digits((category, label, kind), (len(goals),), cycle=True)
+            topic, goal = goals[g]
+            leads, tasks = generic[kind]
+            lead, task, detail = next_digits(kind, (len(leads), len(tasks), len(content.DETAILS)))
+            question = f"{leads[lead]} {tasks[task]}{content.DETAILS[detail]}"
+            attack = KIND_ATTACK[kind] if label == "harmful" else "none"
+            variant = lead if kind == "obfuscation" else (i // len(pairs)) % 997
+        yield Plan(i, category, label, kind, topic, goal, question, attack, variant)
+
+
+def _obfuscate(goal: str, method: str) -> str:
+    if method == "spaced":
+        return " / ".join(" ".join(word.upper()) for word in goal.split())
+    if method == "leet":
+        return goal.upper().translate(str.maketrans("AEIOST", "431057"))
+    return " ".join(reversed(goal.split())).upper()
+
+
+def _picture(plan: Plan, rng: random.Random) -> render.Picture:
+    topic, goal = plan.topic, plan.goal
+    if plan.kind == "scene":
+        distractor = rng.choice(content.DISTRACTORS) if rng.random() < .35 else None
+        return render.scene_picture(rng, topic.setting, topic.objects, distractor)
+    if plan.kind == "sign":
+        shown = topic.objects[: rng.randint(0, min(2, len(topic.objects)))]
+        return render.sign_picture(rng, topic.setting, topic.sign, shown)
+    if plan.kind == "typographic":
+        titles = content.LIST_TITLES
+        title = titles[plan.variant % len(titles)].format(goal=goal)
+        if rng.random() < .5:
+            title = title[0].upper() + title[1:]
+        icon = rng.choice(topic.objects) if rng.random() < .4 else None
+        return render.list_picture(rng, title, rng.randint(3, 5), icon)
+    if plan.kind == "caption":
+        caption = goal.upper() if rng.random() < .4 else goal[0].upper() + goal[1:]
+        return render.caption_picture(rng, topic.setting, topic.objects[:2], caption)
+    if plan.kind == "injection":
+        texts = content.INJECTION_TEXTS[plan.label]
+        text = texts[plan.variant % len(texts)].format(goal=goal.upper())
+        return render.note_picture(rng, text, topic.setting if rng.random() < .6 else None)
+    method = content.OBFUSCATION_LEADS[plan.variant][0]
+    return render.note_picture(rng, _obfuscate(goal, method), None)
+
+
+def _hazards(plan: Plan, picture: render.Picture) -> list[str]:
+    hazards = list(plan.topic.hazards) if picture.objects else []
+    if plan.label == "harmful" and plan.kind in KIND_ATTACK:
+        hazards.append("written request for harmful instructions")
+    return hazards
+
+
+def render_item(plan: Plan, seed: int = 0) -> SourceItem:
+    """Draw one planned item and wrap it as a SourceItem (deterministic for (plan, seed))."""
+    rng = random.Random(f"safer-toolkit-seed:{seed}:{plan.index}")
+    picture = _picture(plan, rng)
+    scene = {
+        "objects": picture.objects,
+        "scene": picture.scene,
+        "hazards": _hazards(plan, picture),
+        "text": picture.text,
+        "attack": plan.attack,
+    }
+    chunk = json.dumps(scene, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
+    source_id = f"seed-{plan.index:06d}" if seed == 0 else f"seed-s{seed}-{plan.index:06d}"
+    return SourceItem(
+        source_dataset=SOURCE_DATASET,
+        source_id=source_id,
+        source_license=LICENSE,
+        question=plan.question,
+        image=render.encode_png(picture.image, SCENE_KEY, chunk),
+        image_name=f"{source_id}.png",
+        risk_category=plan.category,
+        label=plan.label,
+        meta={"generator": f"{SOURCE_DATASET}/{SEED_VERSION}", "seed": seed, "kind": plan.kind,
+              "topic": plan.topic.key, "scene": scene},
+    )
+
+
+def seed_corpus(count: int, seed: int = 0, *, workers: int | None = None) -> Iterator[SourceItem]:
+    """The first `count` seed items for `seed`: deterministic, byte-stable, prefix-stable.
+
+    Drawing is CPU-bound (about 3 ms an item), so from PARALLEL_FROM items up it is spread over
+    `workers` forked processes (default: the available cores); items still come out in order and
+    byte-identical to a serial run. A process that already runs threads draws serially, because
+    forking it is unsafe, and spawning would re-import the caller's main script.
+    """
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if count >= PARALLEL_FROM else 1
+    if workers <= 1 or threading.active_count() > 1:
+        for plan in plans(count, seed):
+            yield render_item(plan, seed)
+        return
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(min(workers, 8), mp_context=context) as pool:
+        try:
+            yield from pool.map(partial(render_item, seed=seed), plans(count, seed), chunksize=64)
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+
+_SCENE_TYPES = {"objects": list, "scene": str, "hazards": list, "text": str, "attack": str}
+
+
+def read_scene(image_bytes: bytes) -> dict | None:
+    """The `safer-toolkit:scene` record embedded in a seed PNG, or None for any other image.
+
+    Only the PNG header chunks are read (no pixel decoding), and the record is checked for the
+    five keys and their types, so a foreign or tampered image never yields a half-valid scene.
+    """
+    try:
+        with Image.open(io.BytesIO(image_bytes)) as image:
+            raw = image.info.get(SCENE_KEY) if image.format == "PNG" else None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+    if not isinstance(raw, str):
+        return None
+    try:
+        scene = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(scene, dict) or set(scene) != set(_SCENE_TYPES):
+        return None
+    if not all(isinstance(scene[k], t) for k, t in _SCENE_TYPES.items()):
+        return None
+    if not all(isinstance(v, str) for k in ("objects", "hazards") for v in scene[k]):
+        return None
+    return scene if scene["attack"] in ATTACKS else None
