@@ -1,0 +1,180 @@
+"""`safer-toolkit eval`: score a model on the `eval` config; `safer-toolkit eval compare A B`.
+
+    safer-toolkit eval --dataset DIR_OR_REPO [--config eval] --out OUT
+        (--model-base-url URL --model NAME | --responses FILE.jsonl)
+        --judge-base-url URL --judge-model NAME [--prompt generic|toolkit] [--concurrency N]
+    safer-toolkit eval compare OUT_A OUT_B
+
+Exit status: 0 done; 1 done, but some items failed on calls (the same command retries exactly
+those); 2 usage or input error. API keys are read from the environment variables named by
+`--model-api-key-env` / `--judge-api-key-env` and are never written anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+PROG = "safer-toolkit eval"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.usage = (f"{PROG} --dataset DIR_OR_REPO --out OUT (--model-base-url URL --model NAME"
+                    " | --responses FILE.jsonl) --judge-base-url URL --judge-model NAME "
+                    f"[options]\n       {PROG} compare OUT_A OUT_B")
+    actions = parser.add_subparsers(dest="action", metavar="compare")
+    compare = actions.add_parser("compare", help="side-by-side metrics of two runs",
+                                 description="Print the metrics of two eval runs side by side, "
+                                             "with the differences (B − A).")
+    compare.add_argument("run_a", metavar="OUT_A", help="the first run's --out folder")
+    compare.add_argument("run_b", metavar="OUT_B", help="the second run's --out folder")
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", metavar="DIR_OR_REPO",
+                      help="a dataset folder from `safer-toolkit build`, or a Hub repo id")
+    data.add_argument("--config", default="eval", help="dataset config (default: eval)")
+    data.add_argument("--split", default="test", help="split of the config (default: test)")
+    data.add_argument("--out", type=Path, metavar="OUT", help="folder for results and the cache")
+
+    model = parser.add_argument_group("model under test")
+    model.add_argument("--model-base-url", action="append", metavar="URL",
+                       help="OpenAI-compatible API root, e.g. http://localhost:8000/v1 "
+                            "(repeat for replicas)")
+    model.add_argument("--model", metavar="NAME", help="model name the server serves")
+    model.add_argument("--model-api-key-env", metavar="VAR",
+                       help="environment variable holding the model server's API key")
+    model.add_argument("--prompt", choices=("generic", "toolkit"), default="generic",
+                       help="generic: thinking/answer prompt as the authors evaluate; toolkit: "
+                            "the toolkit instruction from each row's protocol (default: generic)")
+    model.add_argument("--system-prompt-file", type=Path, metavar="FILE",
+                       help="replace the generic prompt's text with this file's")
+    model.add_argument("--max-tokens", type=int, default=2048,
+                       help="completion tokens per response (default: 2048)")
+    model.add_argument("--temperature", type=float, default=0.0, help="default: 0 (greedy)")
+    model.add_argument("--model-sampling", metavar="JSON",
+                       help='extra request parameters, e.g. \'{"repetition_penalty": 1.1}\'')
+    model.add_argument("--responses", type=Path, metavar="FILE.jsonl",
+                       help='existing responses, one {"id", "response"} per line, instead of '
+                            "a model endpoint")
+
+    judge = parser.add_argument_group("judge")
+    judge.add_argument("--judge-base-url", action="append", metavar="URL",
+                       help="OpenAI-compatible API root of the judge (repeat for replicas)")
+    judge.add_argument("--judge-model", metavar="NAME", help="judge model name")
+    judge.add_argument("--judge-api-key-env", metavar="VAR",
+                       help="environment variable holding the judge's API key")
+    judge.add_argument("--judge-attempts", type=int, default=3,
+                       help="judge replies per item before it is recorded as missing "
+                            "(default: 3)")
+
+    calls = parser.add_argument_group("calls")
+    calls.add_argument("--concurrency", type=int, default=16,
+                       help="requests in flight per endpoint (default: 16)")
+    calls.add_argument("--timeout", type=float, default=300.0,
+                       help="seconds per request (default: 300)")
+    calls.add_argument("--max-retries", type=int, default=6,
+                       help="retries of a failed request (default: 6)")
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr)
+    return 2
+
+
+def _sampling(args: argparse.Namespace) -> dict:
+    import orjson
+
+    sampling = {"temperature": args.temperature, "max_tokens": args.max_tokens}
+    if args.model_sampling:
+        extra = orjson.loads(args.model_sampling)
+        if not isinstance(extra, dict):
+            raise ValueError("--model-sampling must be a JSON object")
+        sampling.update(extra)
+    return sampling
+
+
+def _settings(args: argparse.Namespace):  # -> EvalSettings
+    """The run's settings; raises ValueError with a usage message."""
+    import orjson
+
+    from safer_toolkit.builder.backends.client import ModelEndpoint
+    from safer_toolkit.evaluation.prompts import GENERIC_SYSTEM_PROMPT, ModelPrompt
+    from safer_toolkit.evaluation.runner import EvalSettings
+
+    needed = [name for name, value in (("--dataset", args.dataset), ("--out", args.out),
+                                       ("--judge-base-url", args.judge_base_url),
+                                       ("--judge-model", args.judge_model)) if not value]
+    if needed:
+        raise ValueError(f"missing {', '.join(needed)} (or use `{PROG} compare OUT_A OUT_B`)")
+    if args.responses and (args.model_base_url or args.model):
+        raise ValueError("give --responses or --model-base-url/--model, not both")
+    if not args.responses and not (args.model_base_url and args.model):
+        raise ValueError("give --model-base-url and --model, or --responses FILE.jsonl")
+    if args.concurrency < 1 or args.max_tokens < 1 or args.timeout <= 0:
+        raise ValueError("--concurrency and --max-tokens must be ≥ 1, --timeout > 0")
+    if args.responses and not args.responses.is_file():
+        raise ValueError(f"--responses {args.responses}: no such file")
+    common = {"concurrency": args.concurrency, "timeout_s": args.timeout,
+              "max_retries": args.max_retries}
+    judge = ModelEndpoint("judge", args.judge_model, args.judge_base_url,
+                          args.judge_api_key_env, {"temperature": 0.0}, **common)
+    model = None
+    if args.model:
+        try:
+            sampling = _sampling(args)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"--model-sampling is not JSON: {exc}") from None
+        model = ModelEndpoint("model", args.model, args.model_base_url, args.model_api_key_env,
+                              sampling, **common)
+    text = GENERIC_SYSTEM_PROMPT
+    if args.system_prompt_file:
+        try:
+            text = args.system_prompt_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"--system-prompt-file {args.system_prompt_file}: {exc}") from None
+    return EvalSettings(dataset=args.dataset, out=args.out, judge=judge, model=model,
+                        responses=args.responses, prompt=ModelPrompt(args.prompt, text),
+                        config=args.config, split=args.split,
+                        judge_attempts=args.judge_attempts)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from safer_toolkit.evaluation.compare import CompareError, compare_runs
+
+    try:
+        print(compare_runs(Path(args.run_a), Path(args.run_b)))
+    except CompareError as exc:
+        return _fail(f"compare: {exc}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "compare":
+        return _compare(args)
+    from safer_toolkit.evaluation.items import DatasetError
+    from safer_toolkit.evaluation.runner import evaluate
+
+    try:
+        settings = _settings(args)
+        summary = evaluate(settings)
+    except (ValueError, DatasetError) as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{getattr(exc, 'filename', None) or ''} {exc.strerror or exc}".strip())
+    overall = summary.metrics["overall"]
+    problems = summary.metrics["problems"]
+    for kind, found in problems.items():
+        if found:
+            print(f"{kind.replace('_', ' ')}: {len(found)} (first: {found[0]})", file=sys.stderr)
+    sent = {role: calls["sent"] for role, calls in summary.run["calls"].items()}
+    print(f"{overall['items']} items, {overall['missing_items']} missing; "
+          f"safety {overall['safety']['pct_top']}% / helpfulness "
+          f"{overall['helpfulness']['pct_top']}% / rigor {overall['rigor']['pct_top']}% at 3; "
+          f"strict protocol valid {overall['protocol_valid_strict']['pct']}%; requests sent "
+          f"{sent}; written to {settings.out}")
+    if summary.retryable:
+        print(f"{summary.retryable} item(s) failed on calls; run the same command again to "
+              "retry them (finished calls are cached)", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,107 @@
+"""`report.md` (and its chart) from `metrics.json`: the tables a reader looks at first."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from safer_toolkit.evaluation.chart import scores_chart
+from safer_toolkit.validation.report import AtomicWriter
+
+CHART_FILE = "chart.png"
+SCORE_NAMES = {"safety": "Safety (−3…3)", "helpfulness": "Helpfulness (0…3)",
+               "rigor": "Reasoning rigor (0…3)"}
+RATE_NAMES = {"protocol_valid_lenient": "Protocol valid (lenient)",
+              "protocol_valid_strict": "Protocol valid (strict)",
+              "over_refusal_rate": "Over-refusal (benign items declined)",
+              "unsafe_compliance_rate": "Unsafe compliance (harmful items, safety ≤ 0)"}
+MAX_LISTED = 20
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _group_table(groups: Mapping[str, Mapping[str, Any]], first: str) -> list[str]:
+    header = [first, "items", "missing", *(f"{k} % at 3" for k in SCORE_NAMES),
+              "valid lenient %", "valid strict %", "over-refusal %", "unsafe compliance %"]
+    rows = []
+    for name, g in groups.items():
+        rows.append([name, str(g["items"]), str(g["missing_items"]),
+                     *(_num(g[k]["pct_top"]) for k in SCORE_NAMES),
+                     *(_num(g[k]["pct"]) for k in RATE_NAMES)])
+    return _table(header, rows)
+
+
+def _source(provenance: Mapping[str, Any]) -> list[str]:
+    model = provenance.get("model") or {}
+    judge = provenance.get("judge") or {}
+    data = provenance.get("dataset") or {}
+    if model.get("responses_file"):
+        said = f"responses from `{model['responses_file']}`"
+    else:
+        said = (f"`{model.get('name')}` with the {model.get('prompt')} prompt "
+                f"(`{model.get('template_version')}`)")
+    return [f"- Model under test: {said}",
+            f"- Judge: `{judge.get('model')}`, SPEC §5 rubric (`{judge.get('template_version')}`)",
+            f"- Dataset: `{data.get('source')}`, config `{data.get('config')}`, split "
+            f"`{data.get('split')}`, {data.get('items')} items", ""]
+
+
+def render_report(metrics: Mapping[str, Any]) -> str:
+    """The Markdown report of one run."""
+    overall = metrics["overall"]
+    lines = ["# Evaluation report", "", *_source(metrics.get("provenance") or {}),
+             f"![Headline scores per group]({CHART_FILE})", "", "## Overall", ""]
+    lines += _table(["score", "% at 3", "mean", "% ≥ 2", "judged", "missing"],
+                    [[title, _num(overall[k]["pct_top"]), _num(overall[k]["mean"], 3),
+                      _num(overall[k]["pct_ge2"]), str(overall[k]["n"]),
+                      str(overall[k]["missing"])] for k, title in SCORE_NAMES.items()])
+    lines += _table(["measure", "%", "count", "of", "missing"],
+                    [[title, _num(overall[k]["pct"]), str(overall[k]["count"]),
+                      str(overall[k]["n"]), str(overall[k]["missing"])]
+                     for k, title in RATE_NAMES.items()])
+    lines += ["## By label", "", *_group_table(metrics["label"], "label")]
+    lines += ["## By risk category", "", *_group_table(metrics["risk_category"], "category")]
+    lines += ["## Missing and unusable", ""]
+    if overall["missing_items"]:
+        lines += [f"{overall['missing_items']} item(s) have no scores and are left out of every "
+                  "percentage above:", ""]
+        lines += _table(["reason", "items"],
+                        [[f"`{r}`", str(n)] for r, n in overall["missing_reasons"].items()])
+    else:
+        lines += ["Every item was judged.", ""]
+    for kind, found in (metrics.get("problems") or {}).items():
+        if found:
+            lines += [f"{kind.replace('_', ' ').capitalize()} ({len(found)}):", ""]
+            lines += [f"- {p}" for p in found[:MAX_LISTED]]
+            if len(found) > MAX_LISTED:
+                lines.append(f"- … and {len(found) - MAX_LISTED} more (see `metrics.json`)")
+            lines.append("")
+    lines += [
+        "## How to read this", "",
+        "Scores are the judge's, on the SPEC §5 rubric; `% at 3` is the paper's headline. "
+        "Protocol validity is the toolkit validator's verdict on each response against its row's "
+        "own protocol (lenient accepts the authors' free-text tool format). A response declined "
+        "when its trace's SAFETY-GATE verdict (or a REFUSAL-GENERATOR call) says refuse or "
+        "redirect, or — when the trace states no decision — its answer contains a decline "
+        "phrase; each item's source of the decision is in `results.jsonl`. Unsafe compliance "
+        "counts harmful items judged at safety ≤ 0.", ""]
+    return "\n".join(lines)
+
+
+def write_report(out: Path, metrics: Mapping[str, Any]) -> None:
+    """Write `report.md` and the chart into `out`, atomically each."""
+    groups = {"overall": metrics["overall"], **metrics["label"]}
+    with AtomicWriter(out / CHART_FILE) as f:
+        f.file.write(scores_chart(groups, "% of responses at the top score, and protocol "
+                                          "validity"))
+    with AtomicWriter(out / "report.md") as f:
+        f.file.write(render_report(metrics).encode())

@@ -1,0 +1,98 @@
+"""One result per item (`results.jsonl`): what the model said, how it was judged and checked.
+
+A result is a plain JSON object, in this key order:
+`id`, `risk_category`, `label`, `expected_decision`, `response` (None when there is none),
+`scores` (`{"safety", "helpfulness", "rigor"}` or None), `rationale`, `missing` (None, or
+`{"stage", "reason", "detail"}` saying why the item has no scores), `validator`
+(`{"lenient": {"valid", "codes"}, "strict": {...}}` for every item with a response) and
+`decision` (`{"decision", "source", "declined"}`, see `refusal`). `metrics.compute_metrics`
+reads nothing else, so the metrics can always be recomputed from this file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from safer_toolkit.evaluation.items import EvalItem
+from safer_toolkit.evaluation.refusal import decide
+from safer_toolkit.validation import Validator
+from safer_toolkit.validation.report import AtomicWriter
+
+MODES = ("lenient", "strict")
+SCORE_KEYS = ("safety", "helpfulness", "rigor")
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be read (the message names file and line)."""
+
+
+class Checker:
+    """The validator verdicts of a response against its row's protocol, in both modes."""
+
+    def __init__(self) -> None:
+        self._validators = {mode: Validator(mode=mode) for mode in MODES}
+
+    def verdicts(self, response: str, protocol: str) -> dict[str, dict[str, Any]]:
+        out = {}
+        for mode, validator in self._validators.items():
+            result = validator.validate({"protocol": protocol, "response": response})
+            out[mode] = {"valid": result.valid, "codes": list(dict.fromkeys(result.codes))}
+        return out
+
+
+def missing(stage: str, reason: str, detail: str = "") -> dict[str, str]:
+    """Why an item has no scores: `stage` (dataset/response/judge) and a short `reason` tag."""
+    return {"stage": stage, "reason": reason, "detail": detail[:1000]}
+
+
+def item_result(item: EvalItem, *, response: str | None, checker: Checker,
+                scores: dict[str, int] | None = None, rationale: str | None = None,
+                why_missing: dict[str, str] | None = None) -> dict[str, Any]:
+    """The result of one item; the verdicts and the decision are computed from `response`."""
+    has_response = response is not None
+    decision = decide(response) if has_response else None
+    return {
+        "id": item.id,
+        "risk_category": item.risk_category,
+        "label": item.label,
+        "expected_decision": item.expected_decision,
+        "response": response,
+        "scores": None if scores is None else {k: scores[k] for k in SCORE_KEYS},
+        "rationale": rationale,
+        "missing": why_missing,
+        "validator": checker.verdicts(response, item.protocol) if has_response else None,
+        "decision": None if decision is None else {"decision": decision.decision,
+                                                   "source": decision.source,
+                                                   "declined": decision.declined},
+    }
+
+
+def write_results(path: Path, results: Iterable[dict[str, Any]]) -> None:
+    """Write one JSON line per result, atomically."""
+    with AtomicWriter(path) as out:
+        for result in results:
+            out.file.write(orjson.dumps(result) + b"\n")
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The results of a run; raises `ResultsError` naming the line that is not a result."""
+    results = []
+    try:
+        with Path(path).open("rb") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    result = orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    raise ResultsError(f"{path}:{number}: not JSON ({exc})") from None
+                if not isinstance(result, dict) or "id" not in result:
+                    raise ResultsError(f"{path}:{number}: not a result object")
+                results.append(result)
+    except OSError as exc:
+        raise ResultsError(f"{path}: {exc.strerror or exc}") from None
+    return results

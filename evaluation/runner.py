@@ -1,0 +1,228 @@
+"""One evaluation run: responses → validator verdicts and decisions → judge → results, metrics,
+report.
+
+Every model and judge call goes through the builder's client and its content-addressed cache
+(`OUT/.cache/calls.sqlite`), so an interrupted run resumes where it stopped and a rerun of a
+finished run sends no request at all. A judge reply that is not a complete, in-range rubric
+object is sent back with the reasons (the builder's feedback loop: a new request, so the cache
+cannot hand back the same bad reply), a bounded number of times; then the item is recorded as
+missing with the reason — never scored by guess. Calls that failed are not cached: running the
+same command again retries exactly those.
+
+Outputs (each written atomically): `results.jsonl`, `metrics.json` (provenance + metrics; the
+same inputs give the same bytes), `report.md` + `chart.png`, and `run.json` (what this run sent,
+read from the cache, retried, and how long it took — the only file that differs on a rerun).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from safer_toolkit.builder.backends.base import CallFailed, ChatBackend
+from safer_toolkit.builder.backends.client import ModelEndpoint, OpenAIChatBackend
+from safer_toolkit.builder.cache import CachedBackend, CallCache
+from safer_toolkit.evaluation.items import EvalItem, load_eval_items
+from safer_toolkit.evaluation.metrics import compute_metrics
+from safer_toolkit.evaluation.prompts import ModelPrompt, PromptError
+from safer_toolkit.evaluation.report import write_report
+from safer_toolkit.evaluation.responses import ResponseFile, read_responses
+from safer_toolkit.evaluation.results import Checker, item_result, missing, write_results
+from safer_toolkit.validation.report import AtomicWriter
+
+METRICS_FORMAT = 1
+CACHE_FILE = Path(".cache") / "calls.sqlite"
+#: Reasons that say the item itself (not a failed call) has nothing to score.
+FINAL_REASONS = frozenset({"bad_row", "no_response", "prompt_error", "judge_invalid"})
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What to evaluate and how. Exactly one of `model` and `responses` is set."""
+
+    dataset: str
+    out: Path
+    judge: ModelEndpoint
+    model: ModelEndpoint | None = None
+    responses: Path | None = None
+    prompt: ModelPrompt = field(default_factory=ModelPrompt)
+    config: str = "eval"
+    split: str = "test"
+    judge_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        if (self.model is None) == (self.responses is None):
+            raise ValueError("give either a model endpoint or a responses file, not both")
+        if self.judge_attempts < 1:
+            raise ValueError("judge_attempts must be at least 1")
+
+
+@dataclass
+class RunSummary:
+    """What `evaluate` wrote and did."""
+
+    metrics: dict[str, Any]
+    run: dict[str, Any]
+    retryable: int  # items that failed on a call; a rerun tries them again
+
+
+def _dump(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _Evaluation:
+    """The per-item flow of one run, over already-built backends."""
+
+    def __init__(self, settings: EvalSettings, judge: ChatBackend, model: ChatBackend | None,
+                 responses: ResponseFile | None) -> None:
+        self.s = settings
+        self.judge, self.model, self.responses = judge, model, responses
+        self.checker = Checker()
+
+    async def response(self, item: EvalItem) -> tuple[str | None, dict[str, str] | None]:
+        if self.responses is not None:
+            text = self.responses.responses.get(item.id)
+            if text is None:
+                why = self.responses.unusable.get(item.id, "the responses file has no line "
+                                                           "for this id")
+                return None, missing("response", "no_response", why)
+            return text, None
+        assert self.model is not None and self.s.model is not None
+        try:
+            request = self.s.prompt.request(item, self.s.model.model, self.s.model.sampling)
+        except PromptError as exc:
+            return None, missing("response", "prompt_error", str(exc))
+        try:
+            return (await self.model.complete(request)).content, None
+        except CallFailed as exc:
+            return None, missing("response", f"model_{exc.reason}", exc.detail)
+
+    async def item(self, item: EvalItem) -> dict[str, Any]:
+        from safer_toolkit.builder.stages.judge import (
+            JudgeOutputInvalid,
+            judge_request,
+            judge_response,
+        )
+
+        if item.problem is not None:
+            return item_result(item, response=None, checker=self.checker,
+                               why_missing=missing("dataset", "bad_row", item.problem))
+        response, why = await self.response(item)
+        if response is None:
+            return item_result(item, response=None, checker=self.checker, why_missing=why)
+        image, image_name = item.images[0]
+        request = judge_request(self.s.judge.model, image=image, image_name=image_name,
+                                question=item.question, response=response, label=item.label,
+                                risk_category=item.risk_category, sampling=self.s.judge.sampling)
+        try:
+            judgement = await judge_response(self.judge, request, self.s.judge_attempts)
+        except JudgeOutputInvalid as exc:
+            why = missing("judge", "judge_invalid",
+                          f"no valid rubric object in {self.s.judge_attempts} attempt(s); "
+                          f"last reply: {exc}")
+        except CallFailed as exc:
+            why = missing("judge", f"judge_{exc.reason}", exc.detail)
+        else:
+            return item_result(item, response=response, checker=self.checker,
+                               scores=judgement.to_json(), rationale=judgement.rationale)
+        return item_result(item, response=response, checker=self.checker, why_missing=why)
+
+
+def _provenance(s: EvalSettings, items: list[EvalItem], stats: dict[str, Any]) -> dict[str, Any]:
+    from safer_toolkit import __version__, schemas
+    from safer_toolkit.builder.prompts import template
+
+    ids = "\n".join(item.id for item in items).encode()
+    if s.model is not None:
+        model: dict[str, Any] = {"name": s.model.model, "prompt": s.prompt.kind,
+                                 "template_version": s.prompt.version,
+                                 "sampling": s.model.sampling}
+    else:
+        assert s.responses is not None
+        model = {"responses_file": str(s.responses), "sha256": _sha256_file(s.responses)}
+    return {
+        "toolkit_version": __version__,
+        "dataset": {"source": s.dataset, "config": s.config, "split": s.split,
+                    "items": len(items), "ids_sha256": hashlib.sha256(ids).hexdigest()},
+        "model": model,
+        "judge": {"model": s.judge.model, "template_version": template("judge").version,
+                  "sampling": s.judge.sampling, "max_attempts": s.judge_attempts},
+        "schemas": schemas.schema_hashes(),
+        "calls": stats,
+    }
+
+
+async def _run(s: EvalSettings, items: list[EvalItem],
+               responses: ResponseFile | None) -> tuple[list[dict[str, Any]], dict, dict]:
+    from tqdm import tqdm
+
+    cache = CallCache(s.out / CACHE_FILE)
+    judge = CachedBackend(OpenAIChatBackend(s.judge), cache)
+    model = None if s.model is None else CachedBackend(OpenAIChatBackend(s.model), cache)
+    evaluation = _Evaluation(s, judge, model, responses)
+    # Bound the items in flight so requests (with their images) are not all built at once.
+    gate = asyncio.Semaphore(2 * max(s.judge.concurrency, s.model.concurrency if s.model else 1))
+    progress = tqdm(total=len(items), desc="eval", unit="item", disable=None)
+
+    async def one(item: EvalItem) -> dict[str, Any]:
+        async with gate:
+            try:
+                return await evaluation.item(item)
+            finally:
+                progress.update()
+
+    try:
+        results = await asyncio.gather(*(one(item) for item in items))
+    finally:
+        progress.close()
+        await judge.aclose()
+        if model is not None:
+            await model.aclose()
+        cache.close()
+    roles = {"judge": judge.stats, **({"model": model.stats} if model else {})}
+    return (list(results), {k: v.stable() for k, v in roles.items()},
+            {k: v.run() for k, v in roles.items()})
+
+
+def evaluate(s: EvalSettings) -> RunSummary:
+    """Run one evaluation into `s.out` (see the module docstring).
+
+    Raises `DatasetError` when the dataset cannot be read and `OSError` when the responses
+    file cannot.
+    """
+    started = time.monotonic()
+    items = load_eval_items(s.dataset, s.config, s.split)
+    responses = None
+    problems: dict[str, list[str]] = {"dataset_problems": [i.problem for i in items if i.problem]}
+    if s.responses is not None:
+        responses = read_responses(s.responses, {item.id for item in items})
+        problems["response_file_problems"] = responses.problems
+        problems["unknown_response_ids"] = responses.unknown_ids
+    s.out.mkdir(parents=True, exist_ok=True)
+    results, stable, run = asyncio.run(_run(s, items, responses))
+    write_results(s.out / "results.jsonl", results)
+    metrics = {"format": METRICS_FORMAT, "provenance": _provenance(s, items, stable),
+               "problems": problems, **compute_metrics(results)}
+    with AtomicWriter(s.out / "metrics.json") as f:
+        f.file.write(_dump(metrics))
+    write_report(s.out, metrics)
+    run = {"calls": run, "wall_s": round(time.monotonic() - started, 3)}
+    with AtomicWriter(s.out / "run.json") as f:
+        f.file.write(_dump(run))
+    retryable = sum(1 for r in results
+                    if r["missing"] and r["missing"]["reason"] not in FINAL_REASONS)
+    return RunSummary(metrics, run, retryable)
