@@ -1,8 +1,9 @@
 """What consumers do with a release: TRL's data path, the validator, EasyR1, leak checks.
 
-Rows are read back with `datasets.load_dataset` from the exported folder (offline), exactly as
-a user gets them; TRL runs its own data utilities and collators on them with a real Qwen2.5-VL
-processor (tokenizer trained here, nothing downloaded).
+Every check runs on two releases: rows made here in the contract's format, and the real
+`safer-toolkit build --preset demo`. Rows are read back with `datasets.load_dataset` from the
+folder (offline), exactly as a user gets them; TRL runs its own data utilities and collators
+on them with a real Qwen2.5-VL processor (tokenizer trained here, nothing downloaded).
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from tests.support import release_rows as R
 DPO_VISION_COLUMNS = ("prompt", "chosen", "rejected", "image", "images")
 
 
-@pytest.fixture(scope="module")
-def release(tmp_path_factory) -> Path:
+@pytest.fixture(scope="module", params=["rows", "demo"])
+def release(request, tmp_path_factory) -> Path:
+    """Rows made here in the contract's format, and the real `build --preset demo`."""
+    if request.param == "demo":
+        return R.demo_build()
     out = tmp_path_factory.mktemp("consumers")
     write_dataset(out, R.rows(), manifest=R.manifest())
     return out
@@ -34,8 +38,10 @@ def release(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def loaded(release, tmp_path_factory) -> dict[str, datasets.Dataset]:
     cache = str(tmp_path_factory.mktemp("hf-cache"))
-    return {c: datasets.load_dataset(str(release), c, split=s, cache_dir=cache)
-            for c, s in SPLITS.items()}
+    loaded = {c: datasets.load_dataset(str(release), c, split=s, cache_dir=cache)
+              for c, s in SPLITS.items()}
+    assert {c: d.num_rows for c, d in loaded.items()} == R.DEMO_SIZES  # the demo preset's too
+    return loaded
 
 
 @pytest.fixture(scope="module")

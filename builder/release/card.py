@@ -7,6 +7,7 @@ every number itself, so the same release always gets the same card, byte for byt
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -114,7 +115,37 @@ def _numeric_leaves(value: Any, prefix: str = "") -> list[tuple[str, int]]:
 def _rejections(manifest: Mapping[str, Any]) -> str:
     rows = [[f"`{key}`", n] for name in _REJECTION_KEYS if name in manifest
             for key, n in _numeric_leaves(manifest[name], name)]
+    if not rows:
+        return "None recorded: every candidate the build tried was kept."
     return markdown_table(["stage / reason", "count"], rows, right=(1,))
+
+
+_FUNNEL = ("target", "available", "candidates", "kept", "rejected", "failed", "rows",
+           "shortfall")
+
+
+def _funnel(manifest: Mapping[str, Any]) -> str:
+    """Per split: how many items were tried, kept, rejected and failed (`counts.splits`)."""
+    counts = manifest.get("counts")
+    splits = counts.get("splits") if isinstance(counts, Mapping) else None
+    if not isinstance(splits, Mapping) or not splits:
+        return ""
+    columns = [c for c in _FUNNEL if any(isinstance(v, Mapping) and isinstance(v.get(c), int)
+                                         for v in splits.values())]
+    rows = [[f"`{name}`", *(v.get(c, "") for c in columns)]
+            for name, v in splits.items() if isinstance(v, Mapping)]
+    return markdown_table(["split", *columns], rows, right=range(1, len(columns) + 1))
+
+
+def _manifest_models(manifest: Mapping[str, Any]) -> str:
+    """The model roles `manifest.json` lists (role, model, sampling parameters)."""
+    models = manifest.get("models")
+    if not isinstance(models, list):
+        return ""
+    rows = [[f"`{m.get('role', '')}`", f"`{m.get('model', '')}`",
+             "`" + json.dumps(m.get("sampling", {}), sort_keys=True) + "`"]
+            for m in models if isinstance(m, Mapping)]
+    return markdown_table(["role", "model", "sampling"], rows) if rows else ""
 
 
 def is_offline(stats: Statistics, manifest: Mapping[str, Any]) -> bool:
@@ -199,14 +230,14 @@ def _example_trace() -> str:
 
 
 def _build_sentence(stats: Statistics, manifest: Mapping[str, Any], offline: bool) -> str:
-    how = ("with the toolkit's **offline backend** (deterministic generators driven by the seed "
-           "corpus; no language model was called)" if offline else
+    how = ("with the toolkit's **offline backend**: deterministic generators driven by the "
+           "seed corpus, no language model called" if offline else
            "with the **models** named in each row (planner, responders, judge)")
     facts = [f"{label} `{manifest[key]}`" for key, label in
              (("preset", "preset"), ("seed", "seed"), ("toolkit_version", "toolkit"))
              if isinstance(manifest.get(key), str | int) and not isinstance(manifest[key], bool)]
     tail = f" ({', '.join(facts)})" if facts else ""
-    return f"This release has **{_num(stats.total_rows)} rows**, built {how}{tail}."
+    return f"This release has **{_num(stats.total_rows)} rows**{tail}, built {how}."
 
 
 def _provenance(offline: bool) -> str:
@@ -227,21 +258,29 @@ def _provenance(offline: bool) -> str:
 def _contamination(manifest: Mapping[str, Any], summary: Mapping[str, Any]) -> str:
     overlap = summary.get("overlap", {})
     dropped = _numeric_leaves(manifest.get("dropped", {}))
-    dropped_text = (", ".join(f"{k.replace('_', ' ')}: {_num(n)}" for k, n in dropped)
-                    if dropped else "none recorded in the manifest")
+    if dropped:
+        dropped_text = "items dropped: " + ", ".join(f"{k.replace('_', ' ')} {_num(n)}"
+                                                    for k, n in dropped)
+    elif "dropped" in manifest:
+        dropped_text = "no duplicate or excluded item was found in the pool"
+    else:
+        dropped_text = "the manifest records no dedup counts"
     exclusion = manifest.get("exclusion")
-    exclusion_text = ("An exclusion list of benchmark hashes was applied before split "
-                      f"assignment (`manifest.json` → `exclusion`: {_describe(exclusion)})."
-                      if exclusion else
-                      "**No benchmark exclusion list was given to this build**, so overlap with "
-                      "public benchmarks was not checked beyond what the sources themselves "
-                      "guarantee.")
+    if isinstance(exclusion, Mapping) and exclusion:
+        exclusion_text = ("A benchmark exclusion list was applied before split assignment "
+                          f"({_describe(exclusion)}); matching items were dropped as "
+                          "`excluded_benchmark`.")
+    else:
+        exclusion_text = ("**The build's benchmark exclusion list was empty** (the toolkit "
+                          "ships an empty default: the benchmarks cannot be redistributed "
+                          "with it), so overlap with public benchmarks was not checked beyond "
+                          "what the sources themselves guarantee.")
     return (
         "Checked: before any model call, items were deduplicated by exact image hash (SHA-256), "
         "a perceptual image hash and the normalised question, and the four splits were drawn "
-        f"disjoint (dropped — {dropped_text}). At export, the images and normalised questions "
-        f"of every config were compared again: {_num(overlap.get('images', 0))} shared images "
-        f"and {_num(overlap.get('questions', 0))} shared questions between configs. "
+        f"disjoint ({dropped_text}). At export, the images and normalised questions of every "
+        f"config were compared again: {_num(overlap.get('images', 0))} shared images and "
+        f"{_num(overlap.get('questions', 0))} shared questions between configs. "
         f"{exclusion_text}\n\n"
         "Not checked: paraphrased questions and edited, cropped or re-rendered images beyond "
         "what the perceptual hash catches; benchmarks absent from the exclusion list "
@@ -253,10 +292,10 @@ def _contamination(manifest: Mapping[str, Any], summary: Mapping[str, Any]) -> s
 
 def _describe(value: Any) -> str:
     if isinstance(value, Mapping):
-        return ", ".join(f"{k}: {_describe(v)}" for k, v in sorted(value.items()))
+        return ", ".join(f"{k} {_describe(v)}" for k, v in sorted(value.items()))
     if isinstance(value, list):
         return ", ".join(_describe(v) for v in value)
-    return f"`{value}`"
+    return _num(value) if isinstance(value, int) else f"`{value}`"
 
 
 def _licence_text(meta: Mapping[str, str]) -> str:
@@ -291,6 +330,8 @@ def render(out_dir: Path, summary: Mapping[str, Any], stats: Statistics,
         "expected_decision": _counts_table("verdict", stats.expected_decision)
         if stats.expected_decision else "",
         "rejections": _rejections(manifest),
+        "funnel": _funnel(manifest),
+        "manifest_models": _manifest_models(manifest),
         "models": markdown_table(["planner", "responder", "judge", "rows"],
                                  [[f"`{p}`" if p else "—", f"`{r}`" if r else "—",
                                    f"`{j}`" if j else "—", n]

@@ -1,4 +1,5 @@
-"""Rows in the exact pipeline → release contract format, made here without the pipeline.
+"""Rows in the exact pipeline → release contract format, made here without the pipeline, and
+the real demo build for end-to-end checks.
 
 Protocols and valid walks come from `tests.support.protocols`; traces are rendered with the
 toolkit's own codec; rejected DPO sides are real perturbations whose codes come from the real
@@ -7,11 +8,19 @@ validator; images are small, distinct Pillow PNGs. Generators, so benchmarks can
 
 from __future__ import annotations
 
+import atexit
 import copy
+import functools
 import io
 import json
+import os
 import random
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw
@@ -154,3 +163,25 @@ def rows(sizes: dict[str, int] | None = None, seed: int = 0) -> dict[str, Iterat
 def manifest(**extra: Any) -> dict[str, Any]:
     return {"toolkit_version": "0.1.0", "backend": "offline", "preset": "test", "seed": 0,
             "dropped": {"exact_duplicate": 2, "question_duplicate": 1}, **extra}
+
+
+@functools.cache
+def demo_build() -> Path:
+    """`safer-toolkit build --preset demo` into a temporary folder, once per test session.
+
+    Callers read it and never write to it."""
+    root = Path(tempfile.mkdtemp(prefix="safer-demo-"))
+    atexit.register(shutil.rmtree, root, True)
+    out = root / "demo"
+    build(out)
+    return out
+
+
+def build(out: Path) -> None:
+    """Run the real `build --preset demo` command (offline backend) into `out`."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-m", "safer_toolkit", "build", "--preset", "demo",
+                             "--out", str(out)], capture_output=True, text=True, env=env,
+                            timeout=300)
+    if result.returncode:
+        raise RuntimeError(f"demo build failed ({result.returncode}): {result.stderr[-2000:]}")
