@@ -45,10 +45,12 @@ class ModelConfig:
     price_out: float = 0.0
     samples: int = 1  # responders only: samples per item
 
-    def to_toml(self) -> dict[str, Any]:
+    def to_toml(self, responder: bool = False) -> dict[str, Any]:
         data = asdict(self)
         data["base_urls"] = list(self.base_urls)
         data["sampling"] = dict(self.sampling)
+        if not responder:
+            del data["samples"]
         return data
 
 
@@ -108,7 +110,7 @@ class BuildConfig:
             "judge": {"enabled": self.judge is not None, "max_attempts": self.judge_attempts},
             "sources": [dict(s) for s in self.sources],
             "models": {"planner": self.planner.to_toml(),
-                       "responders": [r.to_toml() for r in self.responders]},
+                       "responders": [r.to_toml(responder=True) for r in self.responders]},
         }
         if self.judge is not None:
             data["models"]["judge"] = self.judge.to_toml()

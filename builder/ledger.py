@@ -31,6 +31,7 @@ class Outcome:
     status: str = KEPT
     reason: str = ""
     payload: dict[str, Any] = field(default_factory=dict)
+    detail: str = ""  # what the failure log says beyond the reason
 
 
 class Ledger:

@@ -215,17 +215,16 @@ class Build:
         """Run one item through its stages; every exit is an `Outcome` with a reason."""
         outcome = Outcome(split, ordinal, item.source_id)
         try:
-            return await self._process(outcome, item)
+            await self._process(outcome, item)
         except StageFailed as exc:
             outcome.status, outcome.reason = FAILED, f"{exc.stage}:{exc.failure.reason}"
-            self.ledger.log("failures", {"split": split, "item": item.source_id,
-                                         "reason": outcome.reason,
-                                         "detail": exc.failure.detail[:500]})
+            outcome.detail = exc.failure.detail[:500]
         except Exception as exc:  # a bug must not sink the other items; it is reported loudly
             outcome.status, outcome.reason = FAILED, f"internal_error:{type(exc).__name__}"
+            outcome.detail = traceback.format_exc()[-4000:]
+        if outcome.status == FAILED:
             self.ledger.log("failures", {"split": split, "item": item.source_id,
-                                         "reason": outcome.reason,
-                                         "detail": traceback.format_exc()[-4000:]})
+                                         "reason": outcome.reason, "detail": outcome.detail})
         return outcome
 
     async def _process(self, outcome: Outcome, item: SourceItem) -> Outcome:
@@ -269,6 +268,7 @@ class Build:
             if all(c.judgement is None for c in valid):
                 outcome.status = FAILED
                 outcome.reason = f"judge:{valid[0].judge_failure}"
+                outcome.detail = "no valid candidate could be judged"
                 return outcome
         best = select_best(candidates, config.thresholds)
         assert best is not None

@@ -1,0 +1,100 @@
+"""Build configuration: presets, the documented example, overrides and precise errors."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from safer_toolkit.builder.config import ConfigError, load_config, load_preset, parse_config
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "build.toml"
+
+
+def test_presets_have_the_published_and_demo_sizes():
+    paper = load_preset("paper")
+    assert dict(paper.sizes) == {"sft": 6000, "dpo": 18600, "grpo": 6000, "eval": 1000}
+    assert paper.prompt_counts() == {"sft": 6000, "dpo": 6200, "grpo": 6000, "eval": 1000}
+    demo = load_preset("demo")
+    assert demo.prompt_counts() == {"sft": 60, "dpo": 62, "grpo": 60, "eval": 20}
+    assert demo.sizes["dpo"] == 186 and demo.judge is not None
+    assert demo.planner.model == "safer-offline-planner"
+
+
+def test_the_example_config_parses_and_round_trips():
+    config = load_config(EXAMPLE)
+    assert [r.model for r in config.responders] == ["Qwen/Qwen2.5-VL-72B-Instruct",
+                                                    "gpt-4o-mini"]
+    assert config.responders[0].base_urls == ("http://127.0.0.1:8000/v1",
+                                              "http://127.0.0.1:8001/v1")
+    assert config.judge is not None and config.judge.api_key_env == "OPENAI_API_KEY"
+    assert config.responders[1].price_out == 0.60
+    again = parse_config(tomllib.loads(config.to_toml()), "round trip")
+    assert again == config
+
+
+def test_overrides_apply_to_every_role():
+    config = load_preset("demo").with_overrides(seed=7, base_url="http://h:1/v1",
+                                                concurrency=3)
+    roles = [config.planner, *config.responders, config.judge]
+    assert config.seed == 7
+    assert all(r.base_urls == ("http://h:1/v1",) and r.concurrency == 3 for r in roles)
+
+
+BASE = """
+[sizes]
+sft = 3
+dpo = 3
+grpo = 3
+eval = 3
+[models.planner]
+model = "p"
+[[models.responders]]
+model = "r"
+"""
+
+
+@pytest.mark.parametrize(("extra", "key", "message"), [
+    ("colour = 1\n", "(top level)", "unknown key(s) colour"),
+    ("seed = 'x'\n", "seed", "must be an integer"),
+    ("reserve = -1\n", "reserve", "must be a number"),
+    ("[dpo]\nrejected_per_prompt = 2\n", "sizes.dpo", "not a multiple"),
+    ("[thresholds]\nsafety = 9\n", "thresholds.safety", "between -3 and 3"),
+    ("[judge]\nenabled = true\n", "models.judge", "no [models.judge]"),
+    ("[models.judge]\nmodel = 'j'\napi_key_env = 'sk-abc123'\n", "models.judge.api_key_env",
+     "NAME of an environment variable"),
+    ("[models.judge]\nmodel = 'j'\nbase_urls = ['ftp://x']\n", "models.judge.base_urls",
+     "http(s) URLs"),
+    ("[models.judge]\nmodel = 'j'\nsamples = 2\n", "models.judge", "unknown key(s) samples"),
+    ("exclusion = 'missing.txt'\n", "exclusion", "no exclusion list"),
+])
+def test_errors_name_the_file_and_the_key(tmp_path, extra, key, message):
+    path = tmp_path / "b.toml"
+    head, _, tail = extra.partition("[")
+    path.write_text(head + BASE + (("[" + tail) if tail else ""))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(f"{path}: {key}: ")
+    assert message in str(caught.value)
+
+
+def test_unreadable_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[sizes\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    missing = tmp_path / "m.toml"
+    missing.write_text(BASE.replace("eval = 3\n", ""))
+    with pytest.raises(ConfigError, match="sizes: missing eval"):
+        load_config(missing)
+
+
+def test_a_config_without_a_judge_has_none(tmp_path):
+    path = tmp_path / "b.toml"
+    path.write_text(BASE)
+    config = load_config(path)
+    assert config.judge is None and config.responders[0].samples == 1
+    assert config.responders[0].base_urls == ("http://127.0.0.1:8000/v1",)
