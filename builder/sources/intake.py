@@ -1,0 +1,210 @@
+"""Guards every loader applies to untrusted records.
+
+Images are bounded (bytes and pixel count, checked from the header without decoding pixels),
+image paths never leave the folder they are given, categories and labels must be taxonomy
+values, and a bad record becomes a `BadRecord` (file, line/row, reason) for the caller's
+`on_bad` instead of an exception that would sink the records after it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+from PIL import Image
+
+from safer_toolkit.builder.sources.base import SourceItem
+from safer_toolkit.schemas import risk_categories
+
+log = logging.getLogger(__name__)
+
+IMAGE_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}
+LABELS = ("harmful", "benign")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on untrusted input (defaults fit real VLM datasets with a wide margin)."""
+
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    max_question_chars: int = 8_000
+    max_line_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which field of a record holds what.
+
+    `image` may hold a path relative to the image folder, raw bytes, or a `datasets` Image value
+    (`{"bytes": ..., "path": ...}`). `id`, `risk_category` and `label` are optional; without an
+    id the record's file and position make a stable one.
+    """
+
+    question: str = "question"
+    image: str = "image"
+    id: str | None = None
+    risk_category: str | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    file: str
+    where: str  # "line 12", "row 40", "train row 7"
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.where}: {self.reason}"
+
+
+OnBad = Callable[[BadRecord], None]
+
+
+def log_bad(bad: BadRecord) -> None:
+    """Default `on_bad`: a warning per skipped record."""
+    log.warning("skipped %s", bad)
+
+
+class SourceError(ValueError):
+    """A whole source is unusable (missing file, missing column, unreadable container)."""
+
+
+class RecordError(ValueError):
+    """One record is unusable; loaders turn it into a BadRecord and go on."""
+
+
+def image_extension(data: bytes, limits: Limits) -> str:
+    """Check encoded image bytes against `limits` from the header only; return the extension."""
+    if not data:
+        raise RecordError("empty image")
+    if len(data) > limits.max_image_bytes:
+        raise RecordError(f"image of {len(data)} bytes exceeds {limits.max_image_bytes}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                fmt, (width, height) = image.format, image.size
+    except Image.DecompressionBombError as exc:
+        raise RecordError(f"image too large: {exc}") from None
+    except (OSError, SyntaxError, ValueError):
+        raise RecordError("not a readable image") from None
+    if fmt not in IMAGE_FORMATS:
+        raise RecordError(f"unsupported image format {fmt}")
+    if width * height > limits.max_pixels:
+        raise RecordError(f"image of {width}x{height} pixels exceeds {limits.max_pixels}")
+    return IMAGE_FORMATS[fmt]
+
+
+def resolve_inside(root: Path, relative: str) -> Path:
+    """`root/relative`, refusing absolute paths, `..`, and symlinks that lead out of `root`."""
+    if not relative or "\0" in relative:
+        raise RecordError("empty image path")
+    posix, windows = PurePosixPath(relative), PureWindowsPath(relative)
+    if posix.is_absolute() or windows.is_absolute() or windows.drive or relative.startswith("\\"):
+        raise RecordError(f"absolute image path {relative!r}")
+    if ".." in posix.parts or ".." in windows.parts:
+        raise RecordError(f"image path {relative!r} leaves the image folder")
+    base = root.resolve()
+    try:
+        target = (base / posix).resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise RecordError(f"image file {relative!r} not found") from None
+    if not target.is_relative_to(base):
+        raise RecordError(f"image path {relative!r} leads out of the image folder")
+    if not target.is_file():
+        raise RecordError(f"image path {relative!r} is not a file")
+    return target
+
+
+def read_image_file(root: Path, relative: str, limits: Limits) -> tuple[bytes, str]:
+    """The original bytes and file name of an image inside `root`, size-capped before reading."""
+    path = resolve_inside(root, relative)
+    size = path.stat().st_size
+    if size > limits.max_image_bytes:
+        raise RecordError(f"image {relative!r} of {size} bytes exceeds {limits.max_image_bytes}")
+    with path.open("rb") as f:
+        data = f.read(limits.max_image_bytes + 1)
+    image_extension(data, limits)
+    return data, path.name
+
+
+def image_from_value(value: Any, root: Path | None, limits: Limits,
+                     fallback_stem: str) -> tuple[bytes, str]:
+    """Image bytes and a file name from a path, raw bytes, or a `{"bytes", "path"}` value."""
+    if isinstance(value, Mapping):
+        data, path = value.get("bytes"), value.get("path")
+        if data:
+            return _named(bytes(data), path, limits, fallback_stem)
+        value = path
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _named(bytes(value), None, limits, fallback_stem)
+    if isinstance(value, str) and value:
+        if root is None:
+            raise RecordError("image given as a path, but the source has no image folder")
+        return read_image_file(root, value, limits)
+    raise RecordError("no image")
+
+
+def _named(data: bytes, path: Any, limits: Limits, fallback_stem: str) -> tuple[bytes, str]:
+    extension = image_extension(data, limits)
+    name = os.path.basename(str(path)) if isinstance(path, str) and path else ""
+    if not name or "." not in name:
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in fallback_stem)[:80]
+        name = f"{safe or 'image'}.{extension}"
+    return data, name
+
+
+def question_text(value: Any, limits: Limits) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise RecordError("missing or empty question")
+    if len(value) > limits.max_question_chars:
+        raise RecordError(f"question of {len(value)} characters exceeds "
+                          f"{limits.max_question_chars}")
+    return value.strip()
+
+
+def taxonomy_category(value: Any, mapping: Mapping[str, str | None] | None = None) -> str | None:
+    """A taxonomy category from a source value (directly, or through `mapping`); None if absent."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise RecordError(f"risk_category of type {type(value).__name__}")
+    if mapping is not None and value in mapping:
+        value = mapping[value]
+        if value is None:
+            return None
+    if value not in risk_categories():
+        raise RecordError(f"unknown risk_category {value!r}")
+    return str(value)
+
+
+def taxonomy_label(value: Any, mapping: Mapping[Any, str | None] | None = None) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str | int | bool):
+        raise RecordError(f"label of type {type(value).__name__}")
+    if mapping is not None and value in mapping:
+        value = mapping[value]
+        if value is None:
+            return None
+    if value not in LABELS:
+        raise RecordError(f"unknown label {value!r} (expected harmful or benign)")
+    return str(value)
+
+
+def make_item(*, source_dataset: str, source_license: str, source_id: str, question: str,
+              image: tuple[bytes, str], risk_category: str | None, label: str | None,
+              meta: Mapping[str, Any]) -> SourceItem:
+    if label == "harmful" and risk_category == "benign":
+        raise RecordError("a harmful item cannot have risk_category 'benign'")
+    data, name = image
+    return SourceItem(source_dataset=source_dataset, source_id=source_id,
+                      source_license=source_license, question=question, image=data,
+                      image_name=name, risk_category=risk_category, label=label, meta=dict(meta))
