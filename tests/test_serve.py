@@ -64,7 +64,8 @@ def test_models_and_structured_completions(server):
     assert rejected is None and doc["label"] == item.label
     request = judge_request("safer-offline-judge", image=item.image, image_name=item.image_name,
                             question=item.question, response="<thinking>\n</thinking>\n<answer>"
-                            "\nI can't help with that.\n</answer>", label="benign", risk_category="benign")
+                            "\nI can't help with that.\n</answer>", label="benign",
+                            risk_category="benign")
     status, body = _post(server, request.body())
     assert status == 200
     judgement = parse_judgement(body["choices"][0]["message"]["content"])
