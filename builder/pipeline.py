@@ -369,6 +369,20 @@ class BuildResult:
     summary: str
     shortfall: dict[str, int]
     internal_errors: int
+    run: dict[str, Any]  # this run: wall time and CPU per phase, requests sent, cache hits
+
+
+class _Clock:
+    """Wall and CPU seconds per phase of the build (reported in the manifest's `run`)."""
+
+    def __init__(self) -> None:
+        self._wall, self._cpu = time.monotonic(), time.process_time()
+
+    def lap(self) -> dict[str, float]:
+        wall, cpu = time.monotonic(), time.process_time()
+        lap = {"wall_s": round(wall - self._wall, 3), "cpu_s": round(cpu - self._cpu, 3)}
+        self._wall, self._cpu = wall, cpu
+        return lap
 
 
 def _progress_totals(config: BuildConfig) -> dict[str, int]:
@@ -405,7 +419,9 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
     out_dir = Path(out_dir)
     state = out_dir / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
+    clock = _Clock()
     assignment, exclusion = assign(config)
+    phases = {"sources": clock.lap()}
     targets = config.prompt_counts()
     fills = [Fill(s, list(assignment.splits.get(s, [])), targets[s]) for s in SPLITS]
     cache = CallCache(state / "calls.sqlite")
@@ -419,9 +435,11 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
     finally:
         bars.close()
         await roles.aclose()
+    phases["items"] = clock.lap()
     counts = _counts(config, fills, ledger)
     calls_run = {role: s.run() for role, s in roles.stats.items()}
-    run = {"started_at": started_at, "wall_s": 0.0, "calls": calls_run,
+    run = {"started_at": started_at, "wall_s": round(time.monotonic() - t0, 3),
+           "phases": phases, "calls": calls_run,
            "endpoints": {name: {k: v for k, v in s.run().items() if k in
                                 ("attempts", "retries", "billed_prompt_tokens",
                                  "billed_completion_tokens", "billed_cost_usd")}
@@ -439,13 +457,15 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
             yield from assemble.rows_for(fill.split, fill.candidates[ordinal], kept)
 
     try:
-        run["wall_s"] = round(time.monotonic() - t0, 3)
         release = write_dataset(out_dir, {f.split: rows(f) for f in fills}, manifest=manifest,
                                 build_config=config.to_toml())
     finally:
         ledger.close()
         cache.close()
+    phases["export"] = clock.lap()
+    run = {**run, "wall_s": round(time.monotonic() - t0, 3)}  # the manifest keeps its own
     internal = sum(n for reason, n in ledger.failures.items()
                    if reason.startswith("internal_error"))
     shortfall = {s: c["shortfall"] for s, c in counts["splits"].items() if c["shortfall"]}
-    return BuildResult(manifest, release, summary_table(manifest, run), shortfall, internal)
+    return BuildResult(manifest, release, summary_table(manifest, run), shortfall, internal,
+                       run)

@@ -60,8 +60,10 @@ def summary_table(manifest: Mapping[str, Any], run: Mapping[str, Any]) -> str:
                           sum(c["failed"].values()), manifest["calls"][role]["prompt_tokens"],
                           manifest["calls"][role]["completion_tokens"]]
                          for role, c in calls.items()]))
-    rate = run["sent"] / run["wall_s"] if run["wall_s"] else 0.0
-    parts.append(f"backend {manifest['backend']}; {run['sent']} requests sent, "
-                 f"{run['cache_hits']} answered from the cache; {run['wall_s']:.1f} s "
-                 f"({rate:.1f} requests/s)")
+    items = run["phases"]["items"]["wall_s"]
+    rate = run["sent"] / items if items else 0.0
+    phases = ", ".join(f"{name} {p['wall_s']:.1f} s" for name, p in run["phases"].items())
+    parts.append(f"backend {manifest['backend']}; {run['sent']} requests sent "
+                 f"({rate:.1f}/s while items ran), {run['cache_hits']} answered from the cache; "
+                 f"{run['wall_s']:.1f} s in all ({phases})")
     return "\n\n".join(parts)

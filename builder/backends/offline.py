@@ -231,3 +231,11 @@ class OfflineBackend:
 
     async def aclose(self) -> None:
         return None
+
+
+_SHARED = OfflineBackend()
+
+
+def answer_body(body: Mapping[str, Any]) -> str:
+    """`OfflineBackend().answer_body` as a plain function (a server's pluggable content)."""
+    return _SHARED.answer_body(body)
