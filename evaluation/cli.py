@@ -13,6 +13,7 @@ those); 2 usage or input error. API keys are read from the environment variables
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -143,22 +144,25 @@ def _compare(args: argparse.Namespace) -> int:
     from safer_toolkit.evaluation.compare import CompareError, compare_runs
 
     try:
-        print(compare_runs(Path(args.run_a), Path(args.run_b)))
+        table = compare_runs(Path(args.run_a), Path(args.run_b))
     except CompareError as exc:
         return _fail(f"compare: {exc}")
+    try:
+        print(table, flush=True)
+    except BrokenPipeError:  # `… | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "compare":
         return _compare(args)
-    from safer_toolkit.evaluation.items import DatasetError
     from safer_toolkit.evaluation.runner import evaluate
 
     try:
         settings = _settings(args)
         summary = evaluate(settings)
-    except (ValueError, DatasetError) as exc:
+    except ValueError as exc:  # bad settings, DatasetError, a bad --system-prompt-file
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"{getattr(exc, 'filename', None) or ''} {exc.strerror or exc}".strip())

@@ -38,8 +38,11 @@ from safer_toolkit.validation.report import AtomicWriter
 
 METRICS_FORMAT = 1
 CACHE_FILE = Path(".cache") / "calls.sqlite"
-#: Reasons that say the item itself (not a failed call) has nothing to score.
+#: Reasons that another run would not change: the item itself has nothing to score, or the
+#: endpoint gave a definite answer (cut at the token limit, filtered, refused). Any other
+#: failed call (HTTP errors, timeouts, no API key) is worth running the command again for.
 FINAL_REASONS = frozenset({"bad_row", "no_response", "prompt_error", "judge_invalid"})
+FINAL_CALL_OUTCOMES = ("finish_length", "finish_content_filter", "refusal")
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,10 @@ async def _run(s: EvalSettings, items: list[EvalItem],
             {k: v.run() for k, v in roles.items()})
 
 
+def _retryable(reason: str) -> bool:
+    return reason not in FINAL_REASONS and not reason.endswith(FINAL_CALL_OUTCOMES)
+
+
 def evaluate(s: EvalSettings) -> RunSummary:
     """Run one evaluation into `s.out` (see the module docstring).
 
@@ -223,6 +230,5 @@ def evaluate(s: EvalSettings) -> RunSummary:
     run = {"calls": run, "wall_s": round(time.monotonic() - started, 3)}
     with AtomicWriter(s.out / "run.json") as f:
         f.file.write(_dump(run))
-    retryable = sum(1 for r in results
-                    if r["missing"] and r["missing"]["reason"] not in FINAL_REASONS)
+    retryable = sum(1 for r in results if r["missing"] and _retryable(r["missing"]["reason"]))
     return RunSummary(metrics, run, retryable)

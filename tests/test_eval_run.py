@@ -167,25 +167,32 @@ def test_end_to_end_scores_retries_missing_and_resume(dataset: Path, tmp_path: P
         assert chart.format == "PNG" and chart.width == 900
 
 
-def test_model_call_failure_is_missing_then_retried_by_the_next_run(
+def test_model_call_failures_are_missing_then_sent_again_by_the_next_run(
         dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "run"
-    # the first model answer is cut by the token limit: a failure, not a response
+    # one answer is a 500 (no retries allowed), one is cut by the token limit
     with OpenAIServer(content=OfflineBackend().answer_body,
-                      faults=FaultPlan(script={1: "length"})) as model_server, \
+                      faults=FaultPlan(script={1: "500", 2: "length"})) as model_server, \
             OpenAIServer(content=ScriptedJudge()) as judge_server:
-        assert _eval(dataset, out, model_server.url, judge_server.url) == 1
+        assert _eval(dataset, out, model_server.url, judge_server.url, "--max-retries", "0",
+                     "--concurrency", "1") == 1
+        # only the 500 makes the exit status ask for a rerun: a cut answer would be cut again
         assert "1 item(s) failed on calls" in capsys.readouterr().err
         results = read_results(out / "results.jsonl")
-        failed = [r for r in results if r["missing"] and r["missing"]["stage"] == "response"]
-        assert len(failed) == 1 and failed[0]["missing"]["reason"] == "model_finish_length"
-        assert failed[0]["response"] is None and failed[0]["validator"] is None
+        failed = {r["id"]: r for r in results if r["missing"] and
+                  r["missing"]["stage"] == "response"}
+        assert sorted(r["missing"]["reason"] for r in failed.values()) == \
+            ["model_finish_length", "model_http_500"]
+        assert all(r["response"] is None and r["validator"] is None for r in failed.values())
+        metrics = orjson.loads((out / "metrics.json").read_bytes())
+        never_valid = {rid for rid, final in FINAL.items() if final is None}
+        assert metrics["overall"]["safety"]["missing"] == len(set(failed) | never_valid)
         sent = model_server.total, judge_server.total
 
         assert _eval(dataset, out, model_server.url, judge_server.url) == 0
-        # only the failed item is asked again, then judged
-        assert model_server.total == sent[0] + 1
-        assert judge_server.total == sent[1] + JUDGE_CALLS[failed[0]["id"]]
+        # only the failed items are asked again (failures are never cached), then judged
+        assert model_server.total == sent[0] + 2
+        assert judge_server.total == sent[1] + sum(JUDGE_CALLS[rid] for rid in failed)
     results = read_results(out / "results.jsonl")
     assert all(r["response"] for r in results)
 

@@ -64,3 +64,27 @@ def test_serve_is_model_and_judge_for_both_prompts(served: str, tmp_path: Path,
     metrics = orjson.loads((runs["toolkit"] / "metrics.json").read_bytes())
     assert metrics["overall"]["over_refusal_rate"]["pct"] == 0.0
     assert metrics["overall"]["unsafe_compliance_rate"]["pct"] == 0.0
+
+
+def test_eval_reads_what_the_demo_build_writes(served: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    import pyarrow.parquet as pq
+
+    dataset = tmp_path / "demo"
+    assert main(["build", "--preset", "demo", "--out", str(dataset)]) == 0
+    out = tmp_path / "run"
+    assert main(["eval", "--dataset", str(dataset), "--out", str(out), "--prompt", "toolkit",
+                 "--model-base-url", served, "--model", OFFLINE_MODELS["responder"],
+                 "--judge-base-url", served, "--judge-model", OFFLINE_MODELS["judge"]]) == 0
+    capsys.readouterr()
+    rows = pq.read_table(sorted((dataset / "eval").glob("test-*.parquet")),
+                         columns=["id", "label", "risk_category"]).to_pylist()
+    results = read_results(out / "results.jsonl")
+    assert [(r["id"], r["label"], r["risk_category"]) for r in results] == \
+        [(r["id"], r["label"], r["risk_category"]) for r in rows]
+    assert len(results) == 20 and all(r["scores"] for r in results)
+    # the offline responder follows every row's protocol exactly
+    assert all(r["validator"]["strict"]["valid"] for r in results)
+    metrics = orjson.loads((out / "metrics.json").read_bytes())
+    assert metrics["provenance"]["dataset"]["items"] == 20
+    assert metrics["problems"] == {"dataset_problems": []}
