@@ -28,6 +28,7 @@ import orjson
 from safer_toolkit.builder.backends.base import CallFailed, ChatBackend
 from safer_toolkit.builder.backends.client import ModelEndpoint, OpenAIChatBackend
 from safer_toolkit.builder.cache import CachedBackend, CallCache
+from safer_toolkit.builder.stages.judge import JudgeOutputInvalid, judge_request, judge_response
 from safer_toolkit.evaluation.items import EvalItem, load_eval_items
 from safer_toolkit.evaluation.metrics import compute_metrics
 from safer_toolkit.evaluation.prompts import ModelPrompt, PromptError
@@ -115,12 +116,6 @@ class _Evaluation:
             return None, missing("response", f"model_{exc.reason}", exc.detail)
 
     async def item(self, item: EvalItem) -> dict[str, Any]:
-        from safer_toolkit.builder.stages.judge import (
-            JudgeOutputInvalid,
-            judge_request,
-            judge_response,
-        )
-
         if item.problem is not None:
             return item_result(item, response=None, checker=self.checker,
                                why_missing=missing("dataset", "bad_row", item.problem))

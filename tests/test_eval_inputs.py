@@ -172,3 +172,14 @@ def test_compare_bad_input_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit) as exit_info:
         main(["eval", "compare", str(good)])
     assert exit_info.value.code == 2
+
+
+def test_an_oversized_line_is_skipped_and_the_next_line_still_read(tmp_path: Path) -> None:
+    from safer_toolkit.evaluation.responses import MAX_LINE_BYTES, read_responses
+
+    path = tmp_path / "r.jsonl"
+    huge = orjson.dumps({"id": "a", "response": "x" * MAX_LINE_BYTES})
+    path.write_bytes(huge + b"\n" + orjson.dumps({"id": "b", "response": "ok"}) + b"\n")
+    found = read_responses(path, {"a", "b"})
+    assert found.responses == {"b": "ok"}
+    assert found.problems == [f"{path}:1: line longer than {MAX_LINE_BYTES} bytes"]
