@@ -188,6 +188,33 @@ class _Reader:
             samples=self.integer(t.get("samples", 1), f"{key}.samples", 1, 64))
 
 
+_SOURCE_NEEDS = {"seed": set(), "local": {"path", "source_dataset", "source_license"},
+                 "hub": {"layout"}}
+
+
+def _source(r: _Reader, spec: dict[str, Any], key: str, base: Path | None) -> dict[str, Any]:
+    """One source table: a known kind with what it needs; local paths made absolute."""
+    kind = spec["kind"]
+    if kind not in _SOURCE_NEEDS:
+        raise r.fail(f"{key}.kind", f"unknown kind {kind!r}; expected seed, local or hub")
+    if kind == "seed":
+        r.table(spec, key, {"kind", "count", "seed"})
+        for name in ("count", "seed"):
+            if name in spec:
+                r.integer(spec[name], f"{key}.{name}", 0)
+    missing = sorted(_SOURCE_NEEDS[kind] - set(spec))
+    if missing:
+        raise r.fail(key, f"a {kind} source needs {', '.join(missing)}")
+    if kind == "local":
+        path = Path(r.string(spec["path"], f"{key}.path"))
+        if base is not None and not path.is_absolute():
+            spec["path"] = str(base / path)
+    if "columns" in spec:
+        r.table(spec["columns"], f"{key}.columns",
+                {"question", "image", "id", "risk_category", "label"})
+    return spec
+
+
 def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None) -> BuildConfig:
     """A `BuildConfig` from parsed TOML; raises `ConfigError` naming `origin` and the key.
 
@@ -216,6 +243,7 @@ def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None)
     if not isinstance(sources, list) or not sources or not all(
             isinstance(s, dict) and isinstance(s.get("kind"), str) for s in sources):
         raise r.fail("sources", "must be a non-empty array of tables, each with a `kind`")
+    sources = [_source(r, dict(s), f"sources[{i}]", base) for i, s in enumerate(sources)]
     models = r.table(top.get("models"), "models", {"planner", "responders", "judge"})
     if "planner" not in models or "responders" not in models:
         raise r.fail("models", "needs [models.planner] and at least one [[models.responders]]")

@@ -126,18 +126,52 @@ def split_sizes(config: BuildConfig) -> dict[str, int]:
             for s, n in config.prompt_counts().items()}
 
 
-def source_items(config: BuildConfig, needed: int) -> Iterator[SourceItem]:
+class SourceLog:
+    """Records a source skipped (with file and line), counted for the manifest."""
+
+    KEEP = 1000
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.kept: list[str] = []
+
+    def __call__(self, bad: Any) -> None:
+        self.count += 1
+        if len(self.kept) < self.KEEP:
+            self.kept.append(str(bad))
+
+
+def _loader_options(spec: dict[str, Any], on_bad: SourceLog) -> dict[str, Any]:
+    from safer_toolkit.builder.sources.intake import Columns
+
+    options = {k: v for k, v in spec.items() if k != "kind"}
+    if isinstance(options.get("columns"), dict):
+        options["columns"] = Columns(**options["columns"])
+    return {**options, "on_bad": on_bad}
+
+
+def source_items(config: BuildConfig, needed: int, on_bad: SourceLog) -> Iterator[SourceItem]:
     """Every configured source's items, in configuration order."""
-    for spec in config.sources:
+    for i, spec in enumerate(config.sources):
         kind = spec.get("kind")
+        where = f"sources[{i}] ({kind})"
         if kind == "seed":
             from safer_toolkit.builder.sources.seed import seed_corpus
 
             # a little beyond the need, for items an exclusion list or dedup may drop
             count = int(spec.get("count") or needed + needed // 50 + 16)
             yield from seed_corpus(count, seed=int(spec.get("seed", 0)))
+            continue
+        if kind == "local":
+            from safer_toolkit.builder.sources.local import load_local as loader
+        elif kind == "hub":
+            from safer_toolkit.builder.sources.hub import load_hub as loader
         else:
-            raise BuildError(f"sources: unknown kind {kind!r}; expected seed, local or hub")
+            raise BuildError(f"{where}: unknown kind; expected seed, local or hub")
+        try:
+            yield from loader(**_loader_options(dict(spec), on_bad))
+        except (ValueError, TypeError, OSError) as exc:  # SourceError is a ValueError
+            raise BuildError(f"{where}: {exc}") from None
 
 
 def exclusion_list(config: BuildConfig) -> tuple[Any, dict[str, Any] | None]:
@@ -161,13 +195,13 @@ def exclusion_list(config: BuildConfig) -> tuple[Any, dict[str, Any] | None]:
                    "questions": len(found.questions)}
 
 
-def assign(config: BuildConfig) -> tuple[Any, dict[str, Any] | None]:
+def assign(config: BuildConfig, on_bad: SourceLog) -> tuple[Any, dict[str, Any] | None]:
     """Dedup and split assignment; the reserve shrinks to nothing before the build gives up."""
     from safer_toolkit.builder.stages.split import PoolTooSmall, assign_splits
 
     exclude, described = exclusion_list(config)
     sizes = split_sizes(config)
-    pool = list(source_items(config, needed=sum(sizes.values())))
+    pool = list(source_items(config, sum(sizes.values()), on_bad))
     try:
         return assign_splits(pool, sizes, config.seed, exclude), described
     except PoolTooSmall:
@@ -420,7 +454,17 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
     state = out_dir / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
     clock = _Clock()
-    assignment, exclusion = assign(config)
+    bad_records = SourceLog()
+    try:
+        assignment, exclusion = assign(config, bad_records)
+    except BuildError as exc:
+        if bad_records.count:
+            raise BuildError(f"{exc}; {bad_records.count} source record(s) were skipped, "
+                             f"see {state / 'bad_records.txt'}") from None
+        raise
+    finally:
+        if bad_records.kept:
+            (state / "bad_records.txt").write_text("\n".join(bad_records.kept) + "\n")
     phases = {"sources": clock.lap()}
     targets = config.prompt_counts()
     fills = [Fill(s, list(assignment.splits.get(s, [])), targets[s]) for s in SPLITS]
@@ -448,7 +492,9 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
            "cache_hits": sum(c["cache_hits"] for c in calls_run.values())}
     manifest = build_manifest(
         config, backend=backend, preset=preset, counts=counts, rejections=ledger.rejections,
-        failures=ledger.failures, dropped=assignment.dropped,
+        failures=ledger.failures,
+        dropped={**assignment.dropped, **({"bad_record": bad_records.count}
+                                          if bad_records.count else {})},
         calls={role: s.stable() for role, s in roles.stats.items()}, run=run,
         exclusion=exclusion)
 
