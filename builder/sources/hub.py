@@ -165,11 +165,14 @@ def _stream(path: str, *, name: str | None, split: str, revision: str | None,
                                data_files=data_files)
     except (OSError, ValueError, DatasetsError) as exc:
         raise SourceError(f"{path} [{name or 'default'}/{split}]: {exc}") from None
-    return dataset.decode(False)
+    # JSON sources have no declared features, hence nothing to decode
+    return dataset.decode(False) if dataset.features else dataset
 
 
 def _items(rows: Iterable[dict[str, Any]], where: str, limit: int | None, on_bad: OnBad,
            convert: Callable[[dict[str, Any], int], SourceItem]) -> Iterator[SourceItem]:
+    from datasets.exceptions import DatasetsError
+
     index = -1
     iterator = iter(rows)
     while limit is None or index + 1 < limit:
@@ -177,7 +180,7 @@ def _items(rows: Iterable[dict[str, Any]], where: str, limit: int | None, on_bad
             row = next(iterator)
         except StopIteration:
             return
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, DatasetsError) as exc:
             raise SourceError(f"{where}: unreadable after row {index}: {exc}") from None
         index += 1
         try:

@@ -1,0 +1,185 @@
+"""The bundled seed corpus: determinism, coverage, distinctness and the embedded scene."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import struct
+from collections import Counter
+
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin
+
+from safer_toolkit.builder.sources import seed, seed_content, seed_render
+from safer_toolkit.builder.sources.seed import (
+    SCENE_KEY,
+    SEED_CAPACITY,
+    plans,
+    read_scene,
+    render_item,
+    seed_corpus,
+)
+from safer_toolkit.builder.stages.dedup import normalise_question, perceptual_hash
+from safer_toolkit.builder.stages.split import PHASH_DISTANCE
+from safer_toolkit.schemas import risk_categories
+
+SAMPLE = 2000  # drawn once by two worker processes, shared by the tests below
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return list(seed_corpus(SAMPLE, workers=2))
+
+
+def chunks(png: bytes) -> list[tuple[bytes, bytes]]:
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    out, pos = [], 8
+    while pos < len(png):
+        (length,) = struct.unpack(">I", png[pos:pos + 4])
+        out.append((png[pos + 4:pos + 8], png[pos + 8:pos + 8 + length]))
+        pos += 12 + length
+    return out
+
+
+def test_prefix_stable_and_byte_deterministic():
+    short = list(seed_corpus(45))
+    longer = list(seed_corpus(90))
+    again = list(seed_corpus(90))
+    assert [(i.source_id, i.question, i.image) for i in short] == \
+        [(i.source_id, i.question, i.image) for i in longer[:45]]
+    assert [i.image for i in longer] == [i.image for i in again]
+    assert [i.source_id for i in short[:3]] == ["seed-000000", "seed-000001", "seed-000002"]
+    other = list(seed_corpus(45, seed=7))
+    assert {i.image_sha256 for i in other}.isdisjoint(i.image_sha256 for i in short)
+    assert other[0].source_id == "seed-s7-000000"
+
+
+def test_parallel_drawing_matches_serial_rendering(sample):
+    planned = list(plans(SAMPLE))
+    for index in (0, 1, 999, 1500, SAMPLE - 1):
+        assert render_item(planned[index]).image == sample[index].image
+
+
+def test_every_category_in_both_labels_and_every_kind():
+    first = list(plans(29 * 10))
+    strata = Counter((p.category, p.label) for p in first)
+    expected = {(c, "benign") for c in risk_categories()} | {
+        (c, "harmful") for c in risk_categories() if c != "benign"}
+    assert set(strata) == expected and min(strata.values()) == 10
+    assert {p.kind for p in first} == set(seed.KIND_CYCLE)
+    harmful_attacks = Counter(p.attack for p in first if p.label == "harmful")
+    assert {"typographic", "obfuscation", "prompt_injection", "role_play", "hypothetical",
+            "none"} <= set(harmful_attacks)
+    assert {p.attack for p in first if p.label == "benign"} == {"none"}
+
+
+def test_provenance_fields(sample):
+    item = sample[3]
+    assert item.source_dataset == "safer-toolkit-seed"
+    assert item.source_license == "cc-by-4.0"
+    assert item.image_name == f"{item.source_id}.png"
+    assert item.risk_category in risk_categories() and item.label in ("harmful", "benign")
+    assert all(not (i.label == "harmful" and i.risk_category == "benign") for i in sample)
+
+
+def test_all_questions_distinct_over_full_capacity():
+    questions = [normalise_question(p.question) for p in plans(SEED_CAPACITY)]
+    assert len(set(questions)) == SEED_CAPACITY
+    with pytest.raises(ValueError, match="at most"):
+        next(plans(SEED_CAPACITY + 1))
+
+
+def test_sample_distinct_by_exact_and_perceptual_hash(sample):
+    assert len({i.image_sha256 for i in sample}) == SAMPLE
+    hashes = np.array([perceptual_hash(i.image) for i in sample], dtype=np.uint64)
+    assert len(set(hashes.tolist())) == SAMPLE
+    distance = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
+    np.fill_diagonal(distance, 64)
+    near = int((distance <= PHASH_DISTANCE).sum()) // 2
+    # near-duplicates at the split's threshold are rare: well under 0.5 % of items
+    assert near <= SAMPLE // 200, near
+    assert np.median(distance) >= 24
+
+
+def test_images_small_png_with_scene_chunk(sample):
+    sizes = []
+    for item in sample[:300]:
+        found = chunks(item.image)
+        kinds = [k for k, _ in found]
+        assert b"tIME" not in kinds and kinds[0] == b"IHDR" and kinds[-1] == b"IEND"
+        texts = [body for kind, body in found if kind == b"tEXt"]
+        assert len(texts) == 1
+        keyword, _, value = texts[0].partition(b"\0")
+        assert keyword.decode() == SCENE_KEY
+        assert json.loads(value) == item.meta["scene"] == read_scene(item.image)
+        with Image.open(io.BytesIO(item.image)) as image:
+            assert all(256 <= side <= 384 for side in image.size)
+        sizes.append(len(item.image))
+    assert max(sizes) < 16_000 and sorted(sizes)[len(sizes) // 2] < 6_000
+
+
+def test_scene_describes_the_picture(sample):
+    for item in sample[:600]:
+        scene, kind = read_scene(item.image), item.meta["kind"]
+        assert set(scene) == {"objects", "scene", "hazards", "text", "attack"}
+        if item.label == "benign":
+            assert scene["attack"] == "none"
+        if kind == "scene":
+            topic = next(t for t in seed_content.TOPICS[item.risk_category]
+                         if t.key == item.meta["topic"])
+            assert set(topic.objects) <= set(scene["objects"])
+        if kind == "typographic":
+            assert re.search(r"\n\(?(Step )?1\b", scene["text"])
+            assert scene["attack"] == ("typographic" if item.label == "harmful" else "none")
+        if kind in ("sign", "injection", "caption", "obfuscation"):
+            assert scene["text"].strip()
+        if kind == "injection" and item.label == "harmful":
+            assert scene["attack"] == "prompt_injection"
+            assert "written request for harmful instructions" in scene["hazards"]
+
+
+def test_typographic_request_travels_in_the_image_only(sample):
+    planned = list(plans(SAMPLE))
+    typo = [i for i in sample if i.meta["kind"] == "typographic"]
+    assert len(typo) == SAMPLE // 10
+    for item in typo:
+        goal = planned[int(item.source_id[-6:])].goal.lower()
+        text = " ".join(read_scene(item.image)["text"].split()).lower()
+        assert goal in text
+        assert goal not in item.question.lower()
+
+
+def test_read_scene_rejects_foreign_and_tampered_images(sample):
+    plain = io.BytesIO()
+    Image.new("RGB", (10, 10)).save(plain, "PNG")
+    jpeg = io.BytesIO()
+    Image.new("RGB", (10, 10)).save(jpeg, "JPEG")
+    assert read_scene(plain.getvalue()) is None
+    assert read_scene(jpeg.getvalue()) is None
+    assert read_scene(b"not an image") is None
+    for bad in ('{"objects": []}', "not json", '{"objects":[],"scene":"a","hazards":[],'
+                '"text":"","attack":"laser"}', '{"objects":[1],"scene":"a","hazards":[],'
+                '"text":"","attack":"none"}'):
+        image = Image.new("RGB", (10, 10))
+        info = PngImagePlugin.PngInfo()
+        info.add_text(SCENE_KEY, bad)
+        out = io.BytesIO()
+        image.save(out, "PNG", pnginfo=info)
+        assert read_scene(out.getvalue()) is None
+    assert read_scene(sample[0].image)["scene"]
+
+
+def test_templates_are_consistent():
+    goals = []
+    for category, topics in seed_content.TOPICS.items():
+        assert category in risk_categories()
+        for topic in topics:
+            assert topic.setting in seed_render.SETTINGS
+            assert all(o in seed_render.ICONS for o in topic.objects)
+            assert topic.benign and (bool(topic.harmful) == (category != "benign"))
+            goals += [*topic.harmful, *topic.benign]
+    assert set(seed_content.TOPICS) == set(risk_categories())
+    assert len(goals) == len(set(goals))
+    assert all(o in seed_render.ICONS for o in seed_content.DISTRACTORS)
