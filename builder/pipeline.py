@@ -18,7 +18,7 @@ import math
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -220,8 +220,6 @@ class Build:
     roles: Roles
     ledger: Ledger
     progress: Progress
-    seed: int = 0
-    models: dict[str, str] = field(default_factory=dict)
 
     def _sampling(self, m: ModelConfig) -> dict[str, Any]:
         return {**m.sampling, "seed": self.config.seed}
