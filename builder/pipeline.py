@@ -293,7 +293,8 @@ class Build:
                                              "text": c.text[:20_000]})
         valid = [c for c in candidates if c.valid]
         if not valid:
-            outcome.status, outcome.reason = REJECTED, "respond:no_valid_trace"
+            codes = sorted({code for c in candidates for code in c.codes})
+            outcome.status, outcome.reason = REJECTED, "respond:" + "+".join(codes)
             return outcome
         if self.roles.judge is not None:
             await asyncio.gather(*(self._judge(item, doc, c) for c in valid))
