@@ -177,7 +177,8 @@ def test_easyr1_export_is_what_easyr1_reads(release, loaded):
         assert pieces[-1] == turn_text(row["prompt"], "user")
         for name in record["images"]:
             data = (folder / name).read_bytes()  # relative to data.image_dir = easyr1/
-            assert name == f"images/{hashlib.sha256(data).hexdigest()}.png"
+            digest = hashlib.sha256(data).hexdigest()
+            assert name == f"images/{digest[:2]}/{digest}.png"
         answer = json.loads(record["answer"])
         assert json.loads(row["protocol"]) == answer["protocol"]
         assert (answer["risk_category"], answer["label"]) == (row["risk_category"], row["label"])

@@ -61,8 +61,7 @@ def _record(row: dict[str, Any], image_names: list[str]) -> tuple[dict[str, Any]
 
 def write_easyr1(grpo_files: Iterable[Path], dest: Path, *, batch_rows: int = 64) -> dict[str, int]:
     """Write `dest/train.jsonl` and `dest/images/` from the GRPO parquet shards, streaming."""
-    images_dir = dest / "images"
-    images_dir.mkdir(parents=True, exist_ok=True)
+    (dest / "images").mkdir(parents=True, exist_ok=True)
     rows = images = neutralised = 0
     with (dest / "train.jsonl").open("w", encoding="utf-8", newline="\n") as out:
         for path in grpo_files:
@@ -72,9 +71,11 @@ def write_easyr1(grpo_files: Iterable[Path], dest: Path, *, batch_rows: int = 64
                     names = []
                     for image in row["images"]:
                         digest = hashlib.sha256(image["bytes"]).hexdigest()
-                        name = f"images/{digest}{_extension(image)}"
+                        # 256 sub-folders keep each folder far below the Hub's 10k entries
+                        name = f"images/{digest[:2]}/{digest}{_extension(image)}"
                         target = dest / name
                         if not target.exists():
+                            target.parent.mkdir(exist_ok=True)
                             target.write_bytes(image["bytes"])
                             images += 1
                         names.append(name)
