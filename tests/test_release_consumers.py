@@ -16,8 +16,9 @@ import datasets
 import pytest
 
 from safer_toolkit.builder.release.checks import turn_text
-from safer_toolkit.builder.release.export import normalise_question, write_dataset
+from safer_toolkit.builder.release.export import write_dataset
 from safer_toolkit.builder.release.features import PERTURBATIONS, SPLITS
+from safer_toolkit.builder.stages.dedup import normalise_question
 from safer_toolkit.validation import Validator
 from tests.support import release_rows as R
 

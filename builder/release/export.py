@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
-import unicodedata
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from safer_toolkit.builder.release.shards import (
     ShardWriter,
     estimated_bytes,
 )
+from safer_toolkit.builder.stages.dedup import normalise_question  # the split stage's own
 
 STAGING = ".release-tmp"
 BUILD_STATE = ".build"
@@ -43,12 +42,6 @@ RELEASE_FORMAT = 1
 
 class ExportError(ValueError):
     """Rows that cannot be released; the message names the config, row number and id."""
-
-
-def normalise_question(text: str) -> str:
-    """Case-, width- and punctuation-insensitive form used to compare questions across configs."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return " ".join(re.findall(r"\w+", text))
 
 
 def _digest(data: bytes) -> bytes:
