@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import random
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -252,8 +253,10 @@ def read_scene(image_bytes: bytes) -> dict | None:
     five keys and their types, so a foreign or tampered image never yields a half-valid scene.
     """
     try:
-        with Image.open(io.BytesIO(image_bytes)) as image:
-            raw = image.info.get(SCENE_KEY) if image.format == "PNG" else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(image_bytes)) as image:
+                raw = image.info.get(SCENE_KEY) if image.format == "PNG" else None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         return None
     if not isinstance(raw, str):
