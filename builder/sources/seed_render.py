@@ -737,9 +737,8 @@ def list_picture(rng: random.Random, title: str, items: int, icon: str | None) -
                               fill=panel)
         ink = contrast(panel)
     split = h * rng.uniform(.3, .45)
-    lines = fit_text(canvas, title, (margin, h * .05, w - margin, split), ink,
-                     max_size=rng.choice((24, 28, 32, 36)), align=rng.choice(("left", "center")))
-    del lines
+    fit_text(canvas, title, (margin, h * .05, w - margin, split), ink,
+             max_size=rng.choice((24, 28, 32, 36)), align=rng.choice(("left", "center")))
     numbering, blank = rng.choice(NUMBERING), rng.choice(BLANKS)
     size = rng.randint(14, 22)
     step = (h * .95 - split) / items
