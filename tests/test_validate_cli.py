@@ -216,3 +216,18 @@ def test_memory_stays_flat_whatever_the_file_size(tmp_path, form) -> None:
 
     small, large = peak(1_000), peak(10_000)
     assert large < 1.5 * small + 200_000, (small, large)
+
+
+def test_report_gets_the_usual_file_mode(tmp_path, capsys) -> None:
+    data = _write_jsonl(tmp_path / "in.jsonl", [GOOD])
+    report = tmp_path / "r.jsonl"
+    old = os.umask(0o022)
+    try:
+        from safer_toolkit.validation import report as report_module
+
+        report_module._UMASK = 0o022
+        _run(capsys, str(data), "--library", "default", "--topology", "mesh", "--report",
+             str(report))
+    finally:
+        os.umask(old)
+    assert report.stat().st_mode & 0o777 == 0o644

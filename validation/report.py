@@ -66,6 +66,15 @@ def validate_files(paths: Iterable[str | Path], validator: Validator) -> Iterato
             index += 1
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 class AtomicWriter:
     """A file that appears under its name only once it is complete."""
 
@@ -80,6 +89,7 @@ class AtomicWriter:
     def __exit__(self, exc_type: object, *_: object) -> None:
         self.file.close()
         if exc_type is None:
+            os.chmod(self._tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
             os.replace(self._tmp, self.path)
         else:
             os.unlink(self._tmp)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import jsonschema_rs
@@ -162,7 +163,7 @@ def _clean(trace: Trace, protocol: Protocol) -> bool:
         names.append(call.tool)
     graph = protocol.graph
     if names[0] not in graph.start_set or names[-1] not in graph.terminal_set \
-            or not graph.edge_set.issuperset(zip(names, names[1:])):
+            or not graph.edge_set.issuperset(pairwise(names)):
         return False
     visited = set(names)
     if len(visited) != n and max(Counter(names).values()) > protocol.max_visits:
