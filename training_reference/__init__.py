@@ -1,1 +1,10 @@
-"""The reference SFT → DPO → GRPO curriculum on Qwen2.5-VL with TRL (SPEC §1, §6)."""
+"""The reference SFT → DPO → GRPO curriculum on Qwen2.5-VL with TRL (SPEC §1, §6).
+
+    safer-toolkit train sft|dpo|grpo --config qwen2_5_vl_3b [KEY=VALUE ...]
+
+Modules: `config` (one TOML per model size, overrides), `sft` / `dpo` / `grpo` (a stage config
+dataclass and `train(cfg)` each), `stage` (rows, model, saving, provenance), `rewards` (TRL
+reward functions), `judge` (the semantic judge's request and parser), `easyr1` (reading the
+authors' EasyR1 format), `processing` (an image-only Qwen2.5-VL processor where torchvision is
+missing). Importing this package pulls in no torch: the heavy imports happen inside `train`.
+"""
