@@ -158,3 +158,14 @@ def test_lora_stage_saves_the_adapter_and_a_merged_model(demo: Path, tiny: Path,
     assert before.keys() == after.keys()  # merged: plain weights, no lora_A/lora_B left
     moved = set(changed(before, after, "model."))
     assert moved and all(k.endswith(("q_proj.weight", "v_proj.weight")) for k in moved)
+
+
+def test_grpo_trains_from_the_easyr1_export(demo: Path, tiny: Path, tmp_path: Path) -> None:
+    assert main(["train", "grpo", "--config", "qwen2_5_vl_3b", "dataset_format=\"easyr1\"",
+                 f"dataset={demo / 'easyr1'}", f"model={tiny}", f"output_root={tmp_path}",
+                 *CPU, "max_steps=1", "per_device_train_batch_size=4", "num_generations=4",
+                 "max_completion_length=32", "rewards.semantic=0", "rewards.protocol=0.5"]) == 0
+    record = json.loads((tmp_path / "grpo" / PROVENANCE_FILE).read_text())
+    assert record["rows"] == 60 and record["global_steps"] == 1
+    assert all(math.isfinite(x) for x in record["losses"])
+    assert "rewards/protocol_reward/mean" in record["log_history"][0]
