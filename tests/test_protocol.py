@@ -167,3 +167,12 @@ def test_shield_early_block_is_three_calls() -> None:
     skip_gate = stored(["JAILBREAK-SENTINEL", "VISUAL-SCAN", "INTENT-RADAR",
                         "RESPONSE-PLANNER"])
     assert v.validate(skip_gate).codes == ["illegal_transition"]
+
+
+def test_custom_topology_needs_its_graph() -> None:
+    doc = protocol("custom")
+    del doc["graph"]
+    with pytest.raises(ProtocolInvalid) as caught:
+        resolve_protocol(doc)
+    assert [i.code for i in caught.value.issues] == ["protocol_invalid"]
+    assert "needs a graph" in caught.value.issues[0].message
