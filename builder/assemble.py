@@ -82,6 +82,7 @@ def rows_for(split: str, item: SourceItem, kept: Mapping[str, Any]) -> Iterator[
         yield {"id": rid, "images": images, "messages": prompt + assistant_turn(kept["trace"]),
                **common}
     elif split == "dpo":
+        del common["label"]  # TRL would read it as KTO's flag; the protocol holds the label
         for k, rejected in enumerate(kept["rejected"]):
             yield {"id": f"{rid}-{k}", "images": images, "prompt": prompt,
                    "chosen": assistant_turn(kept["trace"]),

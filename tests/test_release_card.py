@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -102,6 +103,12 @@ def test_statistics_in_the_body_match_the_parquet_files(release):
     assert sum(int(row[-1]) for row in table) == sum(R.DEMO_SIZES.values())
     harmful_sft = sum(int(row[2]) for row in table if row[1] == "`harmful`")
     assert harmful_sft == sum(1 for i in range(60) if R.sft_row(i)["label"] == "harmful")
+    # `dpo` has no label column: its rows count under their protocol's label
+    assert "label" not in dpo[0]
+    by_protocol = Counter((r["risk_category"], json.loads(r["protocol"])["label"]) for r in dpo)
+    in_table = {(row[0].strip("`"), row[1].strip("`")): int(row[3]) for row in table}
+    assert {k: n for k, n in in_table.items() if n} == dict(by_protocol)
+    assert {row[1] for row in table} == {"`harmful`", "`benign`"}
     table = _table_rows(text, "**Topology mix**")
     assert {row[0].strip("`") for row in table} == set(R.TOPOLOGIES)
     table = _table_rows(text, "**Tool calls per trace**")

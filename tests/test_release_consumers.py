@@ -83,10 +83,14 @@ def test_every_config_is_conversational_and_prepares_with_its_images(loaded):
             assert [p["image"] for p in filled] == row["images"]
 
 
-def test_sft_rows_through_trls_vision_collator(loaded, processor):
+def test_sft_rows_with_every_column_through_trls_vision_collator(loaded, processor):
+    """What `remove_unused_columns=False` hands the collator: the whole row, `label` included.
+    SFT's vision collator renders `messages` with the processor's own chat template and never
+    looks at `label`, so the SFT config keeps its column."""
     from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
     rows = [dict(r) for r in loaded["sft"].select(range(3))]
+    assert rows[0]["label"] in ("harmful", "benign")
     batch = DataCollatorForVisionLanguageModeling(processor=processor)(rows)
     assert batch["input_ids"].shape[0] == 3 and batch["labels"].shape == batch["input_ids"].shape
     assert _image_tokens(processor, batch["input_ids"]) == \
@@ -106,13 +110,29 @@ def test_dpo_rows_through_trls_vision_preference_collator(loaded, processor):
         _expected_tokens(batch["image_grid_thw"])
 
 
-def test_dpo_label_column_is_dropped_by_trls_default_column_removal(loaded, processor):
-    """TRL reads a `label` key as KTO's flag: the DPO collator refuses a row that keeps it,
-    which is why the card says to keep `remove_unused_columns` at its default."""
+def test_dpo_rows_with_every_column_through_trls_vision_preference_collator(loaded, processor):
+    """The whole DPO row, as `remove_unused_columns=False` delivers it: no `label` column, so
+    TRL's chat-template helper sees a plain preference row and the collator takes it."""
     from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 
+    rows = [dict(r) for r in loaded["dpo"].select(range(3))]
+    assert "label" not in rows[0] and json.loads(rows[0]["protocol"])["label"]
+    assert {"perturbation", "rejected_codes", "protocol", "risk_category"} <= set(rows[0])
+    batch = DataCollatorForVisionPreference(processor=processor)(rows)
+    assert batch["input_ids"].shape[0] == 6
+    assert _image_tokens(processor, batch["input_ids"]) == \
+        _expected_tokens(batch["image_grid_thw"])
+
+
+def test_a_label_key_is_what_trl_refuses_in_a_preference_row(loaded, processor):
+    """Why `dpo` has no `label`: TRL takes {prompt, chosen, rejected, label} for a malformed
+    KTO row. If TRL ever accepts it, this test says the column could come back."""
+    from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
+
+    row = dict(loaded["dpo"][0])
+    row["label"] = json.loads(row["protocol"])["label"]
     with pytest.raises(KeyError, match="label"):
-        DataCollatorForVisionPreference(processor=processor)([dict(loaded["dpo"][0])])
+        DataCollatorForVisionPreference(processor=processor)([row])
 
 
 @pytest.mark.parametrize("config", ["grpo", "eval"])
@@ -197,3 +217,33 @@ def test_easyr1_export_reads_back_into_the_grpo_rows(release, loaded):
         assert row["prompt"] == original["prompt"]
         assert [i["bytes"] for i in row["images"]] == [i["bytes"] for i in original["images"]]
         assert json.loads(row["protocol"]) == json.loads(original["protocol"])
+
+
+def test_demo_dpo_and_sft_rows_batch_in_trls_trainers_with_remove_unused_columns_false(
+        tmp_path):
+    """The real trainers, not just their collators: `DPOTrainer` and `SFTTrainer` on the demo
+    build's rows with every column kept, one batch each from their own data loaders."""
+    from transformers import AutoModelForImageTextToText
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+    from safer_toolkit.training_reference.processing import load_processor
+    from tests.support import tiny_qwen_vl
+
+    demo = R.demo_build()
+    cache = str(tmp_path / "hf-cache")
+    rows = {c: datasets.load_dataset(str(demo), c, split="train", cache_dir=cache).select(range(4))
+            for c in ("sft", "dpo")}
+    folder = tiny_qwen_vl.build(tmp_path / "model",
+                                [turn_text(r["messages"]) for r in rows["sft"]])
+    common = {"bf16": False, "use_cpu": True, "max_length": None, "report_to": "none",
+              "per_device_train_batch_size": 2, "remove_unused_columns": False}
+    for config, trainer_class, args_class in (("dpo", DPOTrainer, DPOConfig),
+                                              ("sft", SFTTrainer, SFTConfig)):
+        model = AutoModelForImageTextToText.from_pretrained(folder)
+        trainer = trainer_class(model=model, train_dataset=rows[config],
+                                processing_class=load_processor(str(folder)),
+                                args=args_class(output_dir=str(tmp_path / config), **common))
+        assert ("label" in trainer.train_dataset.column_names) == (config == "sft")
+        batch = next(iter(trainer.get_train_dataloader()))
+        assert batch["input_ids"].shape[0] == (4 if config == "dpo" else 2), config
+        assert batch["pixel_values"].shape[0] > 0

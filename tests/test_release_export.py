@@ -136,6 +136,8 @@ CASES = {
     "missing column": ("grpo", lambda r: {k: v for k, v in r.items() if k != "label"},
                        "missing column(s) label"),
     "extra column": ("eval", lambda r: {**r, "answer": "x"}, "unexpected column(s) answer"),
+    "label in a dpo row": ("dpo", lambda r: {**r, "label": "harmful"},
+                           "unexpected column(s) label"),
     "path with a folder": ("sft", lambda r: {**r, "images": [{**r["images"][0],
                                                              "path": "../x.png"}]},
                            "bare file name"),

@@ -27,7 +27,7 @@ _HEAD = {"id": _STRING, "images": List(Image())}
 _TAIL = {
     "protocol": _STRING,
     "risk_category": _STRING,
-    "label": _STRING,
+    "label": _STRING,  # not in `dpo` (see `features`)
     "source_dataset": _STRING,
     "source_id": _STRING,
     "source_license": _STRING,
@@ -42,6 +42,11 @@ _MIDDLE: dict[str, dict[str, Any]] = {
     "grpo": {"prompt": MESSAGES},
     "eval": {"prompt": MESSAGES, "expected_decision": _STRING},
 }
+#: common columns a config leaves out. TRL reads a `label` key as KTO's unpaired-preference flag:
+#: its chat-template helper refuses {prompt, chosen, rejected, label}, so a DPO row that kept one
+#: would break TRL's vision DPO collator whenever `remove_unused_columns=False`. A DPO row's label
+#: is in its `protocol`.
+_DROPPED: dict[str, tuple[str, ...]] = {"dpo": ("label",)}
 #: message columns of each config and the roles each must hold, in order.
 TURNS: dict[str, dict[str, tuple[str, ...]]] = {
     "sft": {"messages": ("system", "user", "assistant")},
@@ -55,7 +60,8 @@ def features(config: str) -> Features:
     """The `datasets` features of one config (column order is the file's column order)."""
     if config not in SPLITS:
         raise ValueError(f"unknown config {config!r}; the release has {', '.join(SPLITS)}")
-    return Features({**_HEAD, **_MIDDLE[config], **_TAIL})
+    tail = {k: v for k, v in _TAIL.items() if k not in _DROPPED.get(config, ())}
+    return Features({**_HEAD, **_MIDDLE[config], **tail})
 
 
 def _message_problems(column: str, value: Any, roles: tuple[str, ...]) -> tuple[list[str], int]:

@@ -66,7 +66,9 @@ def compute(files: Mapping[str, Sequence[Path]]) -> Statistics:
     for config, paths in files.items():
         frame = pl.scan_parquet([str(p) for p in paths])
         stats.rows[config] = frame.select(pl.len()).collect().item()
-        pairs = (frame.group_by("risk_category", "label").len()
+        label_of = (pl.col("label") if "label" in frame.collect_schema().names()
+                    else pl.col("protocol").str.json_path_match("$.label"))  # dpo: no column
+        pairs = (frame.group_by("risk_category", label_of.alias("label")).len()
                  .sort("risk_category", "label").collect())
         for category, label, n in pairs.iter_rows():
             stats.category_label.setdefault((category, label), {})[config] = n

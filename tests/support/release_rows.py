@@ -134,7 +134,7 @@ def dpo_row(index: int, seed: int = 0) -> dict[str, Any]:
     return {"id": f"dpo-{index:06d}", "images": row.pop("images"),
             "prompt": _prompt(doc, question), "chosen": _assistant(to_text(gold)),
             "rejected": _assistant(rejected), "perturbation": kind, "rejected_codes": codes,
-            **{k: v for k, v in row.items() if k != "id"}}
+            **{k: v for k, v in row.items() if k not in ("id", "label")}}
 
 
 def grpo_row(index: int, seed: int = 0) -> dict[str, Any]:
