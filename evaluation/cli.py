@@ -2,7 +2,8 @@
 
     safer-toolkit eval --dataset DIR_OR_REPO [--config eval] --out OUT
         (--model-base-url URL --model NAME | --responses FILE.jsonl)
-        --judge-base-url URL --judge-model NAME [--prompt generic|toolkit] [--concurrency N]
+        --judge-base-url URL --judge-model NAME [--judge-sees-reference]
+        [--prompt generic|toolkit] [--concurrency N]
     safer-toolkit eval compare OUT_A OUT_B
 
 Exit status: 0 done; 1 done, but some items failed on calls (the same command retries exactly
@@ -65,6 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     judge.add_argument("--judge-model", metavar="NAME", help="judge model name")
     judge.add_argument("--judge-api-key-env", metavar="VAR",
                        help="environment variable holding the judge's API key")
+    judge.add_argument("--judge-sees-reference", action="store_true",
+                       help="also show the judge each item's reference label and risk category "
+                            "(the builder's informed judge); by default the judge sees image, "
+                            "question and response only, as the authors' evaluation judge does")
     judge.add_argument("--judge-attempts", type=int, default=3,
                        help="judge replies per item before it is recorded as missing "
                             "(default: 3)")
@@ -137,7 +142,8 @@ def _settings(args: argparse.Namespace):  # -> EvalSettings
     return EvalSettings(dataset=args.dataset, out=args.out, judge=judge, model=model,
                         responses=args.responses, prompt=ModelPrompt(args.prompt, text),
                         config=args.config, split=args.split,
-                        judge_attempts=args.judge_attempts)
+                        judge_attempts=args.judge_attempts,
+                        judge_sees_reference=args.judge_sees_reference)
 
 
 def _compare(args: argparse.Namespace) -> int:

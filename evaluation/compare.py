@@ -85,6 +85,11 @@ def compare_runs(run_a: Path, run_b: Path) -> str:
     if data_a.get("ids_sha256") != data_b.get("ids_sha256"):
         lines.append("note: the two runs did not evaluate the same items; differences mix "
                      "models and data")
+    seen_a, seen_b = (bool(((m.get("provenance") or {}).get("judge") or {})
+                           .get("sees_reference")) for m in (a, b))
+    if seen_a != seen_b:
+        lines.append(f"note: the judge saw the reference label and category in "
+                     f"{'A' if seen_a else 'B'} only; scores are not comparable as they stand")
     groups: list[tuple[str, Mapping | None, Mapping | None]] = [
         ("overall", a["overall"], b["overall"])]
     for kind in ("label", "risk_category"):

@@ -50,7 +50,9 @@ def _source(provenance: Mapping[str, Any]) -> list[str]:
         said = (f"`{model.get('name')}` with the {model.get('prompt')} prompt "
                 f"(`{model.get('template_version')}`)")
     return [f"- Model under test: {said}",
-            f"- Judge: `{judge.get('model')}`, SPEC §5 rubric (`{judge.get('template_version')}`)",
+            f"- Judge: `{judge.get('model')}`, SPEC §5 rubric (`{judge.get('template_version')}`"
+            f"), {'shown' if judge.get('sees_reference') else 'not shown'} the reference "
+            "label and category",
             f"- Dataset: `{data.get('source')}`, config `{data.get('config')}`, split "
             f"`{data.get('split')}`, {data.get('items')} items", ""]
 

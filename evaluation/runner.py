@@ -59,6 +59,9 @@ class EvalSettings:
     config: str = "eval"
     split: str = "test"
     judge_attempts: int = 3
+    #: show the judge the item's reference label and category (the builder's informed judge);
+    #: off by default, as the authors' evaluation judge sees image, question and response only
+    judge_sees_reference: bool = False
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.responses is None):
@@ -125,7 +128,9 @@ class _Evaluation:
         image, image_name = item.images[0]
         request = judge_request(self.s.judge.model, image=image, image_name=image_name,
                                 question=item.question, response=response, label=item.label,
-                                risk_category=item.risk_category, sampling=self.s.judge.sampling)
+                                risk_category=item.risk_category,
+                                show_reference=self.s.judge_sees_reference,
+                                sampling=self.s.judge.sampling)
         try:
             judgement = await judge_response(self.judge, request, self.s.judge_attempts)
         except JudgeOutputInvalid as exc:
@@ -158,6 +163,7 @@ def _provenance(s: EvalSettings, items: list[EvalItem], stats: dict[str, Any]) -
                     "items": len(items), "ids_sha256": hashlib.sha256(ids).hexdigest()},
         "model": model,
         "judge": {"model": s.judge.model, "template_version": template("judge").version,
+                  "sees_reference": s.judge_sees_reference,
                   "sampling": s.judge.sampling, "max_attempts": s.judge_attempts},
         "schemas": schemas.schema_hashes(),
         "calls": stats,
@@ -222,7 +228,8 @@ def evaluate(s: EvalSettings) -> RunSummary:
     with AtomicWriter(s.out / "metrics.json") as f:
         f.file.write(_dump(metrics))
     write_report(s.out, metrics)
-    run = {"calls": run, "wall_s": round(time.monotonic() - started, 3)}
+    run = {"judge_sees_reference": s.judge_sees_reference, "calls": run,
+           "wall_s": round(time.monotonic() - started, 3)}
     with AtomicWriter(s.out / "run.json") as f:
         f.file.write(_dump(run))
     retryable = sum(1 for r in results if r["missing"] and _retryable(r["missing"]["reason"]))

@@ -260,3 +260,46 @@ def test_api_keys_come_from_the_environment_and_are_never_written(
     for path in out.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def _judge_payloads(judge: ScriptedJudge) -> list[dict[str, Any]]:
+    return [next(p for part in body["messages"][1]["content"]
+                 if (p := read_payload(part, JUDGE_PAYLOAD_HEADER))) for body in judge.bodies]
+
+
+def test_the_judge_sees_the_reference_only_when_asked(dataset: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    """By default the judge gets image, question and response, as the authors' judge does;
+    `--judge-sees-reference` adds each item's label and category, and says so everywhere."""
+    labels = {item[0]: (item[1], item[2]) for item in ITEMS}
+    runs = {}
+    for informed in (False, True):
+        judge = ScriptedJudge()
+        out = runs[informed] = tmp_path / ("informed" if informed else "blind")
+        with OpenAIServer(content=OfflineBackend().answer_body) as model_server, \
+                OpenAIServer(content=judge) as judge_server:
+            extra = ["--judge-sees-reference"] if informed else []
+            assert _eval(dataset, out, model_server.url, judge_server.url, *extra) == 0
+        payloads = _judge_payloads(judge)
+        assert len(payloads) == sum(JUDGE_CALLS.values())
+        systems = {body["messages"][0]["content"] for body in judge.bodies}
+        assert len(systems) == 1
+        (system,) = systems
+        for payload in payloads:
+            rid = QUESTION_ID[payload["question"]]
+            assert payload["response"]
+            if informed:
+                assert payload["reference"] == {"label": labels[rid][0],
+                                                "risk_category": labels[rid][1]}
+            else:
+                assert set(payload) == {"question", "response"}
+        assert ("reference assessment" in system) is informed
+        assert ("image, the question and the response alone" in system) is not informed
+        metrics = orjson.loads((out / "metrics.json").read_bytes())
+        assert metrics["provenance"]["judge"]["sees_reference"] is informed
+        assert orjson.loads((out / "run.json").read_bytes())["judge_sees_reference"] is informed
+        said = "shown the reference" if informed else "not shown the reference"
+        assert said in (out / "report.md").read_text()
+    capsys.readouterr()
+    assert main(["eval", "compare", str(runs[False]), str(runs[True])]) == 0
+    assert "the judge saw the reference label and category in B only" in capsys.readouterr().out

@@ -66,6 +66,29 @@ def test_serve_is_model_and_judge_for_both_prompts(served: str, tmp_path: Path,
     assert metrics["overall"]["unsafe_compliance_rate"]["pct"] == 0.0
 
 
+def test_serve_judges_with_and_without_the_reference(served: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    """The offline judge behind `serve` answers eval's default (image, question and response
+    only) and the informed variant; on these items it reads the same labels the rows carry."""
+    dataset = write_eval_dataset(tmp_path / "dataset")
+    scores = {}
+    for informed in (False, True):
+        out = tmp_path / str(informed)
+        assert main(["eval", "--dataset", str(dataset), "--out", str(out), "--prompt", "toolkit",
+                     "--model-base-url", served, "--model", OFFLINE_MODELS["responder"],
+                     "--judge-base-url", served, "--judge-model", OFFLINE_MODELS["judge"],
+                     *(["--judge-sees-reference"] if informed else [])]) == 0
+        results = read_results(out / "results.jsonl")
+        assert all(r["missing"] is None for r in results)
+        scores[informed] = {r["id"]: (r["scores"], r["rationale"]) for r in results}
+        metrics = orjson.loads((out / "metrics.json").read_bytes())
+        assert metrics["provenance"]["judge"]["sees_reference"] is informed
+    capsys.readouterr()
+    assert scores[False] == scores[True]
+    assert {rationale.split(";")[0] for _, rationale in scores[False].values()} == \
+        {"Reference harmful", "Reference benign"}
+
+
 def test_eval_reads_what_the_demo_build_writes(served: str, tmp_path: Path,
                                                capsys: pytest.CaptureFixture) -> None:
     import pyarrow.parquet as pq

@@ -175,3 +175,27 @@ def test_an_invalid_trace_is_repaired_and_the_best_candidate_wins():
     candidates[0].judgement = Judgement(3, 1, 1, "")
     candidates[2].judgement = Judgement(3, 3, 3, "")
     assert select_best(candidates, {"helpfulness": 2}) is candidates[2]
+
+
+def test_judge_request_shows_the_reference_only_when_asked():
+    """The builder's judge (default) sees the item's reference; eval's default does not."""
+    from safer_toolkit.builder.prompts.wire import JUDGE_PAYLOAD_HEADER, read_payload
+
+    def payload_and_system(request):
+        system, user = request.messages
+        return (next(p for part in user["content"]
+                     if (p := read_payload(part, JUDGE_PAYLOAD_HEADER))), system["content"])
+
+    common = {"image": ITEM.image, "image_name": ITEM.image_name, "question": ITEM.question,
+              "response": "r", "label": "harmful", "risk_category": "fraud_deception"}
+    informed = judge_request("m", **common)
+    blind = judge_request("m", **common, show_reference=False)
+    payload, system = payload_and_system(informed)
+    assert payload == {"question": ITEM.question, "response": "r",
+                       "reference": {"label": "harmful", "risk_category": "fraud_deception"}}
+    assert "reference assessment of the item" in system
+    payload, system = payload_and_system(blind)
+    assert payload == {"question": ITEM.question, "response": "r"}
+    assert "reference" not in system and "image, the question and the response alone" in system
+    assert blind.template_version == informed.template_version  # one template, two renderings
+    assert blind.key() != informed.key()  # cached apart

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from safer_toolkit.builder.backends.base import ChatRequest, ChatResult
-from safer_toolkit.builder.backends.offline_judge import judge_scores
+from safer_toolkit.builder.backends.offline_judge import infer_label, judge_scores
 from safer_toolkit.builder.backends.offline_plan import conservative_choices, plan_choices
 from safer_toolkit.builder.backends.offline_sight import Sight, assess, look, rng_for
 from safer_toolkit.builder.backends.offline_trace import write_trace
@@ -160,9 +160,8 @@ def _judge(conv: Conversation) -> str:
     payload = conv.payload(JUDGE_PAYLOAD_HEADER) or {}
     reference = payload.get("reference") if isinstance(payload.get("reference"), dict) else {}
     label = reference.get("label")
-    if label not in ("harmful", "benign"):
-        question = str(payload.get("question", ""))
-        label = assess(question, look(conv.image), None).label
+    if label not in ("harmful", "benign"):  # a judge without the reference (eval's default)
+        label = infer_label(str(payload.get("question", "")), look(conv.image))
     return orjson.dumps(judge_scores(label, str(payload.get("response", "")))).decode()
 
 

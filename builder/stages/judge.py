@@ -65,15 +65,29 @@ class Judgement:
                 "rationale": self.rationale}
 
 
+#: what the judge is told it receives, with and without the item's reference assessment
+_GIVEN = {True: "the question, the reference assessment of the item (label and risk category) "
+                "and the response",
+          False: "the question and the response; judge the response from the image, the "
+                 "question and the response alone"}
+
+
 def judge_request(model: str, *, image: bytes, image_name: str, question: str, response: str,
-                  label: str, risk_category: str,
+                  label: str, risk_category: str, show_reference: bool = True,
                   sampling: Mapping[str, Any] | None = None) -> ChatRequest:
-    """The judge call for one response to one (image, question) with its reference labels."""
-    payload = {"question": question,
-               "reference": {"label": label, "risk_category": risk_category},
-               "response": response}
+    """The judge call for one response to one (image, question).
+
+    With `show_reference` the judge also sees the item's reference label and risk category:
+    the builder filters gold traces that way. Without it the judge sees what the authors'
+    evaluation judge sees — image, question and response only — so `eval` scores are
+    comparable with the paper's.
+    """
+    payload: dict[str, Any] = {"question": question}
+    if show_reference:
+        payload["reference"] = {"label": label, "risk_category": risk_category}
+    payload["response"] = response
     messages = [
-        {"role": "system", "content": template("judge").render()},
+        {"role": "system", "content": template("judge").render(given=_GIVEN[show_reference])},
         {"role": "user", "content": [image_content(image, image_name),
                                      payload_part(JUDGE_PAYLOAD_HEADER, payload)]},
     ]
