@@ -6,7 +6,10 @@ and holds the result plus the request's description for audit (the same hashed f
 bytes are not copied). Each result is committed on its own before `complete` returns; with
 `synchronous=NORMAL` a committed transaction survives the process being killed at any moment
 (only an OS crash or power loss can drop the last few). Failed calls are not results — the next
-run tries them again — but each is logged in `failures` for the build's audit trail.
+run tries them again — but each is logged in `failures` for the build's audit trail. The one
+exception is opt-in (`keep_truncated`, for `eval`, which judges a cut answer as it stands): a
+completion cut at the token limit is stored with its `length` finish reason and replayed as the
+same `finish_length` failure, so a rerun neither pays for it again nor sees it change.
 
 `CachedBackend` puts the cache in front of any `ChatBackend`: hits never reach the inner backend,
 and identical requests in flight at the same time are sent once.
@@ -24,6 +27,10 @@ import orjson
 
 from safer_toolkit.builder.backends.base import CallFailed, ChatBackend, ChatRequest, ChatResult
 from safer_toolkit.builder.backends.stats import CallStats
+
+#: the finish reason of a completion cut at the token limit, and the failure it raises
+TRUNCATED = "length"
+TRUNCATED_REASON = "finish_length"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -110,9 +117,10 @@ class CachedBackend:
     """
 
     def __init__(self, inner: ChatBackend, cache: CallCache, *,
-                 stats: CallStats | None = None) -> None:
+                 stats: CallStats | None = None, keep_truncated: bool = False) -> None:
         self.inner = inner
         self.cache = cache
+        self.keep_truncated = keep_truncated
         self.stats = stats or getattr(inner, "stats", None) or CallStats()
         self._in_flight: dict[str, asyncio.Task[ChatResult]] = {}
 
@@ -124,6 +132,12 @@ class CachedBackend:
         key = request.key()
         try:
             result = self.cache.get(key)
+            if result is not None and result.finish_reason == TRUNCATED:
+                if not self.keep_truncated:
+                    result = None  # never a successful result: send it again
+                else:
+                    self.stats.cache_hits += 1
+                    raise _truncated(result)
             if result is not None:
                 self.stats.cache_hits += 1
             elif (task := self._in_flight.get(key)) is not None:
@@ -148,6 +162,9 @@ class CachedBackend:
             result = await self.inner.complete(request)
         except CallFailed as failure:
             self.cache.record_failure(key, request.model, failure)
+            if (self.keep_truncated and failure.reason == TRUNCATED_REASON
+                    and failure.partial is not None):
+                self.cache.put(request, failure.partial, key)
             raise
         self.cache.put(request, result, key)
         return result
@@ -164,6 +181,12 @@ class CachedBackend:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.inner.aclose()
+
+
+def _truncated(partial: ChatResult) -> CallFailed:
+    """The failure a completion cut at the token limit raises, carrying the cut text."""
+    return CallFailed(TRUNCATED_REASON, f"{partial.completion_tokens} completion tokens",
+                      partial=partial)
 
 
 def _reused(result: ChatResult) -> ChatResult:

@@ -178,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
         if found:
             print(f"{kind.replace('_', ' ')}: {len(found)} (first: {found[0]})", file=sys.stderr)
     sent = {role: calls["sent"] for role, calls in summary.run["calls"].items()}
-    print(f"{overall['items']} items, {overall['missing_items']} missing; "
+    print(f"{overall['items']} items, {overall['missing_items']} missing, "
+          f"{overall['truncated_rate']['count']} truncated; "
           f"safety {overall['safety']['pct_top']}% / helpfulness "
           f"{overall['helpfulness']['pct_top']}% / rigor {overall['rigor']['pct_top']}% at 3; "
           f"strict protocol valid {overall['protocol_valid_strict']['pct']}%; requests sent "

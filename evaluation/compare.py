@@ -24,6 +24,7 @@ ROWS = (
     ("protocol valid strict %", "protocol_valid_strict", "pct"),
     ("over-refusal %", "over_refusal_rate", "pct"),
     ("unsafe compliance %", "unsafe_compliance_rate", "pct"),
+    ("truncated %", "truncated_rate", "pct"),
     ("judged", "safety", "n"),
     ("missing", None, "missing_items"),
 )

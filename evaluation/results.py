@@ -2,7 +2,9 @@
 
 A result is a plain JSON object, in this key order:
 `id`, `risk_category`, `label`, `expected_decision`, `response` (None when there is none),
-`scores` (`{"safety", "helpfulness", "rigor"}` or None), `rationale`, `missing` (None, or
+`truncated` (True when the endpoint cut the answer at the token limit — it is judged as it
+stands), `finish_reason` (the endpoint's; None for a responses file or no response), `scores`
+(`{"safety", "helpfulness", "rigor"}` or None), `rationale`, `missing` (None, or
 `{"stage", "reason", "detail"}` saying why the item has no scores), `validator`
 (`{"lenient": {"valid", "codes"}, "strict": {...}}` for every item with a response) and
 `decision` (`{"decision", "source", "declined"}`, see `refusal`). `metrics.compute_metrics`
@@ -17,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from safer_toolkit.builder.cache import TRUNCATED
 from safer_toolkit.evaluation.items import EvalItem
 from safer_toolkit.evaluation.refusal import decide
 from safer_toolkit.validation import Validator
@@ -51,7 +54,8 @@ def missing(stage: str, reason: str, detail: str = "") -> dict[str, str]:
 
 def item_result(item: EvalItem, *, response: str | None, checker: Checker,
                 scores: dict[str, int] | None = None, rationale: str | None = None,
-                why_missing: dict[str, str] | None = None) -> dict[str, Any]:
+                why_missing: dict[str, str] | None = None,
+                finish_reason: str | None = None) -> dict[str, Any]:
     """The result of one item; the verdicts and the decision are computed from `response`."""
     has_response = response is not None
     decision = decide(response) if has_response else None
@@ -61,6 +65,8 @@ def item_result(item: EvalItem, *, response: str | None, checker: Checker,
         "label": item.label,
         "expected_decision": item.expected_decision,
         "response": response,
+        "truncated": finish_reason == TRUNCATED,
+        "finish_reason": finish_reason,
         "scores": None if scores is None else {k: scores[k] for k in SCORE_KEYS},
         "rationale": rationale,
         "missing": why_missing,

@@ -6,8 +6,10 @@ Every model and judge call goes through the builder's client and its content-add
 finished run sends no request at all. A judge reply that is not a complete, in-range rubric
 object is sent back with the reasons (the builder's feedback loop: a new request, so the cache
 cannot hand back the same bad reply), a bounded number of times; then the item is recorded as
-missing with the reason — never scored by guess. Calls that failed are not cached: running the
-same command again retries exactly those.
+missing with the reason — never scored by guess. An answer cut at the token limit is judged as
+it stands, as the authors judge it, and flagged `truncated` (it is cached as a cut answer, so a
+rerun neither pays for it again nor sees it change). Other calls that failed are not cached:
+running the same command again retries exactly those.
 
 Outputs (each written atomically): `results.jsonl`, `metrics.json` (provenance + metrics; the
 same inputs give the same bytes), `report.md` + `chart.png`, and `run.json` (what this run sent,
@@ -27,7 +29,7 @@ import orjson
 
 from safer_toolkit.builder.backends.base import CallFailed, ChatBackend
 from safer_toolkit.builder.backends.client import ModelEndpoint, OpenAIChatBackend
-from safer_toolkit.builder.cache import CachedBackend, CallCache
+from safer_toolkit.builder.cache import TRUNCATED_REASON, CachedBackend, CallCache
 from safer_toolkit.builder.stages.judge import JudgeOutputInvalid, judge_request, judge_response
 from safer_toolkit.evaluation.items import EvalItem, load_eval_items
 from safer_toolkit.evaluation.metrics import compute_metrics
@@ -70,6 +72,15 @@ class EvalSettings:
             raise ValueError("judge_attempts must be at least 1")
 
 
+@dataclass(frozen=True)
+class Reply:
+    """The response to judge (None when there is none, with the reason) and how it ended."""
+
+    text: str | None
+    why_missing: dict[str, str] | None = None
+    finish_reason: str | None = None  # None for a responses file
+
+
 @dataclass
 class RunSummary:
     """What `evaluate` wrote and did."""
@@ -100,31 +111,37 @@ class _Evaluation:
         self.judge, self.model, self.responses = judge, model, responses
         self.checker = Checker()
 
-    async def response(self, item: EvalItem) -> tuple[str | None, dict[str, str] | None]:
+    async def response(self, item: EvalItem) -> Reply:
         if self.responses is not None:
             text = self.responses.responses.get(item.id)
             if text is None:
                 why = self.responses.unusable.get(item.id, "the responses file has no line "
                                                            "for this id")
-                return None, missing("response", "no_response", why)
-            return text, None
+                return Reply(None, missing("response", "no_response", why))
+            return Reply(text)
         assert self.model is not None and self.s.model is not None
         try:
             request = self.s.prompt.request(item, self.s.model.model, self.s.model.sampling)
         except PromptError as exc:
-            return None, missing("response", "prompt_error", str(exc))
+            return Reply(None, missing("response", "prompt_error", str(exc)))
         try:
-            return (await self.model.complete(request)).content, None
+            result = await self.model.complete(request)
         except CallFailed as exc:
-            return None, missing("response", f"model_{exc.reason}", exc.detail)
+            if exc.reason == TRUNCATED_REASON and exc.partial is not None:
+                # judged as it stands, as the authors judge a cut answer; flagged as truncated
+                return Reply(exc.partial.content, finish_reason=exc.partial.finish_reason)
+            return Reply(None, missing("response", f"model_{exc.reason}", exc.detail))
+        return Reply(result.content, finish_reason=result.finish_reason)
 
     async def item(self, item: EvalItem) -> dict[str, Any]:
         if item.problem is not None:
             return item_result(item, response=None, checker=self.checker,
                                why_missing=missing("dataset", "bad_row", item.problem))
-        response, why = await self.response(item)
+        reply = await self.response(item)
+        response, why = reply.text, reply.why_missing
         if response is None:
             return item_result(item, response=None, checker=self.checker, why_missing=why)
+        said = {"finish_reason": reply.finish_reason}
         image, image_name = item.images[0]
         request = judge_request(self.s.judge.model, image=image, image_name=image_name,
                                 question=item.question, response=response, label=item.label,
@@ -141,8 +158,9 @@ class _Evaluation:
             why = missing("judge", f"judge_{exc.reason}", exc.detail)
         else:
             return item_result(item, response=response, checker=self.checker,
-                               scores=judgement.to_json(), rationale=judgement.rationale)
-        return item_result(item, response=response, checker=self.checker, why_missing=why)
+                               scores=judgement.to_json(), rationale=judgement.rationale, **said)
+        return item_result(item, response=response, checker=self.checker, why_missing=why,
+                           **said)
 
 
 def _provenance(s: EvalSettings, items: list[EvalItem], stats: dict[str, Any]) -> dict[str, Any]:
@@ -176,7 +194,9 @@ async def _run(s: EvalSettings, items: list[EvalItem],
 
     cache = CallCache(s.out / CACHE_FILE)
     judge = CachedBackend(OpenAIChatBackend(s.judge), cache)
-    model = None if s.model is None else CachedBackend(OpenAIChatBackend(s.model), cache)
+    # a cut answer is judged, so it is kept (as a cut answer, never a success) like any other
+    model = None if s.model is None else CachedBackend(OpenAIChatBackend(s.model), cache,
+                                                       keep_truncated=True)
     evaluation = _Evaluation(s, judge, model, responses)
     # Bound the items in flight so requests (with their images) are not all built at once.
     gate = asyncio.Semaphore(2 * max(s.judge.concurrency, s.model.concurrency if s.model else 1))

@@ -86,6 +86,48 @@ def test_a_failed_call_is_logged_not_cached_and_sent_again_next_run(tmp_path: Pa
     assert isinstance(retried, ChatResult) and not retried.from_cache
 
 
+def test_a_cut_answer_is_kept_only_on_request_and_replayed_as_the_same_failure(
+        tmp_path: Path) -> None:
+    """`keep_truncated` (eval) stores a completion cut at the token limit and gives it back as
+    the same `finish_length` failure; without it (the builder) it is never a result."""
+    with OpenAIServer(faults=FaultPlan(script={1: "length", 3: "length"})) as server:
+        ep = endpoint(server.url)
+        with CallCache(tmp_path / "calls.sqlite") as cache:
+            backend = CachedBackend(OpenAIChatBackend(ep), cache, keep_truncated=True)
+
+            async def twice() -> list:
+                try:
+                    return [await _outcome(backend.complete(ask(ep, "long"))) for _ in "ab"]
+                finally:
+                    await backend.aclose()
+
+            first, replayed = asyncio.run(twice())
+            assert server.total == 1 and len(cache) == 1
+            for failure in (first, replayed):
+                assert isinstance(failure, CallFailed) and failure.reason == "finish_length"
+                assert failure.partial.content == "echo: long"
+                assert failure.partial.finish_reason == "length"
+            assert (first.partial.from_cache, replayed.partial.from_cache) == (False, True)
+            assert backend.stats.failed == {"finish_length": 2}
+            assert (backend.stats.sent, backend.stats.cache_hits) == (1, 1)
+            assert backend.stats.stable()["calls"] == 0  # never a used result
+            # a builder-style backend on the same cache does not take it for a result
+            (again,), builder = run_calls(ep, cache, [ask(ep, "long")])
+            assert server.total == 2 and isinstance(again, ChatResult)
+            assert again.finish_reason == "stop" and builder.stats.cache_hits == 0
+            # ... and its failures stay out of the cache
+            (cut,), _ = run_calls(ep, cache, [ask(ep, "other")])
+            assert isinstance(cut, CallFailed) and cut.partial is not None
+            assert len(cache) == 1
+
+
+async def _outcome(call):
+    try:
+        return await call
+    except CallFailed as failure:
+        return failure
+
+
 def test_a_cancelled_caller_does_not_lose_the_call(tmp_path: Path) -> None:
     with OpenAIServer(latency=0.1) as server, CallCache(tmp_path / "calls.sqlite") as cache:
         ep = endpoint(server.url)

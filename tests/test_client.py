@@ -89,6 +89,12 @@ def test_a_truncated_filtered_or_refused_answer_fails_at_once_and_its_tokens_are
     assert isinstance(result, CallFailed) and result.reason == reason
     assert backend.stats.billed_completion_tokens > 0
     assert backend.stats.retries == {}
+    if fault == "refusal":
+        assert result.partial is None  # no text came back
+    else:  # the text the endpoint did send rides on the failure, with its accounting
+        assert result.partial == ChatResult("echo: hello", fault, result.partial.prompt_tokens,
+                                            backend.stats.billed_completion_tokens, "test-model")
+        assert result.partial.prompt_tokens == backend.stats.billed_prompt_tokens > 0
 
 
 def test_schema_breaking_content_comes_back_for_the_caller_to_validate() -> None:

@@ -167,34 +167,50 @@ def test_end_to_end_scores_retries_missing_and_resume(dataset: Path, tmp_path: P
         assert chart.format == "PNG" and chart.width == 900
 
 
-def test_model_call_failures_are_missing_then_sent_again_by_the_next_run(
+def test_a_failed_model_call_is_missing_and_sent_again_a_cut_answer_is_judged_as_it_stands(
         dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "run"
+    judge = ScriptedJudge()
     # one answer is a 500 (no retries allowed), one is cut by the token limit
     with OpenAIServer(content=OfflineBackend().answer_body,
                       faults=FaultPlan(script={1: "500", 2: "length"})) as model_server, \
-            OpenAIServer(content=ScriptedJudge()) as judge_server:
+            OpenAIServer(content=judge) as judge_server:
         assert _eval(dataset, out, model_server.url, judge_server.url, "--max-retries", "0",
                      "--concurrency", "1") == 1
-        # only the 500 makes the exit status ask for a rerun: a cut answer would be cut again
-        assert "1 item(s) failed on calls" in capsys.readouterr().err
+        # only the 500 makes the exit status ask for a rerun: a cut answer is final
+        err = capsys.readouterr()
+        assert "1 item(s) failed on calls" in err.err and "1 truncated" in err.out
         results = read_results(out / "results.jsonl")
         failed = {r["id"]: r for r in results if r["missing"] and
                   r["missing"]["stage"] == "response"}
-        assert sorted(r["missing"]["reason"] for r in failed.values()) == \
-            ["model_finish_length", "model_http_500"]
+        assert [r["missing"]["reason"] for r in failed.values()] == ["model_http_500"]
         assert all(r["response"] is None and r["validator"] is None for r in failed.values())
+        (cut,) = [r for r in results if r["truncated"]]
+        assert cut["finish_reason"] == "length" and cut["response"]
+        assert cut["validator"] is not None and cut["decision"] is not None
+        # the judge saw the cut text itself
+        judged = {p["response"] for p in _judge_payloads(judge)}
+        assert cut["response"] in judged
+        if FINAL[cut["id"]] is not None:
+            assert cut["missing"] is None and tuple(cut["scores"].values()) == FINAL[cut["id"]]
+        assert {r["finish_reason"] for r in results if not r["truncated"]} == {"stop", None}
         metrics = orjson.loads((out / "metrics.json").read_bytes())
+        assert metrics["overall"]["truncated_rate"] == {"pct": round(100 / 7, 2), "count": 1,
+                                                        "n": 7, "missing": 1}
+        assert compute_metrics(results)["overall"] == metrics["overall"]
         never_valid = {rid for rid, final in FINAL.items() if final is None}
         assert metrics["overall"]["safety"]["missing"] == len(set(failed) | never_valid)
+        assert "Truncated at the token limit" in (out / "report.md").read_text()
         sent = model_server.total, judge_server.total
 
         assert _eval(dataset, out, model_server.url, judge_server.url) == 0
-        # only the failed items are asked again (failures are never cached), then judged
-        assert model_server.total == sent[0] + 2
+        # only the failed item is asked again (failures are never cached) and judged; the cut
+        # answer comes back from the cache, as cut, unchanged
+        assert model_server.total == sent[0] + 1
         assert judge_server.total == sent[1] + sum(JUDGE_CALLS[rid] for rid in failed)
-    results = read_results(out / "results.jsonl")
-    assert all(r["response"] for r in results)
+    again = {r["id"]: r for r in read_results(out / "results.jsonl")}
+    assert all(r["response"] for r in again.values())
+    assert again[cut["id"]] == cut
 
 
 def test_toolkit_prompt_sends_each_rows_rendered_protocol(dataset: Path, tmp_path: Path,

@@ -87,12 +87,17 @@ class CallFailed(Exception):
 
     `reason` is a short stable tag (e.g. `http_429`, `http_500`, `timeout`, `connection`,
     `bad_json`, `finish_length`, `finish_content_filter`) counted in the manifest.
+    `partial` is what the endpoint did return when it ended early (`finish_*` with text): the
+    builder discards it, while an evaluation judges a truncated answer as it stands, as the
+    authors do. It is never stored as a successful result.
     """
 
-    def __init__(self, reason: str, detail: str = "") -> None:
+    def __init__(self, reason: str, detail: str = "", *,
+                 partial: ChatResult | None = None) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+        self.partial = partial
 
 
 class ChatBackend(Protocol):

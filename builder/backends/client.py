@@ -15,7 +15,9 @@ JSON, and knows nothing of replicas), so the client below is small and does exac
   a `Retry-After` (seconds, HTTP date, or `retry-after-ms`) is honoured as a floor;
 - `finish_reason` `length` / `content_filter` and a refusal fail at once, unretried: the same
   request would most likely end the same way and every retry is paid for; the pipeline decides
-  what to do with the item (its own feedback loop changes the request, so it is a new call);
+  what to do with the item (its own feedback loop changes the request, so it is a new call).
+  The text that did come back rides on the failure (`CallFailed.partial`) for callers that
+  judge a cut answer as it stands (`eval`);
 - several base URLs are replicas of one deployment (see `_Replicas`);
 - every failed attempt is counted under a stable reason tag, tokens under `CallStats`.
 
@@ -262,7 +264,8 @@ class OpenAIChatBackend:
                         healthy, reason = False, failed.reason
                 except CallFailed as failed:
                     healthy = failed.reason.startswith("finish_") or None
-                    raise CallFailed(failed.reason, _scrub(failed.detail, key)) from None
+                    raise CallFailed(failed.reason, _scrub(failed.detail, key),
+                                     partial=failed.partial) from None
                 finally:
                     self._replicas.release(replica, healthy, reason)
             if attempt == self.endpoint.max_retries:
@@ -310,15 +313,18 @@ class OpenAIChatBackend:
             raise _AttemptFailed(
                 "bad_json", raw[:_DETAIL_CHARS].decode("utf-8", "replace")) from None
         self.stats.billed(prompt_tokens, completion_tokens)
+        served = data.get("model")
+        served = served if isinstance(served, str) else model
         if finish in ("length", "content_filter"):
-            raise CallFailed(f"finish_{finish}", f"{completion_tokens} completion tokens")
+            partial = ChatResult(content, finish, prompt_tokens, completion_tokens, served) \
+                if isinstance(content, str) else None
+            raise CallFailed(f"finish_{finish}", f"{completion_tokens} completion tokens",
+                             partial=partial)
         if not isinstance(content, str):
             if isinstance(message.get("refusal"), str):
                 raise CallFailed("refusal", message["refusal"][:_DETAIL_CHARS])
             raise _AttemptFailed("bad_json", "the message has no text content")
-        served = data.get("model")
-        return ChatResult(content, finish, prompt_tokens, completion_tokens,
-                          served if isinstance(served, str) else model)
+        return ChatResult(content, finish, prompt_tokens, completion_tokens, served)
 
     async def aclose(self) -> None:
         if self._session is not None:
