@@ -236,6 +236,7 @@ def test_demo_dpo_and_sft_rows_batch_in_trls_trainers_with_remove_unused_columns
     folder = tiny_qwen_vl.build(tmp_path / "model",
                                 [turn_text(r["messages"]) for r in rows["sft"]])
     common = {"bf16": False, "use_cpu": True, "max_length": None, "report_to": "none",
+              "activation_checkpointing": False,
               "per_device_train_batch_size": 2, "remove_unused_columns": False}
     for config, trainer_class, args_class in (("dpo", DPOTrainer, DPOConfig),
                                               ("sft", SFTTrainer, SFTConfig)):
