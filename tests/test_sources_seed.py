@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import re
 import struct
+import sys
+import threading
+import warnings
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,6 +66,71 @@ def test_parallel_drawing_matches_serial_rendering(sample):
     planned = list(plans(SAMPLE))
     for index in (0, 1, 999, 1500, SAMPLE - 1):
         assert render_item(planned[index]).image == sample[index].image
+
+
+def _children() -> set[int]:
+    """This process's live child processes (Linux /proc)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found |= {int(p) for p in (task / "children").read_text().split()}
+    return found
+
+
+@pytest.fixture
+def busy_thread():
+    """A thread running beside the draw, as an event loop's helpers or a loopback server do."""
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join()
+
+
+def test_workers_draw_in_parallel_beside_threads_byte_identical_to_serial(busy_thread):
+    count = 333  # 5 whole chunks of 64 and a partial one, over 3 workers
+    serial = list(seed_corpus(count, seed=3, workers=1))
+    before = _children()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback to drawing here
+        items = seed_corpus(count, seed=3, workers=3)
+        first = next(items)
+        assert len(_children() - before) == 3  # three workers beside the running thread
+        drawn = [first, *items]
+    assert threading.active_count() > 1
+    assert drawn == serial  # every field, every byte of every picture
+    assert _children() == before  # the workers are gone
+
+
+def test_a_worker_that_stops_early_leaves_the_rest_to_this_process(tmp_path, monkeypatch):
+    """A worker cut off mid-stream: the items already read stay, the rest is drawn here."""
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\n"{sys.executable}" "$@" | head -c 40000\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(wrapper))
+    with pytest.warns(RuntimeWarning, match=r"before drawing its share.*; drawing the "
+                                            r"remaining \d+ item\(s\) in this process") as caught:
+        items = list(seed_corpus(300, seed=1, workers=2))
+    remaining = int(re.search(r"remaining (\d+)", str(caught[0].message)).group(1))
+    assert 0 < remaining < 300  # some items came from the workers before one was cut off
+    assert items == list(seed_corpus(300, seed=1, workers=1))
+
+
+def test_workers_that_cannot_start_leave_the_draw_to_this_process(monkeypatch):
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    with pytest.warns(RuntimeWarning, match="drawing the remaining 70 item"):
+        items = list(seed_corpus(70, workers=2))
+    assert items == list(seed_corpus(70, workers=1))
+
+
+def test_closing_the_draw_early_stops_the_workers():
+    before = _children()
+    items = seed_corpus(5000, workers=2)
+    assert next(items).source_id == "seed-000000"
+    assert len(_children() - before) == 2
+    items.close()
+    assert _children() == before
 
 
 def test_every_category_in_both_labels_and_every_kind():

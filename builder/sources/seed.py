@@ -15,19 +15,17 @@ JSON {"objects", "scene", "hazards", "text", "attack"}. The offline backend read
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import itertools
 import json
 import math
-import multiprocessing
 import os
 import random
-import threading
 import warnings
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from PIL import Image
@@ -44,6 +42,7 @@ SEED_VERSION = "1"
 SEED_CAPACITY = 40_000
 """Items available for one seed; every one distinct by image hash, pHash and question."""
 PARALLEL_FROM = 2_000
+MAX_WORKERS = 8
 
 ATTACKS = ("none", "typographic", "role_play", "prompt_injection", "obfuscation", "hypothetical",
            "other")
@@ -225,22 +224,34 @@ def seed_corpus(count: int, seed: int = 0, *, workers: int | None = None) -> Ite
     """The first `count` seed items for `seed`: deterministic, byte-stable, prefix-stable.
 
     Drawing is CPU-bound (about 3 ms an item), so from PARALLEL_FROM items up it is spread over
-    `workers` forked processes (default: the available cores); items still come out in order and
-    byte-identical to a serial run. A process that already runs threads draws serially, because
-    forking it is unsafe, and spawning would re-import the caller's main script.
+    `workers` processes (default: the available cores, at most MAX_WORKERS); items still come
+    out in order and byte-identical to a serial run, since each is drawn from its own
+    `random.Random` seeded by (seed, index). The workers are fresh interpreters, never forks
+    of this process (`seed_workers`), so drawing is parallel and safe in a process that runs
+    threads. If a worker cannot start or dies, the rest is drawn here, with a warning.
     """
     if workers is None:
-        workers = len(os.sched_getaffinity(0)) if count >= PARALLEL_FROM else 1
-    if workers <= 1 or threading.active_count() > 1:
-        for plan in plans(count, seed):
-            yield render_item(plan, seed)
-        return
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(min(workers, 8), mp_context=context) as pool:
+        workers = _available_cores() if count >= PARALLEL_FROM else 1
+    drawn = 0
+    if workers > 1:
+        from safer_toolkit.builder.sources.seed_workers import WorkersFailed, draw
+
         try:
-            yield from pool.map(partial(render_item, seed=seed), plans(count, seed), chunksize=64)
-        finally:
-            pool.shutdown(cancel_futures=True)
+            with contextlib.closing(draw(count, seed, min(workers, MAX_WORKERS))) as items:
+                for item in items:
+                    yield item
+                    drawn += 1
+            return
+        except (WorkersFailed, OSError) as exc:
+            warnings.warn(f"seed corpus: {exc}; drawing the remaining {count - drawn} item(s) "
+                          "in this process", RuntimeWarning, stacklevel=2)
+    for plan in itertools.islice(plans(count, seed), drawn, None):
+        yield render_item(plan, seed)
+
+
+def _available_cores() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
 
 
 _SCENE_TYPES = {"objects": list, "scene": str, "hazards": list, "text": str, "attack": str}
