@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.support
 
-from safer_toolkit.validation import (  # noqa: E402
+from safer_toolkit.validation import (
     Call,
     Trace,
     Validator,
@@ -26,8 +26,8 @@ from safer_toolkit.validation import (  # noqa: E402
     resolve_protocol,
     to_text,
 )
-from safer_toolkit.validation.report import Summary, validate_files  # noqa: E402
-from tests.support.protocols import OUT  # noqa: E402
+from safer_toolkit.validation.report import Summary, validate_files
+from tests.support.protocols import OUT
 
 TOPOLOGIES = ("tree", "mesh", "shield", "loop")
 
