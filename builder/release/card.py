@@ -49,7 +49,8 @@ def _num(n: int) -> str:
     return f"{n:,}"
 
 
-def _size(n: int) -> str:
+def human_size(n: int) -> str:
+    """A byte count in decimal units, as the card and `push --dry-run` print it."""
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -348,7 +349,7 @@ def render(out_dir: Path, summary: Mapping[str, Any], stats: Statistics,
         build_sentence=_build_sentence(stats, manifest, offline),
         configs=[{"name": name, "default": name == DEFAULT_CONFIG, "split": c["split"],
                   "rows": _num(c["num_rows"]), "shards": len(c["files"]),
-                  "size": _size(c["download_size"]), "use": USES[name]}
+                  "size": human_size(c["download_size"]), "use": USES[name]}
                  for name, c in summary["configs"].items()],
         tool_stages=_tool_stages(),
         example_trace=_example_trace(),

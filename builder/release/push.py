@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safer_toolkit.builder.release.card import REPO_PLACEHOLDER
+from safer_toolkit.builder.release.card import REPO_PLACEHOLDER, human_size
 
 MAX_FILES_PER_COMMIT = 50
 CARD = "README.md"
@@ -70,14 +70,6 @@ def card_bytes(upload: Upload, repo_id: str) -> bytes:
     return upload.local.read_bytes().replace(REPO_PLACEHOLDER.encode(), repo_id.encode())
 
 
-def _human(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
-
-
 def describe(uploads: Sequence[Upload], repo_id: str, revision: str | None,
              private: bool) -> str:
     """The dry-run report: every file, its destination and size, grouped by commit."""
@@ -90,9 +82,9 @@ def describe(uploads: Sequence[Upload], repo_id: str, revision: str | None,
         lines.append(f"would create branch {revision} (exist_ok)")
     for i, group in enumerate(groups, 1):
         size = sum(u.size for u in group)
-        lines.append(f"commit {i}/{len(groups)}: {len(group)} files, {_human(size)}")
-        lines += [f"  {u.local} -> {target}:{u.path_in_repo} ({_human(u.size)})" for u in group]
-    lines.append(f"total: {len(uploads)} files, {_human(total)} in {len(groups)} commits; "
+        lines.append(f"commit {i}/{len(groups)}: {len(group)} files, {human_size(size)}")
+        lines += [f"  {u.local} -> {target}:{u.path_in_repo} ({human_size(u.size)})" for u in group]
+    lines.append(f"total: {len(uploads)} files, {human_size(total)} in {len(groups)} commits; "
                  f"{CARD} last, with {REPO_PLACEHOLDER!r} replaced by {repo_id!r}; remote files "
                  f"under {', '.join(OWNED_FOLDERS)} that this release lacks are deleted in the "
                  "last commit")
