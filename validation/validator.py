@@ -9,7 +9,7 @@ trace means the same thing everywhere. The valid path allocates almost nothing: 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -290,8 +290,4 @@ class Validator:
             return issues
         if protocol is None:
             return issues
-        return issues + check_trace(from_stored(record), protocol, self.mode, stored=True).issues
-
-    def validate_all(self, records: Iterable[Any]) -> Iterator[RecordResult]:
-        for index, record in enumerate(records):
-            yield self.validate(record, index)
+        return check_trace(from_stored(record), protocol, self.mode, stored=True).issues
