@@ -17,16 +17,20 @@ from safer_toolkit.validation.protocol import (
     resolve_protocol,
 )
 from safer_toolkit.validation.validator import (
+    VERDICTS,
     Validator,
     Verdict,
     check_text,
     check_trace,
     decision_conflict,
+    stated_verdict,
+    turn_text,
 )
 
 __all__ = [
     "CODES",
     "TOPOLOGIES",
+    "VERDICTS",
     "Call",
     "Graph",
     "GraphError",
@@ -48,5 +52,7 @@ __all__ = [
     "library_tools",
     "parse_text",
     "resolve_protocol",
+    "stated_verdict",
     "to_text",
+    "turn_text",
 ]

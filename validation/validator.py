@@ -9,7 +9,7 @@ trace means the same thing everywhere. The valid path allocates almost nothing: 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -21,8 +21,16 @@ from safer_toolkit.validation.codec import Call, Mode, Trace, from_stored, parse
 from safer_toolkit.validation.explain import explain
 from safer_toolkit.validation.issues import Issue, RecordResult, issue
 from safer_toolkit.validation.limits import MAX_TEXT_CHARS
-from safer_toolkit.validation.protocol import Protocol, ProtocolCache, ProtocolInvalid
+from safer_toolkit.validation.protocol import (
+    Protocol,
+    ProtocolCache,
+    ProtocolInvalid,
+    library_tools,
+)
 
+#: The SAFETY-GATE verdicts, as the tool library defines them.
+VERDICTS: tuple[str, ...] = tuple(
+    library_tools()["SAFETY-GATE"].output["properties"]["verdict"]["enum"])
 _TRACE_SCHEMA = jsonschema_rs.Draft202012Validator(schemas.load("trace.schema.json"))
 
 
@@ -117,12 +125,42 @@ def _check_walk(trace: Trace, protocol: Protocol, stored: bool, verdict: Verdict
                                             f"{', '.join(missing)}", "/calls" if stored else ""))
 
 
+def stated_verdict(calls: Sequence[Call] | Iterable[Call],
+                   read_untyped: Callable[[str], str | None] | None = None
+                   ) -> tuple[str, int] | None:
+    """The decision a trace states and the index of the call that states it (SPEC §4): the last
+    SAFETY-GATE verdict, else `refuse` when the trace has a REFUSAL-GENERATOR call.
+
+    Untyped calls are left out unless `read_untyped` reads a verdict from a free-text gate body
+    (evaluation does, for traces in the authors' format); then untyped refusals count too.
+    """
+    calls = calls if isinstance(calls, list) else list(calls)
+    refusal = -1
+    for i in range(len(calls) - 1, -1, -1):  # from the end: the gate is usually near it
+        call = calls[i]
+        out = call.output
+        typed = type(out) is dict
+        if not typed and read_untyped is None:
+            continue
+        if call.tool == "SAFETY-GATE":
+            value = out.get("verdict") if typed else read_untyped(out)  # type: ignore[misc,union-attr]
+            if value in VERDICTS:
+                return value, i
+        elif call.tool == "REFUSAL-GENERATOR" and refusal < 0:
+            refusal = i
+    return ("refuse", refusal) if refusal >= 0 else None
+
+
 def decision_conflict(calls: Iterable[Call]) -> tuple[str, int] | None:
     """(message, call index) when the verdict contradicts the trace's own analysis (SPEC §4)."""
-    intent = verdict = None
+    calls = calls if isinstance(calls, list) else list(calls)
+    stated = stated_verdict(calls)
+    if stated is None:
+        return None
+    verdict, verdict_at = stated
+    intent = None
     severity: int | None = None
-    verdict_at = refusal_at = -1
-    for i, call in enumerate(calls):
+    for call in calls:
         out = call.output
         if not isinstance(out, dict):
             continue
@@ -132,12 +170,6 @@ def decision_conflict(calls: Iterable[Call]) -> tuple[str, int] | None:
             s = out.get("severity")
             if isinstance(s, int) and not isinstance(s, bool):
                 severity = s if severity is None else max(severity, s)
-        elif call.tool == "SAFETY-GATE" and isinstance(out.get("verdict"), str):
-            verdict, verdict_at = out["verdict"], i
-        elif call.tool == "REFUSAL-GENERATOR":
-            refusal_at = i
-    if verdict is None and refusal_at >= 0:
-        verdict, verdict_at = "refuse", refusal_at
     if verdict == "refuse" and intent == "benign" and not severity:
         return ("the trace refuses although its analysis found benign intent and no risk "
                 "(over-refusal)", verdict_at)
@@ -201,17 +233,18 @@ def check_text(text: str, protocol: Protocol, mode: Mode = "strict") -> Verdict:
                        has_answer=parsed.has_answer)
 
 
-def _assistant_text(messages: Any) -> Any:
-    """The last assistant turn of a TRL `messages` row (e.g. a released SFT row), or None."""
+def turn_text(messages: Any, role: str = "assistant") -> str | None:
+    """The text of the last `role` turn of TRL conversational `messages` (text parts joined),
+    or None when there is none: how a released row's trace or question is read."""
     if not isinstance(messages, list):
         return None
     for message in reversed(messages):
-        if isinstance(message, dict) and message.get("role") == "assistant":
+        if isinstance(message, dict) and message.get("role") == role:
             content = message.get("content")
             if isinstance(content, list):
                 return "".join(p.get("text") or "" for p in content
                                if isinstance(p, dict) and p.get("type") == "text")
-            return content
+            return content if isinstance(content, str) else None
     return None
 
 
@@ -261,7 +294,7 @@ class Validator:
                                                     "given", "/protocol"))
         has_calls = "calls" in record or "answer" in record
         if "response" not in record and not has_calls and "messages" in record:
-            record = {"response": _assistant_text(record["messages"])}
+            record = {"response": turn_text(record["messages"])}
         if "response" in record:
             if has_calls:
                 issues.append(issue("schema", "the record has both `response` and "
