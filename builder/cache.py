@@ -3,13 +3,14 @@
 `CallCache` is one SQLite file in WAL mode. A row is keyed by `ChatRequest.key()` (model,
 messages with images by hash, sampling, response format, template version — never a key or URL)
 and holds the result plus the request's description for audit (the same hashed form, so image
-bytes are not copied). Each result is committed on its own before `complete` returns; with
-`synchronous=NORMAL` a committed transaction survives the process being killed at any moment
-(only an OS crash or power loss can drop the last few). Failed calls are not results — the next
-run tries them again — but each is logged in `failures` for the build's audit trail. The one
-exception is opt-in (`keep_truncated`, for `eval`, which judges a cut answer as it stands): a
-completion cut at the token limit is stored with its `length` finish reason and replayed as the
-same `finish_length` failure, so a rerun neither pays for it again nor sees it change.
+bytes are not copied; the request serialises it once for both). Each result is committed on its
+own before `complete` returns; with `synchronous=NORMAL` a committed transaction survives the
+process being killed at any moment (only an OS crash or power loss can drop the last few). Failed
+calls are not results — the next run tries them again — but each is logged in `failures` for the
+build's audit trail. The one exception is opt-in (`keep_truncated`, for `eval`, which judges a
+cut answer as it stands): a completion cut at the token limit is stored with its `length` finish
+reason and replayed as the same `finish_length` failure, so a rerun neither pays for it again
+nor sees it change.
 
 `CachedBackend` puts the cache in front of any `ChatBackend`: hits never reach the inner backend,
 and identical requests in flight at the same time are sent once.
@@ -22,8 +23,6 @@ import sqlite3
 import time
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from safer_toolkit.builder.backends.base import CallFailed, ChatBackend, ChatRequest, ChatResult
 from safer_toolkit.builder.backends.stats import CallStats
@@ -76,11 +75,11 @@ class CallCache:
 
     def put(self, request: ChatRequest, result: ChatResult, key: str | None = None) -> None:
         """Store a finished call (committed when this returns)."""
-        described = orjson.dumps(request.describe(), option=orjson.OPT_SORT_KEYS).decode()
         self._db.execute(
             "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (key or request.key(), result.model, result.content, result.finish_reason,
-             result.prompt_tokens, result.completion_tokens, described, time.time()))
+             result.prompt_tokens, result.completion_tokens, request.described.decode(),
+             time.time()))
 
     def record_failure(self, key: str, model: str, failure: CallFailed) -> None:
         """Log a failed call for audit; it stays uncached, so the next run sends it again."""

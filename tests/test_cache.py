@@ -12,9 +12,10 @@ from pathlib import Path
 
 import orjson
 
-from safer_toolkit.builder.backends.base import CallFailed, ChatResult, image_part
+from safer_toolkit.builder.backends.base import CallFailed, ChatRequest, ChatResult, image_part
 from safer_toolkit.builder.backends.client import ModelEndpoint, OpenAIChatBackend
 from safer_toolkit.builder.cache import CachedBackend, CallCache
+from safer_toolkit.builder.stages.content import image_content
 from tests.support.openai_server import FaultPlan, OpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,6 +176,18 @@ def test_images_are_stored_by_hash_not_by_bytes(tmp_path: Path) -> None:
     stored = b"".join(p.read_bytes() for p in tmp_path.iterdir())
     assert hashlib.sha256(picture).hexdigest().encode() in stored
     assert image_part(picture, "image/png")["image_url"]["url"][30:90].encode() not in stored
+
+
+def test_a_request_is_described_once_for_its_key_and_its_audit_row() -> None:
+    picture = os.urandom(300)
+    request = ChatRequest("m", [{"role": "user", "content": [
+        image_content(picture, "x.png"), {"type": "text", "text": "what is this?"}]}],
+        {"temperature": 0.5, "seed": 1}, None, "t@1")
+    sorted_json = orjson.dumps(request.describe(), option=orjson.OPT_SORT_KEYS)
+    assert request.described is request.described == sorted_json  # computed on first use only
+    assert request.key() == hashlib.sha256(sorted_json).hexdigest()  # the key's bytes as before
+    assert image_content(picture, "x.png") == image_part(picture, "image/png")
+    assert image_content(picture, "x.png") is not image_content(picture, "x.png")  # fresh dicts
 
 
 def _worker(url: str, cache: Path, n: int, concurrency: int) -> list[str]:

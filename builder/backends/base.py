@@ -3,6 +3,8 @@
 A request is pure data, so its content hash is the cache key: the model, the messages with every
 image replaced by its sha256, the sampling parameters, the response format and the prompt
 template version. Never the API key or the base URL: replicas of one deployment share a cache.
+A request is treated as immutable once built: its description (what the key hashes and the
+cache stores) is computed once, on first use.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 import orjson
@@ -17,10 +20,19 @@ import orjson
 _DATA_URL_PREFIX = "data:"
 
 
+def data_url(data: bytes, mime: str) -> str:
+    """`data` as a base64 data URL."""
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def image_url_part(url: str) -> dict[str, Any]:
+    """An OpenAI content part carrying the image at `url` (a data URL, say)."""
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
 def image_part(data: bytes, mime: str) -> dict[str, Any]:
     """An OpenAI content part carrying an image as a base64 data URL."""
-    url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-    return {"type": "image_url", "image_url": {"url": url}}
+    return image_url_part(data_url(data, mime))
 
 
 def _hash_images(value: Any) -> Any:
@@ -57,10 +69,15 @@ class ChatRequest:
                 "sampling": self.sampling, "response_format": self.response_format,
                 "template_version": self.template_version}
 
+    @cached_property
+    def described(self) -> bytes:
+        """`describe()` as JSON with sorted keys, computed once: the bytes the key hashes and
+        the cache stores (images are decoded and hashed here, not on every use)."""
+        return orjson.dumps(self.describe(), option=orjson.OPT_SORT_KEYS)
+
     def key(self) -> str:
         """The content hash that addresses this call in the cache."""
-        payload = orjson.dumps(self.describe(), option=orjson.OPT_SORT_KEYS)
-        return hashlib.sha256(payload).hexdigest()
+        return hashlib.sha256(self.described).hexdigest()
 
     def body(self) -> dict[str, Any]:
         """The JSON body to POST to `/chat/completions`."""

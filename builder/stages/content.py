@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import mimetypes
+from functools import lru_cache
 from typing import Any
 
-from safer_toolkit.builder.backends.base import image_part
+from safer_toolkit.builder.backends.base import data_url, image_url_part
+
+#: Data URLs kept: at least the items in flight in a usual build, so an item's image is encoded
+#: once for its plan, every responder sample and every judge call. A miss only re-encodes.
+DATA_URLS_KEPT = 256
 
 
 def image_mime(name: str) -> str:
@@ -14,5 +19,11 @@ def image_mime(name: str) -> str:
     return mime if mime and mime.startswith("image/") else "image/png"
 
 
+@lru_cache(maxsize=DATA_URLS_KEPT)
+def _data_url(image: bytes, image_name: str) -> str:
+    return data_url(image, image_mime(image_name))
+
+
 def image_content(image: bytes, image_name: str) -> dict[str, Any]:
-    return image_part(image, image_mime(image_name))
+    """The content part of an image; a fresh dict each time, the encoded URL shared."""
+    return image_url_part(_data_url(image, image_name))
