@@ -168,6 +168,18 @@ def test_a_bad_row_fails_the_export_naming_it_and_keeps_the_old_release(release,
     assert not (out / ".release-tmp").exists()
 
 
+def test_a_row_larger_than_a_row_group_fails_the_export_naming_it(tmp_path):
+    def padded(row):
+        row["images"] = [{**row["images"][0], "bytes": row["images"][0]["bytes"] + b"\0" * 30_000}]
+        return row
+
+    with pytest.raises(ExportError, match=r"^sft row 5 \(id 'sft-000005'\): the row is \d+ "
+                                          r"bytes; a row group holds at most 20000$"):
+        write_dataset(tmp_path, _broken("sft", 5, padded), manifest=R.manifest(),
+                      row_group_bytes=20_000)
+    assert not (tmp_path / ".release-tmp").exists()
+
+
 def test_an_image_or_question_shared_between_configs_is_refused(tmp_path):
     rows = R.rows()
     leaked = R.eval_row(3)

@@ -27,8 +27,8 @@ from safer_toolkit.builder.release.shards import (
     MAX_ROW_GROUP_BYTES,
     MAX_ROW_GROUP_ROWS,
     MAX_SHARD_BYTES,
+    RowTooLarge,
     ShardWriter,
-    estimated_bytes,
 )
 from safer_toolkit.builder.stages.dedup import normalise_question  # the split stage's own
 
@@ -82,16 +82,15 @@ def _write_config(staging: Path, config: str, rows: Iterable[Mapping[str, Any]],
         for index, row in enumerate(rows):
             problems = row_problems(config, row)
             if not problems:
-                size = estimated_bytes(row)
-                if size > limits["row_group_bytes"]:
-                    problems.append(f"the row is {size} bytes; a row group holds at most "
-                                    f"{limits['row_group_bytes']}")
-            if not problems:
                 problems = trace_problems(config, row) + seen.add(config, row)
+            if not problems:
+                try:
+                    writer.write(row)
+                except RowTooLarge as exc:
+                    problems = [str(exc)]
             if problems:
                 rid = row.get("id") if isinstance(row, Mapping) else None
                 raise ExportError(f"{config} row {index} (id {rid!r}): " + "; ".join(problems))
-            writer.write(row)
         shards = writer.close()
     except BaseException:
         writer.abort()

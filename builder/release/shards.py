@@ -49,6 +49,11 @@ def estimated_bytes(value: Any) -> int:
     return 8
 
 
+class RowTooLarge(ValueError):
+    """A row whose estimated size alone exceeds the row-group limit (it could never be written
+    within bounds)."""
+
+
 class ShardWriter:
     """Write rows of one split into `directory`; `close()` names the shards `-of-N`.
 
@@ -79,7 +84,12 @@ class ShardWriter:
         return self.directory / f".{self.split}-part-{index:05d}.parquet.tmp"
 
     def write(self, row: Mapping[str, Any]) -> None:
+        """Buffer `row`, flushing a row group when full; raises `RowTooLarge` (and writes
+        nothing) for a row that cannot fit in any row group."""
         size = estimated_bytes(row)
+        if size > self._row_group_bytes:
+            raise RowTooLarge(f"the row is {size} bytes; a row group holds at most "
+                              f"{self._row_group_bytes}")
         if self._buffer and self._buffer_bytes + size > self._row_group_bytes:
             self._flush()
         self._buffer.append(row)
