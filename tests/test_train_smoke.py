@@ -154,6 +154,10 @@ def test_lora_stage_saves_the_adapter_and_a_merged_model(demo: Path, tiny: Path,
                  'lora.target_modules=["q_proj", "v_proj"]']) == 0
     out = tmp_path / "sft"
     assert (out / "adapter" / "adapter_config.json").is_file()
+    probe = tmp_path / "probe"
+    probe.touch()  # the provenance record gets a plain new file's mode, not mkstemp's 0600
+    assert (out / PROVENANCE_FILE).stat().st_mode == probe.stat().st_mode
+    assert not [p.name for p in out.iterdir() if p.name.startswith(f".{PROVENANCE_FILE}")]
     before, after = weights(tiny), weights(out)
     assert before.keys() == after.keys()  # merged: plain weights, no lora_A/lora_B left
     moved = set(changed(before, after, "model."))

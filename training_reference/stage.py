@@ -6,13 +6,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from safer_toolkit.training_reference.config import StageConfig
+from safer_toolkit.validation.report import AtomicWriter
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +86,6 @@ def peft_config(cfg: StageConfig) -> Any:
                       target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
 
 
-def _atomic_json(path: Path, value: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(value, fh, indent=2, sort_keys=True, default=str)
-        fh.write("\n")
-    os.replace(tmp, path)
-
-
 def _versions() -> dict[str, str]:
     out = {}
     for name in ("safer-toolkit", "torch", "transformers", "trl", "peft", "accelerate",
@@ -137,7 +128,9 @@ def finish(stage: str, cfg: StageConfig, trainer: Any, processor: Any,
         **(extra or {}),
     }
     if trainer.accelerator.is_main_process:
-        _atomic_json(out / PROVENANCE_FILE, summary)
+        with AtomicWriter(out / PROVENANCE_FILE) as f:
+            f.file.write(json.dumps(summary, indent=2, sort_keys=True, default=str).encode()
+                         + b"\n")
     log.info("%s: %d steps, losses %s; saved to %s", stage, trainer.state.global_step, losses,
              out)
     return summary
