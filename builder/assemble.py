@@ -14,7 +14,6 @@ from typing import Any
 
 import orjson
 
-from safer_toolkit.builder.prompts import render_toolkit_instruction
 from safer_toolkit.builder.sources.base import SourceItem
 from safer_toolkit.validation import Trace
 
@@ -72,9 +71,10 @@ def _common(item: SourceItem, doc: Mapping[str, Any], models: Mapping[str, str]
 
 
 def rows_for(split: str, item: SourceItem, kept: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-    """The row(s) of one kept item (`kept` is the pipeline's payload: protocol, trace, ...)."""
+    """The row(s) of one kept item (`kept` is the pipeline's payload: protocol, the toolkit
+    instruction rendered from it, trace, ...)."""
     doc = kept["protocol"]
-    prompt = prompt_turns(render_toolkit_instruction(doc), item.question)
+    prompt = prompt_turns(kept["instruction"], item.question)
     images = [{"bytes": item.image, "path": item.image_name}]
     common = _common(item, doc, kept["models"])
     rid = row_id(split, item)

@@ -44,7 +44,7 @@ from safer_toolkit.builder.stages.respond import (
     sample_candidates,
     select_best,
 )
-from safer_toolkit.validation import parse_text, resolve_protocol
+from safer_toolkit.validation import parse_text
 
 BACKENDS = ("offline", "openai")
 STATE_DIR = ".build"
@@ -270,18 +270,20 @@ class Build:
             self.ledger.log("rejected", {"stage": "plan", "split": split,
                                          "item": item.source_id, "codes": attempt.codes,
                                          "problems": attempt.problems[:12]})
-        doc = plan.protocol
-        if doc is None:
+        protocol = plan.resolved  # resolved once, here, for every stage that follows
+        if protocol is None:
             outcome.status = REJECTED
             outcome.reason = "plan:" + "+".join(plan.rejected[-1].codes)
             return outcome
+        doc = protocol.document
+        # rendered once: what the responders are given is what the row's system turn says
+        instruction = render_toolkit_instruction(protocol)
         models = {"planner": config.planner.model}
         if split == "grpo":
-            outcome.payload = {"protocol": doc, "models": models}
+            outcome.payload = {"protocol": doc, "instruction": instruction, "models": models}
             return outcome
-        protocol = resolve_protocol(doc)
         candidates = await _staged("respond", sample_candidates(
-            self.roles.responders, item, doc, protocol, render_toolkit_instruction(doc),
+            self.roles.responders, item, doc, protocol, instruction,
             config.seed, config.repair_attempts))
         self.progress.advance("respond", len(candidates))
         for c in candidates:
@@ -313,7 +315,8 @@ class Build:
                 return outcome
         models["responder"] = best.model
         trace = parse_text(best.text).trace
-        outcome.payload = {"protocol": doc, "models": models, "trace": best.text,
+        outcome.payload = {"protocol": doc, "instruction": instruction, "models": models,
+                           "trace": best.text,
                            "judgement": best.judgement.to_json() if best.judgement else None}
         if split == "eval":
             outcome.payload["expected_decision"] = assemble.trace_decision(trace, doc["label"])

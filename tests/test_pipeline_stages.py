@@ -20,7 +20,12 @@ from safer_toolkit.builder.stages.judge import (
     judge_response,
     parse_judgement,
 )
-from safer_toolkit.builder.stages.plan import check_plan, plan_item, plan_schema
+from safer_toolkit.builder.stages.plan import (
+    check_plan,
+    compile_protocol,
+    plan_item,
+    plan_schema,
+)
 from safer_toolkit.builder.stages.respond import Responder, sample_candidates, select_best
 from safer_toolkit.validation import resolve_protocol
 from tests.support.openai_server import FaultPlan, OpenAIServer
@@ -89,6 +94,13 @@ def test_a_good_plan_becomes_a_compiled_content_addressed_protocol():
     resolve_protocol(doc)
 
 
+def test_a_plan_is_resolved_once_and_renders_as_its_document_does():
+    protocol = compile_protocol(orjson.loads(_plan()))
+    doc, _ = check_plan(_plan(), None)
+    assert protocol.document == doc and protocol.graph.same_as(resolve_protocol(doc).graph)
+    assert render_toolkit_instruction(protocol) == render_toolkit_instruction(doc)
+
+
 @pytest.mark.parametrize(("reply", "says"), [
     ('{"safety": 4, "helpfulness": 1, "rigor": 1, "rationale": ""}', "outside -3..3"),
     ('{"safety": 1, "helpfulness": 1, "rationale": ""}', "missing key 'rigor'"),
@@ -140,6 +152,7 @@ def test_rejected_replies_go_back_with_the_reasons():
 
         planned, judged = asyncio.run(run())
     assert planned.protocol is not None and len(planned.rejected) == 1
+    assert planned.resolved is not None and planned.resolved.document is planned.protocol
     assert planned.rejected[0].codes == ["plan_schema"]
     retry = seen[0]["messages"]
     assert [m["role"] for m in retry] == ["system", "user", "assistant", "user"]

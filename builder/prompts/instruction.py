@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from safer_toolkit.builder.prompts.templates import template
-from safer_toolkit.validation import library_tools, resolve_protocol
+from safer_toolkit.validation import Protocol, library_tools, resolve_protocol
 
 _LIBRARY_ONLY = ("benign", "benign")  # placeholder label/category for a parsed document
 _TOOL_LINE = re.compile(
@@ -59,9 +59,12 @@ def _tool_line(entry: Any) -> str:
             f"Output schema: {schema}")
 
 
-def render_toolkit_instruction(protocol_doc: dict[str, Any]) -> str:
-    """The system prompt a responder or policy sees for `protocol_doc` (a valid protocol)."""
-    protocol = resolve_protocol(protocol_doc)
+def render_toolkit_instruction(protocol: Protocol | dict[str, Any]) -> str:
+    """The system prompt a responder or policy sees for a protocol: resolved already, or a
+    (valid) protocol document, resolved here."""
+    if not isinstance(protocol, Protocol):
+        protocol = resolve_protocol(protocol)
+    protocol_doc = protocol.document
     graph = protocol.graph
     successors: dict[str, list[str]] = {}
     for a, b in graph.edges:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
@@ -28,7 +28,7 @@ from safer_toolkit.builder.prompts.wire import PLAN_FORMAT_NAME, PLAN_PAYLOAD_HE
 from safer_toolkit.builder.sources.base import SourceItem
 from safer_toolkit.builder.stages.content import image_content
 from safer_toolkit.builder.stages.retry import with_feedback
-from safer_toolkit.validation import ProtocolInvalid, library_tools, resolve_protocol
+from safer_toolkit.validation import Protocol, ProtocolInvalid, library_tools, resolve_protocol
 from safer_toolkit.validation.graph import TOPOLOGIES
 
 RETRY_INSTRUCTION = "Reply again with the corrected JSON object only."
@@ -110,10 +110,10 @@ def _custom_tool(spec: dict[str, Any]) -> dict[str, Any]:
             "output": _closed({k["name"]: KEY_TYPES[k["type"]] for k in spec["keys"]})}
 
 
-def build_protocol(choices: Mapping[str, Any]) -> dict[str, Any]:
-    """The protocol document for a planner's (schema-valid) choices, with its content-hash id.
+def compile_protocol(choices: Mapping[str, Any]) -> Protocol:
+    """The resolved protocol for a planner's (schema-valid) choices; its `document` carries the
+    content-hash id and the compiled graph, so that every row holds a self-describing protocol.
 
-    The graph is compiled and embedded so that every row carries a self-describing protocol.
     Raises `ProtocolInvalid` when the choices do not form a usable protocol.
     """
     doc: dict[str, Any] = {
@@ -130,7 +130,12 @@ def build_protocol(choices: Mapping[str, Any]) -> dict[str, Any]:
     doc = {"protocol_version": "1", "id": f"p-{digest[:20]}", **doc}
     protocol = resolve_protocol({**doc})
     doc["graph"] = protocol.graph.to_json()
-    return doc
+    return replace(protocol, document=doc)
+
+
+def build_protocol(choices: Mapping[str, Any]) -> dict[str, Any]:
+    """The protocol document of `compile_protocol(choices)`."""
+    return compile_protocol(choices).document
 
 
 def _rule_problems(choices: Mapping[str, Any], reference: Mapping[str, Any] | None) -> list[str]:
@@ -166,9 +171,8 @@ class PlanAttempt:
     problems: list[str]
 
 
-def check_plan(content: str, reference: Mapping[str, Any] | None
-               ) -> tuple[dict[str, Any] | None, PlanAttempt | None]:
-    """(protocol document, None) for a usable reply, else (None, why it was rejected)."""
+def _check(content: str, reference: Mapping[str, Any] | None
+           ) -> tuple[Protocol | None, PlanAttempt | None]:
     try:
         choices = orjson.loads(content)
     except orjson.JSONDecodeError as exc:
@@ -183,18 +187,30 @@ def check_plan(content: str, reference: Mapping[str, Any] | None
                  for p in problems]
         return None, PlanAttempt(sorted(set(codes)), problems)
     try:
-        return build_protocol(choices), None
+        return compile_protocol(choices), None
     except ProtocolInvalid as exc:
         return None, PlanAttempt(sorted({i.code for i in exc.issues}),
                                  [f"{i.code}: {i.message}" for i in exc.issues])
 
 
+def check_plan(content: str, reference: Mapping[str, Any] | None
+               ) -> tuple[dict[str, Any] | None, PlanAttempt | None]:
+    """(protocol document, None) for a usable reply, else (None, why it was rejected)."""
+    protocol, rejected = _check(content, reference)
+    return (None if protocol is None else protocol.document), rejected
+
+
 @dataclass
 class PlanOutcome:
-    """The kept protocol (None when every attempt was rejected) and the rejected attempts."""
+    """The kept protocol (None when every attempt was rejected) and the rejected attempts.
+
+    `protocol` is the document the rows carry; `resolved` the same protocol resolved once, for
+    the stages that follow (instruction, validation, perturbation).
+    """
 
     protocol: dict[str, Any] | None
     rejected: list[PlanAttempt] = field(default_factory=list)
+    resolved: Protocol | None = None
 
 
 async def plan_item(backend: ChatBackend, model: str, item: SourceItem,
@@ -208,9 +224,9 @@ async def plan_item(backend: ChatBackend, model: str, item: SourceItem,
     outcome = PlanOutcome(None)
     for _ in range(max_attempts):
         result = await backend.complete(request)
-        doc, rejected = check_plan(result.content, reference)
-        if doc is not None:
-            outcome.protocol = doc
+        resolved, rejected = _check(result.content, reference)
+        if resolved is not None:
+            outcome.protocol, outcome.resolved = resolved.document, resolved
             return outcome
         assert rejected is not None
         outcome.rejected.append(rejected)
