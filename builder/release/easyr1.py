@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ NEUTRAL_TOKEN = "[image]"
 _COLUMNS = ["id", "images", "prompt", "protocol", "risk_category", "label"]
 
 
-def _extension(image: dict[str, Any]) -> str:
+def _extension(image: Mapping[str, Any]) -> str:
     suffix = Path(image["path"] or "").suffix.lower()
     if suffix:
         return suffix
@@ -43,7 +43,7 @@ def _extension(image: dict[str, Any]) -> str:
         return "." + (opened.format or "bin").lower()
 
 
-def _record(row: dict[str, Any], image_names: list[str]) -> tuple[dict[str, Any], int]:
+def _record(row: Mapping[str, Any], image_names: list[str]) -> tuple[dict[str, Any], int]:
     instruction = turn_text(row["prompt"], "system")
     question = turn_text(row["prompt"], "user")
     neutralised = instruction.count(IMAGE_TOKEN) + question.count(IMAGE_TOKEN)
@@ -59,29 +59,47 @@ def _record(row: dict[str, Any], image_names: list[str]) -> tuple[dict[str, Any]
     }, neutralised
 
 
+class EasyR1Writer:
+    """Write `dest/train.jsonl` and `dest/images/` one GRPO row at a time, fed by the export as
+    it writes the GRPO shards (nothing is read back); a context manager, `counts` once done."""
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+        (dest / "images").mkdir(parents=True, exist_ok=True)
+        self._out = (dest / "train.jsonl").open("w", encoding="utf-8", newline="\n")
+        self.counts = {"rows": 0, "images": 0, "neutralised_image_tokens": 0}
+
+    def __enter__(self) -> EasyR1Writer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._out.close()
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        names = []
+        for image in row["images"]:
+            digest = hashlib.sha256(image["bytes"]).hexdigest()
+            # 256 sub-folders keep each folder far below the Hub's 10k entries
+            name = f"images/{digest[:2]}/{digest}{_extension(image)}"
+            target = self.dest / name
+            if not target.exists():
+                target.parent.mkdir(exist_ok=True)
+                target.write_bytes(image["bytes"])
+                self.counts["images"] += 1
+            names.append(name)
+        record, neutralised = _record(row, names)
+        self.counts["neutralised_image_tokens"] += neutralised
+        self._out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+        self._out.write("\n")
+        self.counts["rows"] += 1
+
+
 def write_easyr1(grpo_files: Iterable[Path], dest: Path, *, batch_rows: int = 64) -> dict[str, int]:
-    """Write `dest/train.jsonl` and `dest/images/` from the GRPO parquet shards, streaming."""
-    (dest / "images").mkdir(parents=True, exist_ok=True)
-    rows = images = neutralised = 0
-    with (dest / "train.jsonl").open("w", encoding="utf-8", newline="\n") as out:
+    """Write `dest/train.jsonl` and `dest/images/` from GRPO parquet shards, streaming."""
+    with EasyR1Writer(dest) as writer:
         for path in grpo_files:
             for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows,
                                                            columns=_COLUMNS):
                 for row in batch.to_pylist():
-                    names = []
-                    for image in row["images"]:
-                        digest = hashlib.sha256(image["bytes"]).hexdigest()
-                        # 256 sub-folders keep each folder far below the Hub's 10k entries
-                        name = f"images/{digest[:2]}/{digest}{_extension(image)}"
-                        target = dest / name
-                        if not target.exists():
-                            target.parent.mkdir(exist_ok=True)
-                            target.write_bytes(image["bytes"])
-                            images += 1
-                        names.append(name)
-                    record, count = _record(row, names)
-                    neutralised += count
-                    out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
-                    out.write("\n")
-                    rows += 1
-    return {"rows": rows, "images": images, "neutralised_image_tokens": neutralised}
+                    writer.write(row)
+    return writer.counts

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import pyarrow
 from safer_toolkit import schemas
 from safer_toolkit.builder.release import card, stats
 from safer_toolkit.builder.release.checks import trace_problems, turn_text
-from safer_toolkit.builder.release.easyr1 import write_easyr1
+from safer_toolkit.builder.release.easyr1 import EasyR1Writer
 from safer_toolkit.builder.release.features import SPLITS, features, row_problems
 from safer_toolkit.builder.release.shards import (
     MAX_ROW_GROUP_BYTES,
@@ -75,7 +75,9 @@ class _Seen:
 
 
 def _write_config(staging: Path, config: str, rows: Iterable[Mapping[str, Any]], seen: _Seen,
-                  limits: Mapping[str, int]) -> dict[str, Any]:
+                  limits: Mapping[str, int],
+                  also: Callable[[Mapping[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Check and write one config's rows (each written row also goes to `also`)."""
     split = SPLITS[config]
     writer = ShardWriter(staging / config, split, features(config), **limits)
     try:
@@ -91,6 +93,8 @@ def _write_config(staging: Path, config: str, rows: Iterable[Mapping[str, Any]],
             if problems:
                 rid = row.get("id") if isinstance(row, Mapping) else None
                 raise ExportError(f"{config} row {index} (id {rid!r}): " + "; ".join(problems))
+            if also is not None:
+                also(row)
         shards = writer.close()
     except BaseException:
         writer.abort()
@@ -152,12 +156,20 @@ def write_dataset(out_dir: Path, rows: Mapping[str, Iterable[Mapping[str, Any]]]
               "shard_bytes": shard_bytes}
     try:
         seen = _Seen()
-        configs = {name: _write_config(staging, name, rows[name], seen, limits)
-                   for name in SPLITS if name in rows}
+        configs: dict[str, dict[str, Any]] = {}
+        easyr1: dict[str, int] | None = None
+        for name in SPLITS:
+            if name not in rows:
+                continue
+            if name != "grpo":
+                configs[name] = _write_config(staging, name, rows[name], seen, limits)
+                continue
+            with EasyR1Writer(staging / "easyr1") as twin:  # the GRPO rows in EasyR1's format
+                configs[name] = _write_config(staging, name, rows[name], seen, limits, twin.write)
+            easyr1 = twin.counts
         summary: dict[str, Any] = {"configs": configs, "overlap": dict(seen.shared)}
-        if "grpo" in configs:
-            summary["easyr1"] = write_easyr1([staging / f for f in configs["grpo"]["files"]],
-                                             staging / "easyr1")
+        if easyr1 is not None:
+            summary["easyr1"] = easyr1
         for name in (*schemas.SCHEMA_FILES, *schemas.DATA_FILES):
             _write_bytes(staging / "schemas" / name, schemas.read_bytes(name))
         if build_config is not None:
