@@ -44,7 +44,6 @@ from safer_toolkit.builder.stages.respond import (
     sample_candidates,
     select_best,
 )
-from safer_toolkit.validation import parse_text
 
 BACKENDS = ("offline", "openai")
 STATE_DIR = ".build"
@@ -314,7 +313,7 @@ class Build:
                 outcome.status, outcome.reason = REJECTED, "judge:below_threshold"
                 return outcome
         models["responder"] = best.model
-        trace = parse_text(best.text).trace
+        trace = best.trace
         outcome.payload = {"protocol": doc, "instruction": instruction, "models": models,
                            "trace": best.text,
                            "judgement": best.judgement.to_json() if best.judgement else None}

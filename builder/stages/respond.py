@@ -24,7 +24,7 @@ from safer_toolkit.builder.sources.base import SourceItem
 from safer_toolkit.builder.stages.content import image_content
 from safer_toolkit.builder.stages.judge import Judgement
 from safer_toolkit.builder.stages.retry import with_feedback
-from safer_toolkit.validation import Issue, Protocol, check_text
+from safer_toolkit.validation import Issue, Protocol, Trace, check_text
 
 REPAIR_INSTRUCTION = ("Write the whole response again, following the protocol and the output "
                       "format exactly.")
@@ -47,6 +47,7 @@ class Candidate:
     model: str
     order: tuple[int, int]  # (responder index, sample index): the deterministic tie-break
     text: str
+    trace: Trace = field(repr=False)  # `text` as the validator parsed it (strict)
     issues: list[Issue]
     request: ChatRequest = field(repr=False)
     judgement: Judgement | None = None
@@ -87,7 +88,8 @@ async def _candidate(responder: Responder, order: tuple[int, int], request: Chat
                      protocol: Protocol) -> Candidate:
     result = await responder.backend.complete(request)
     verdict = check_text(result.content, protocol, "strict")
-    return Candidate(responder.model, order, result.content, verdict.issues, request)
+    return Candidate(responder.model, order, result.content, verdict.trace, verdict.issues,
+                     request)
 
 
 async def sample_candidates(responders: Sequence[Responder], item: SourceItem,
