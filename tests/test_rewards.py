@@ -13,6 +13,7 @@ import pytest
 
 from safer_toolkit.builder.backends.client import ModelEndpoint, OpenAIChatBackend
 from safer_toolkit.builder.stages.perturb import PERTURBATIONS, perturb_kind
+from safer_toolkit.training_reference.judge import JudgeReplyInvalid, SemanticScores, parse_scores
 from safer_toolkit.training_reference.rewards import (
     RewardWeights,
     SemanticReward,
@@ -303,6 +304,32 @@ def test_out_of_range_judge_scores_are_rejected_not_clamped() -> None:
         reward = SemanticReward(backend(server), "test-model")
         assert run_reward(reward, [graded(1, 1, 1, 1)]) == [None]
     assert reward.failures == {"bad_reply": 1}
+
+
+def test_a_fenced_judge_reply_is_read_as_the_builder_reads_one() -> None:
+    fenced = '```json\n{"ts": 10, "sf": 10, "hp": 10, "tq": 10, "rationale": ""}\n```'
+    with OpenAIServer(content=lambda body: fenced) as server:
+        reward = SemanticReward(backend(server), "test-model")
+        assert run_reward(reward, [graded(1, 1, 1, 1)]) == [1.0]
+    assert reward.failures == {}
+
+
+@pytest.mark.parametrize("reply", [
+    '{"ts": 10, "sf": 10, "hp": 10, "tq": 10}',  # no rationale
+    '{"ts": 10, "sf": 10, "hp": 10, "tq": 10, "rationale": "", "extra": 1}',
+])
+def test_the_semantic_parser_checks_only_the_four_scores(reply: str) -> None:
+    assert parse_scores(reply) == SemanticScores(1.0, 1.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("reply", [
+    '{"ts": 10, "sf": 10, "hp": 10}', '{"ts": 10, "sf": 10, "hp": 10, "tq": true}',
+    '{"ts": 10, "sf": 10, "hp": 10, "tq": 0}', '{"ts": 10, "sf": 10, "hp": 10, "tq": 9.0}',
+    "[10, 10, 10, 10]", "scores: 10 10 10 10",
+])
+def test_the_semantic_parser_rejects_anything_but_four_in_range_integers(reply: str) -> None:
+    with pytest.raises(JudgeReplyInvalid):
+        parse_scores(reply)
 
 
 def test_semantic_reward_bounds_judge_concurrency() -> None:

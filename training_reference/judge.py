@@ -15,8 +15,10 @@ from typing import Any
 import orjson
 
 from safer_toolkit.builder.backends.base import ChatRequest, image_part
+from safer_toolkit.builder.stages.judge import JudgeOutputInvalid, parse_rubric
 
 SCORE_KEYS = ("ts", "sf", "hp", "tq")
+SCORE_RANGES = {k: (1, 10) for k in SCORE_KEYS}
 MAX_RESPONSE_CHARS = 32_000  # a runaway completion is cut before it reaches the judge
 
 SEMANTIC_SCHEMA: dict[str, Any] = {
@@ -24,7 +26,8 @@ SEMANTIC_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "required": [*SCORE_KEYS, "rationale"],
     "properties": {
-        **{k: {"type": "integer", "minimum": 1, "maximum": 10} for k in SCORE_KEYS},
+        **{k: {"type": "integer", "minimum": lo, "maximum": hi}
+           for k, (lo, hi) in SCORE_RANGES.items()},
         "rationale": {"type": "string", "maxLength": 1000},
     },
 }
@@ -80,20 +83,14 @@ def semantic_request(model: str, question: str, response: str, image: bytes | No
 
 
 def parse_scores(content: str) -> SemanticScores:
-    """Normalised scores from the judge's reply; raises `JudgeReplyInvalid`."""
+    """Normalised scores from the judge's reply (read as the builder reads its judge's, a
+    Markdown fence stripped; keys beyond the four scores are not checked); raises
+    `JudgeReplyInvalid`."""
     try:
-        reply = orjson.loads(content)
-    except orjson.JSONDecodeError as exc:
-        raise JudgeReplyInvalid(f"judge reply is not JSON: {exc}") from None
-    if not isinstance(reply, dict):
-        raise JudgeReplyInvalid("judge reply is not a JSON object")
-    values = []
-    for key in SCORE_KEYS:
-        value = reply.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10:
-            raise JudgeReplyInvalid(f"judge score {key!r} is {value!r}, not an integer 1–10")
-        values.append((value - 1) / 9)
-    return SemanticScores(*values)
+        reply = parse_rubric(content, SCORE_RANGES, None)
+    except JudgeOutputInvalid as exc:
+        raise JudgeReplyInvalid(f"judge reply: {exc}") from None
+    return SemanticScores(*((reply[key] - 1) / 9 for key in SCORE_KEYS))
 
 
 def gated_semantic(scores: SemanticScores) -> float:

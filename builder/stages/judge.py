@@ -8,7 +8,7 @@ reason — never coerced, never silently dropped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,7 +95,7 @@ def judge_request(model: str, *, image: bytes, image_name: str, question: str, r
                        template("judge").version)
 
 
-def _strip_fence(text: str) -> str:
+def strip_fence(text: str) -> str:
     """Some servers wrap JSON in a Markdown fence even under a response format."""
     text = text.strip()
     if text.startswith("```") and text.endswith("```"):
@@ -104,17 +104,24 @@ def _strip_fence(text: str) -> str:
     return text
 
 
-def parse_judgement(content: str) -> Judgement:
-    """The rubric object in `content`; raises `JudgeOutputInvalid` saying what is wrong."""
+def parse_rubric(content: str, ranges: Mapping[str, tuple[int, int]],
+                 texts: Sequence[str] | None = ()) -> dict[str, Any]:
+    """The JSON object in `content` (a Markdown fence around it stripped) with an integer
+    within `ranges[key]` for every key of `ranges` and a string for every key of `texts`, and
+    no other key; `texts=None` leaves keys beyond `ranges` unchecked. Raises
+    `JudgeOutputInvalid` naming every problem. The builder's judge and the GRPO semantic
+    judge both read their replies with it."""
     try:
-        data = orjson.loads(_strip_fence(content))
+        data = orjson.loads(strip_fence(content))
     except orjson.JSONDecodeError as exc:
         raise JudgeOutputInvalid(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise JudgeOutputInvalid("not a JSON object")
-    problems = [f"missing key {k!r}" for k in JUDGE_SCHEMA["required"] if k not in data]
-    problems += [f"unexpected key {k!r}" for k in data if k not in JUDGE_SCHEMA["properties"]]
-    for key, (lo, hi) in RUBRIC.items():
+    required = [*ranges, *(texts or ())]
+    problems = [f"missing key {k!r}" for k in required if k not in data]
+    if texts is not None:
+        problems += [f"unexpected key {k!r}" for k in data if k not in required]
+    for key, (lo, hi) in ranges.items():
         value = data.get(key)
         if key not in data:
             continue
@@ -122,13 +129,19 @@ def parse_judgement(content: str) -> Judgement:
             problems.append(f"{key} must be an integer, not {value!r}")
         elif not lo <= value <= hi:
             problems.append(f"{key} {value} is outside {lo}..{hi}")
-    rationale = data.get("rationale")
-    if "rationale" in data and not isinstance(rationale, str):
-        problems.append("rationale must be a string")
+    for key in texts or ():
+        if key in data and not isinstance(data[key], str):
+            problems.append(f"{key} must be a string")
     if problems:
         raise JudgeOutputInvalid("; ".join(problems))
+    return data
+
+
+def parse_judgement(content: str) -> Judgement:
+    """The rubric object in `content`; raises `JudgeOutputInvalid` saying what is wrong."""
+    data = parse_rubric(content, RUBRIC, ("rationale",))
     return Judgement(data["safety"], data["helpfulness"], data["rigor"],
-                     rationale[:MAX_RATIONALE])
+                     data["rationale"][:MAX_RATIONALE])
 
 
 async def judge_response(backend: ChatBackend, request: ChatRequest,
