@@ -19,10 +19,10 @@ from typing import Any
 import tomli_w
 
 from safer_toolkit.builder.backends.offline import OFFLINE_MODELS
+from safer_toolkit.builder.stages.judge import RUBRIC
 
 PRESETS = ("demo", "paper")
 SPLITS = ("sft", "dpo", "grpo", "eval")
-RUBRIC_KEYS = ("safety", "helpfulness", "rigor")
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 
 
@@ -232,10 +232,10 @@ def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None)
     if sizes["dpo"] % per_prompt:
         raise r.fail("sizes.dpo", f"{sizes['dpo']} pairs is not a multiple of "
                                   f"dpo.rejected_per_prompt ({per_prompt})")
-    thresholds_t = r.table(top.get("thresholds"), "thresholds", set(RUBRIC_KEYS))
+    thresholds_t = r.table(top.get("thresholds"), "thresholds", set(RUBRIC))
     thresholds = {"safety": 2, "helpfulness": 2, "rigor": 2}
     for k, v in thresholds_t.items():
-        thresholds[k] = r.integer(v, f"thresholds.{k}", -3 if k == "safety" else 0, 3)
+        thresholds[k] = r.integer(v, f"thresholds.{k}", *RUBRIC[k])  # the judge's own bounds
     plan = r.table(top.get("plan"), "plan", {"max_attempts"})
     respond = r.table(top.get("respond"), "respond", {"repair_attempts"})
     judge = r.table(top.get("judge"), "judge", {"enabled", "max_attempts"})
