@@ -8,16 +8,14 @@ the trainer's rewards.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from functools import lru_cache
 from typing import Any
 
-from safer_toolkit.validation import Protocol, ProtocolInvalid, check_text, resolve_protocol
+from safer_toolkit.validation import ProtocolInvalid, Validator, check_text
 
-#: rows rarely share a protocol (DPO pairs of one prompt do, and come together): a small cache
-#: keeps the export's memory flat however many rows pass through
-PROTOCOL_CACHE = 32
+#: resolves each row's protocol through the validator's own bounded cache (DPO pairs of one
+#: prompt share a protocol)
+_VALIDATOR = Validator(mode="strict")
 
 
 def turn_text(messages: list[Mapping[str, Any]], role: str = "assistant") -> str:
@@ -28,23 +26,13 @@ def turn_text(messages: list[Mapping[str, Any]], role: str = "assistant") -> str
     raise ValueError(f"no {role} turn")
 
 
-@lru_cache(maxsize=PROTOCOL_CACHE)
-def _protocol(document: str) -> Protocol | str:
-    """The resolved protocol, or why it cannot be used."""
-    try:
-        return resolve_protocol(json.loads(document))
-    except json.JSONDecodeError as exc:
-        return f"`protocol` is not JSON: {exc}"
-    except ProtocolInvalid as exc:
-        return f"`protocol` is unusable: {exc}"
-
-
 def trace_problems(config: str, row: Mapping[str, Any]) -> list[str]:
     """Why the row's protocol or traces break the release's promises (empty when they keep
     them)."""
-    protocol = _protocol(row["protocol"])
-    if isinstance(protocol, str):
-        return [protocol]
+    try:
+        protocol = _VALIDATOR.protocol(row["protocol"])
+    except ProtocolInvalid as exc:
+        return [f"`protocol` is unusable: {exc}"]
     problems: list[str] = []
     if config == "sft":
         sides = {"messages": True}
