@@ -288,7 +288,7 @@ def test_a_failing_judge_is_counted_logged_and_scored_none(caplog) -> None:
     metrics: list[tuple[str, float]] = []
     faults = FaultPlan(script={1: "500", 2: "schema_break", 3: "content_filter"})
     with OpenAIServer(content=judge_content, faults=faults) as server:
-        reward = SemanticReward(backend(server), "test-model", max_concurrency=1)
+        reward = SemanticReward(backend(server, concurrency=1), "test-model")
         got = run_reward(reward, [graded(10, 10, 10, 10)] * 4,
                          log_metric=lambda k, v: metrics.append((k, v)))
     assert got == [None, None, None, 1.0]
@@ -334,8 +334,7 @@ def test_the_semantic_parser_rejects_anything_but_four_in_range_integers(reply: 
 
 def test_semantic_reward_bounds_judge_concurrency() -> None:
     with OpenAIServer(content=judge_content, latency=0.05) as server:
-        reward = SemanticReward(backend(server, concurrency=64), "test-model",
-                                max_concurrency=3)
+        reward = SemanticReward(backend(server, concurrency=3), "test-model")
         got = run_reward(reward, [graded(10, 10, 10, 10)] * 12)
         assert got == [1.0] * 12
         assert 2 <= server.max_in_flight <= 3

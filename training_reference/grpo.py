@@ -58,8 +58,7 @@ def _judge(cfg: GRPOStageConfig) -> Any:
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"[grpo.judge]: {exc}") from None
     return SemanticReward(OpenAIChatBackend(endpoint), endpoint.model,
-                          max_concurrency=endpoint.concurrency, sampling=endpoint.sampling,
-                          send_image=cfg.judge_sees_image)
+                          sampling=endpoint.sampling, send_image=cfg.judge_sees_image)
 
 
 def reward_functions(cfg: GRPOStageConfig, semantic: Any) -> tuple[list[Any], list[float]]:

@@ -175,25 +175,24 @@ def image_payload(image: Any) -> tuple[bytes, str] | None:
 class SemanticReward:
     """The authors' judge-gated semantic reward, asking an OpenAI-compatible judge.
 
-    At most `max_concurrency` judge calls are in flight. A failed call (transport error after
-    the backend's retries, or a reply without four in-range scores) is counted in `failures`,
-    logged, reported to TRL through `log_metric`, and scored None — never a made-up number.
+    The backend bounds the judge calls in flight (`ModelEndpoint.concurrency`). A failed call
+    (transport error after the backend's retries, or a reply without four in-range scores) is
+    counted in `failures`, logged, reported to TRL through `log_metric`, and scored None —
+    never a made-up number.
     """
 
     __name__ = "semantic_reward"
 
-    def __init__(self, backend: ChatBackend, model: str, *, max_concurrency: int = 16,
+    def __init__(self, backend: ChatBackend, model: str, *,
                  sampling: dict[str, Any] | None = None, send_image: bool = True) -> None:
         self.backend = backend
         self.model = model
         self.sampling = dict(sampling or {})
         self.send_image = send_image
-        self.max_concurrency = max_concurrency
         self.calls = 0
         self.failures: Counter[str] = Counter()
 
-    async def _score(self, gate: asyncio.Semaphore, question: str, text: str,
-                     image: Any) -> float | None:
+    async def _score(self, question: str, text: str, image: Any) -> float | None:
         if not has_blocks(text):
             return 0.0  # a missing tag scores 0 without asking the judge (SPEC §6)
         payload = image_payload(image) if self.send_image else None
@@ -201,16 +200,15 @@ class SemanticReward:
                                    None if payload is None else payload[0],
                                    "image/png" if payload is None else payload[1],
                                    self.sampling)
-        async with gate:
-            self.calls += 1
-            try:
-                result = await self.backend.complete(request)
-                return gated_semantic(parse_scores(result.content))
-            except CallFailed as exc:
-                reason = exc.reason
-            except JudgeReplyInvalid as exc:
-                reason = "bad_reply"
-                log.debug("semantic judge reply rejected: %s", exc)
+        self.calls += 1
+        try:
+            result = await self.backend.complete(request)
+            return gated_semantic(parse_scores(result.content))
+        except CallFailed as exc:
+            reason = exc.reason
+        except JudgeReplyInvalid as exc:
+            reason = "bad_reply"
+            log.debug("semantic judge reply rejected: %s", exc)
         self.failures[reason] += 1
         log.warning("semantic judge failed (%s); the completion gets no semantic reward "
                     "(%d failures so far)", reason, sum(self.failures.values()))
@@ -221,12 +219,11 @@ class SemanticReward:
                        log_metric: Callable[[str, float], None] | None = None,
                        **kwargs: Any) -> list[float | None]:
         _expect(prompts, completions)
-        gate = asyncio.Semaphore(self.max_concurrency)
         firsts = [imgs[0] if imgs else None for imgs in images] if images is not None else \
             [None] * len(prompts)
         before = sum(self.failures.values())
         scores = await asyncio.gather(*(
-            self._score(gate, prompt_question(p), completion_text(c), img)
+            self._score(prompt_question(p), completion_text(c), img)
             for p, c, img in zip(prompts, completions, firsts, strict=True)))
         if log_metric is not None:
             log_metric("semantic/judge_failures", float(sum(self.failures.values()) - before))
