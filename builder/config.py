@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -119,9 +119,21 @@ class BuildConfig:
 
 # -- reading -------------------------------------------------------------------------------
 
+def _defaults(cls: type) -> dict[str, Any]:
+    """A config dataclass's field defaults (factories called): each default is written once, on
+    the dataclass, and the reader fills what a file leaves out from here."""
+    found: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.default is not MISSING:
+            found[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            found[f.name] = f.default_factory()
+    return found
+
+
 _TOP = {"seed", "reserve", "max_items_in_flight", "exclusion", "sizes", "dpo", "thresholds",
         "plan", "respond", "judge", "sources", "models"}
-_MODEL_KEYS = {f for f in ModelConfig.__dataclass_fields__}
+_MODEL_KEYS = {f.name for f in fields(ModelConfig)}
 
 
 class _Reader:
@@ -163,29 +175,32 @@ class _Reader:
     def model(self, data: Any, key: str, responder: bool = False) -> ModelConfig:
         allowed = (_MODEL_KEYS | {"base_url"}) - (set() if responder else {"samples"})
         t = self.table(data, key, allowed)
+        d = _defaults(ModelConfig)
         if "model" not in t:
             raise self.fail(key, "needs `model` (the model name the endpoint serves)")
-        urls = t.get("base_urls", [t["base_url"]] if "base_url" in t else [DEFAULT_BASE_URL])
+        urls = t.get("base_urls", [t["base_url"]] if "base_url" in t else list(d["base_urls"]))
         if (not isinstance(urls, list) or not urls
                 or not all(isinstance(u, str) and u.startswith(("http://", "https://"))
                            for u in urls)):
             raise self.fail(f"{key}.base_urls", "must be a non-empty list of http(s) URLs")
-        sampling = t.get("sampling", {})
+        sampling = t.get("sampling", d["sampling"])
         if not isinstance(sampling, dict):
             raise self.fail(f"{key}.sampling", "must be a table")
-        env = t.get("api_key_env", "")
+        env = t.get("api_key_env", d["api_key_env"])
         if not isinstance(env, str) or (env and not env.replace("_", "").isalnum()):
             raise self.fail(f"{key}.api_key_env", "must be the NAME of an environment variable "
                                                   "(letters, digits, underscores), not a key")
         return ModelConfig(
             model=self.string(t["model"], f"{key}.model"), base_urls=tuple(urls),
             api_key_env=env, sampling=dict(sampling),
-            concurrency=self.integer(t.get("concurrency", 16), f"{key}.concurrency", 1, 4096),
-            timeout_s=self.number(t.get("timeout_s", 120.0), f"{key}.timeout_s", 0.001),
-            max_retries=self.integer(t.get("max_retries", 6), f"{key}.max_retries", 0, 100),
-            price_in=self.number(t.get("price_in", 0.0), f"{key}.price_in", 0.0),
-            price_out=self.number(t.get("price_out", 0.0), f"{key}.price_out", 0.0),
-            samples=self.integer(t.get("samples", 1), f"{key}.samples", 1, 64))
+            concurrency=self.integer(t.get("concurrency", d["concurrency"]),
+                                     f"{key}.concurrency", 1, 4096),
+            timeout_s=self.number(t.get("timeout_s", d["timeout_s"]), f"{key}.timeout_s", 0.001),
+            max_retries=self.integer(t.get("max_retries", d["max_retries"]),
+                                     f"{key}.max_retries", 0, 100),
+            price_in=self.number(t.get("price_in", d["price_in"]), f"{key}.price_in", 0.0),
+            price_out=self.number(t.get("price_out", d["price_out"]), f"{key}.price_out", 0.0),
+            samples=self.integer(t.get("samples", d["samples"]), f"{key}.samples", 1, 64))
 
 
 _SOURCE_NEEDS = {"seed": set(), "local": {"path", "source_dataset", "source_license"},
@@ -221,6 +236,7 @@ def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None)
     Relative paths (the exclusion list, local sources) are resolved against `base`.
     """
     r = _Reader(origin)
+    d = _defaults(BuildConfig)
     top = r.table(dict(data), "(top level)", _TOP)
     sizes_t = r.table(top.get("sizes"), "sizes", set(SPLITS))
     missing = [s for s in SPLITS if s not in sizes_t]
@@ -228,18 +244,19 @@ def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None)
         raise r.fail("sizes", f"missing {', '.join(missing)}")
     sizes = {s: r.integer(sizes_t[s], f"sizes.{s}", 0) for s in SPLITS}
     dpo = r.table(top.get("dpo"), "dpo", {"rejected_per_prompt"})
-    per_prompt = r.integer(dpo.get("rejected_per_prompt", 3), "dpo.rejected_per_prompt", 1, 4)
+    per_prompt = r.integer(dpo.get("rejected_per_prompt", d["rejected_per_prompt"]),
+                           "dpo.rejected_per_prompt", 1, 4)
     if sizes["dpo"] % per_prompt:
         raise r.fail("sizes.dpo", f"{sizes['dpo']} pairs is not a multiple of "
                                   f"dpo.rejected_per_prompt ({per_prompt})")
     thresholds_t = r.table(top.get("thresholds"), "thresholds", set(RUBRIC))
-    thresholds = {"safety": 2, "helpfulness": 2, "rigor": 2}
+    thresholds = dict(d["thresholds"])
     for k, v in thresholds_t.items():
         thresholds[k] = r.integer(v, f"thresholds.{k}", *RUBRIC[k])  # the judge's own bounds
     plan = r.table(top.get("plan"), "plan", {"max_attempts"})
     respond = r.table(top.get("respond"), "respond", {"repair_attempts"})
     judge = r.table(top.get("judge"), "judge", {"enabled", "max_attempts"})
-    sources = top.get("sources", [{"kind": "seed"}])
+    sources = top.get("sources", [dict(s) for s in d["sources"]])
     if not isinstance(sources, list) or not sources or not all(
             isinstance(s, dict) and isinstance(s.get("kind"), str) for s in sources):
         raise r.fail("sources", "must be a non-empty array of tables, each with a `kind`")
@@ -255,8 +272,8 @@ def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None)
         raise r.fail("judge.enabled", "must be true or false")
     if judge_enabled and "judge" not in models:
         raise r.fail("models.judge", "judge.enabled is true but no [models.judge] is given")
-    reserve = r.number(top.get("reserve", 0.15), "reserve", 0.0)
-    exclusion = r.string(top.get("exclusion", "default"), "exclusion")
+    reserve = r.number(top.get("reserve", d["reserve"]), "reserve", 0.0)
+    exclusion = r.string(top.get("exclusion", d["exclusion"]), "exclusion")
     if exclusion not in ("default", "none"):
         path = Path(exclusion)
         if base is not None and not path.is_absolute():
@@ -266,14 +283,16 @@ def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None)
                                       "\"none\" or the path of a list file)")
         exclusion = str(path)
     return BuildConfig(
-        sizes=sizes, seed=r.integer(top.get("seed", 0), "seed", 0, 2**31 - 1),
+        sizes=sizes, seed=r.integer(top.get("seed", d["seed"]), "seed", 0, 2**31 - 1),
         reserve=reserve, rejected_per_prompt=per_prompt, sources=tuple(sources),
         thresholds=thresholds,
-        plan_attempts=r.integer(plan.get("max_attempts", 3), "plan.max_attempts", 1, 20),
-        repair_attempts=r.integer(respond.get("repair_attempts", 1), "respond.repair_attempts",
-                                  0, 10),
-        judge_attempts=r.integer(judge.get("max_attempts", 2), "judge.max_attempts", 1, 20),
-        max_items_in_flight=r.integer(top.get("max_items_in_flight", 0),
+        plan_attempts=r.integer(plan.get("max_attempts", d["plan_attempts"]),
+                                "plan.max_attempts", 1, 20),
+        repair_attempts=r.integer(respond.get("repair_attempts", d["repair_attempts"]),
+                                  "respond.repair_attempts", 0, 10),
+        judge_attempts=r.integer(judge.get("max_attempts", d["judge_attempts"]),
+                                 "judge.max_attempts", 1, 20),
+        max_items_in_flight=r.integer(top.get("max_items_in_flight", d["max_items_in_flight"]),
                                       "max_items_in_flight", 0, 1_000_000),
         exclusion=exclusion,
         planner=r.model(models["planner"], "models.planner"),

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from safer_toolkit.builder.config import ConfigError, load_config, load_preset, parse_config
+from safer_toolkit.builder.config import (
+    BuildConfig,
+    ConfigError,
+    ModelConfig,
+    load_config,
+    load_preset,
+    parse_config,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "build.toml"
 
@@ -98,3 +105,10 @@ def test_a_config_without_a_judge_has_none(tmp_path):
     config = load_config(path)
     assert config.judge is None and config.responders[0].samples == 1
     assert config.responders[0].base_urls == ("http://127.0.0.1:8000/v1",)
+
+
+def test_what_a_file_leaves_out_is_the_dataclass_default():
+    config = parse_config(tomllib.loads(BASE), "base")
+    assert config == BuildConfig(sizes={"sft": 3, "dpo": 3, "grpo": 3, "eval": 3},
+                                 planner=ModelConfig("p"), responders=(ModelConfig("r"),),
+                                 judge=None)
