@@ -15,11 +15,10 @@ from pathlib import Path
 import datasets
 import pytest
 
-from safer_toolkit.builder.release.checks import turn_text
 from safer_toolkit.builder.release.export import write_dataset
 from safer_toolkit.builder.release.features import PERTURBATIONS, SPLITS
 from safer_toolkit.builder.stages.dedup import normalise_question
-from safer_toolkit.validation import Validator
+from safer_toolkit.validation import Validator, turn_text
 from tests.support import release_rows as R
 
 #: the columns TRL's DPOTrainer keeps for a vision dataset (`_set_signature_columns_if_needed`)

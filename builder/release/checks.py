@@ -11,24 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from safer_toolkit.validation import ProtocolInvalid, Validator, check_text
+from safer_toolkit.validation import ProtocolInvalid, Validator, check_text, turn_text
 
 #: resolves each row's protocol through the validator's own bounded cache (DPO pairs of one
 #: prompt share a protocol)
 _VALIDATOR = Validator(mode="strict")
 
 
-def turn_text(messages: list[Mapping[str, Any]], role: str = "assistant") -> str:
-    """The text of the last `role` turn (its text parts joined)."""
-    for message in reversed(messages):
-        if message["role"] == role:
-            return "".join(p["text"] for p in message["content"] if p["type"] == "text")
-    raise ValueError(f"no {role} turn")
-
-
 def trace_problems(config: str, row: Mapping[str, Any]) -> list[str]:
     """Why the row's protocol or traces break the release's promises (empty when they keep
-    them)."""
+    them). `row` has passed `features.row_problems`, so every turn it reads is there."""
     try:
         protocol = _VALIDATOR.protocol(row["protocol"])
     except ProtocolInvalid as exc:

@@ -25,7 +25,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from safer_toolkit.builder.release.checks import turn_text
+from safer_toolkit.validation import turn_text
 
 IMAGE_TOKEN = "<image>"
 #: what a literal `<image>` inside instruction or question text becomes (EasyR1 would count it)

@@ -20,7 +20,7 @@ import pyarrow
 
 from safer_toolkit import schemas
 from safer_toolkit.builder.release import card, stats
-from safer_toolkit.builder.release.checks import trace_problems, turn_text
+from safer_toolkit.builder.release.checks import trace_problems
 from safer_toolkit.builder.release.easyr1 import EasyR1Writer
 from safer_toolkit.builder.release.features import SPLITS, features, row_problems
 from safer_toolkit.builder.release.shards import (
@@ -31,6 +31,7 @@ from safer_toolkit.builder.release.shards import (
     ShardWriter,
 )
 from safer_toolkit.builder.stages.dedup import normalise_question  # the split stage's own
+from safer_toolkit.validation import turn_text
 
 STAGING = ".release-tmp"
 BUILD_STATE = ".build"
