@@ -275,6 +275,59 @@ def test_semantic_reward_applies_the_judge_gated_formula() -> None:
     assert reward.failures == {}
 
 
+def test_each_distinct_image_is_encoded_once_per_call(monkeypatch) -> None:
+    """GRPO hands each completion its own decoded copy of the prompt's image."""
+    import io
+
+    from PIL import Image
+
+    from safer_toolkit.training_reference import rewards
+    from tests.support.release_rows import image_png
+
+    encoded: list[object] = []
+    real = rewards.image_payload
+    monkeypatch.setattr(rewards, "image_payload",
+                        lambda image: encoded.append(image) or real(image))
+    seen: list[str] = []
+
+    def judge(body: dict) -> str:
+        seen.append(next(p["image_url"]["url"] for p in body["messages"][-1]["content"]
+                         if p["type"] == "image_url"))
+        return judge_content(body)
+
+    def decoded(tag: str) -> Image.Image:
+        return Image.open(io.BytesIO(image_png(tag)))
+
+    with OpenAIServer(content=judge) as server:
+        reward = SemanticReward(backend(server), "test-model")
+        images = [[decoded("a")] for _ in range(4)] + [[decoded(t)] for t in "abbc"]
+        got = run_reward(reward, [graded(10, 10, 10, 10)] * 7 + ["no tags"], images)
+    assert got == [1.0] * 7 + [0.0]
+    # "a" and "b" once each; "c" belongs to the untagged completion, which the judge never sees
+    assert len([image for image in encoded if image is not None]) == 2
+    assert len(seen) == 7 and len(set(seen)) == 2
+
+
+def test_images_differing_only_in_palette_or_transparency_are_not_confused() -> None:
+    from PIL import Image
+
+    from safer_toolkit.training_reference.rewards import image_payload, image_payloads
+
+    def paletted(colour: tuple[int, int, int], transparency: int | None = None) -> Image.Image:
+        image = Image.new("P", (8, 8), 0)
+        image.putpalette([*colour, 255, 255, 255])
+        if transparency is not None:
+            image.info["transparency"] = transparency
+        return image
+
+    images = [paletted((255, 0, 0)), paletted((0, 0, 255)), paletted((255, 0, 0), 0),
+              paletted((255, 0, 0)), {"bytes": b"\xff\xd8jpeg"}, b"\xff\xd8jpeg", None]
+    got = image_payloads(images)
+    assert got == [image_payload(i) for i in images]
+    assert len({p for p in got if p is not None}) == 4
+    assert got[0] is got[3] and got[4] is got[5] and got[6] is None
+
+
 def test_semantic_reward_is_zero_without_tags_and_never_asks_the_judge() -> None:
     with OpenAIServer(content=judge_content) as server:
         reward = SemanticReward(backend(server), "test-model")

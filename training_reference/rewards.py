@@ -13,12 +13,13 @@ Completions arrive as strings or, for conversational prompts, as
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import logging
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,6 +173,32 @@ def image_payload(image: Any) -> tuple[bytes, str] | None:
     return buffer.getvalue(), "image/png"
 
 
+def _image_key(image: Any) -> Hashable:
+    """Equal for images whose `image_payload` is equal: raw bytes as they are; a PIL image by
+    what its PNG encoding reads (mode, size, pixels, palette, transparency, ICC profile)."""
+    if image is None:
+        return None
+    if isinstance(image, dict):
+        image = image.get("bytes")
+    if isinstance(image, bytes | bytearray):
+        return bytes(image)
+    palette = image.palette
+    return (image.mode, image.size, hashlib.sha256(image.tobytes()).digest(),
+            None if palette is None else (palette.mode, palette.tobytes()),
+            repr(image.info.get("transparency")), image.info.get("icc_profile"))
+
+
+def image_payloads(images: Sequence[Any]) -> list[tuple[bytes, str] | None]:
+    """`image_payload` of each image, each distinct image encoded once: GRPO hands every
+    completion of a prompt its own decoded copy of the prompt's image."""
+    keys = [_image_key(image) for image in images]
+    done: dict[Hashable, tuple[bytes, str] | None] = {}
+    for key, image in zip(keys, images, strict=True):
+        if key not in done:
+            done[key] = image_payload(image)
+    return [done[key] for key in keys]
+
+
 class SemanticReward:
     """The authors' judge-gated semantic reward, asking an OpenAI-compatible judge.
 
@@ -192,10 +219,10 @@ class SemanticReward:
         self.calls = 0
         self.failures: Counter[str] = Counter()
 
-    async def _score(self, question: str, text: str, image: Any) -> float | None:
+    async def _score(self, question: str, text: str,
+                     payload: tuple[bytes, str] | None) -> float | None:
         if not has_blocks(text):
             return 0.0  # a missing tag scores 0 without asking the judge (SPEC §6)
-        payload = image_payload(image) if self.send_image else None
         request = semantic_request(self.model, question, text,
                                    None if payload is None else payload[0],
                                    "image/png" if payload is None else payload[1],
@@ -221,10 +248,15 @@ class SemanticReward:
         _expect(prompts, completions)
         firsts = [imgs[0] if imgs else None for imgs in images] if images is not None else \
             [None] * len(prompts)
+        texts = [completion_text(c) for c in completions]
+        # only what the judge will see is encoded, once per distinct image, off the event loop
+        wanted = [img if self.send_image and has_blocks(t) else None
+                  for t, img in zip(texts, firsts, strict=True)]
+        payloads = await asyncio.to_thread(image_payloads, wanted)
         before = sum(self.failures.values())
         scores = await asyncio.gather(*(
-            self._score(prompt_question(p), completion_text(c), img)
-            for p, c, img in zip(prompts, completions, firsts, strict=True)))
+            self._score(prompt_question(p), text, payload)
+            for p, text, payload in zip(prompts, texts, payloads, strict=True)))
         if log_metric is not None:
             log_metric("semantic/judge_failures", float(sum(self.failures.values()) - before))
         return list(scores)
