@@ -8,6 +8,7 @@ every number itself, so the same release always gets the same card, byte for byt
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -19,10 +20,12 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from safer_toolkit import schemas
+from safer_toolkit.builder.backends.offline import OFFLINE_MODELS
 from safer_toolkit.builder.release.chart import category_label_chart
 from safer_toolkit.builder.release.features import DEFAULT_CONFIG, features
 from safer_toolkit.builder.release.hub_metadata import LICENSES, size_category
 from safer_toolkit.builder.release.stats import Statistics
+from safer_toolkit.builder.sources.seed import SOURCE_DATASET as SEED_SOURCE
 from safer_toolkit.validation import Call, Trace, to_text
 
 PRETTY_NAME = "SaFeR-ToolKit: checkable multimodal safety reasoning (SFT, DPO, GRPO, eval)"
@@ -30,8 +33,8 @@ TEMPLATE = "dataset_card.md.jinja"
 CHART_PATH = "assets/statistics.png"
 #: what the card's loading snippets call the repository; `push` puts the real id in its place
 REPO_PLACEHOLDER = "your-org/safer-toolkit"
-SEED_SOURCE = "safer-toolkit-seed"
-OFFLINE_PREFIX = "safer-offline-"
+#: what every offline model name starts with (`safer-offline-`); names, not paths
+OFFLINE_PREFIX = os.path.commonprefix(list(OFFLINE_MODELS.values()))  # noqa: RUF071
 MIXED_LICENSE_NAME = "per-source-licenses"
 TASK_CATEGORIES = ["image-text-to-text", "visual-question-answering"]
 BASE_TAGS = ["safety", "multimodal", "vision-language", "tool-use", "structured-reasoning",

@@ -14,6 +14,8 @@ from typing import Any
 
 from datasets import Features, Image, List, Value
 
+from safer_toolkit.builder.stages.perturb import PERTURBATIONS  # the kinds DPO rows may carry
+
 #: config name → split name, in release order (`sft` is the default config).
 SPLITS: dict[str, str] = {"sft": "train", "dpo": "train", "grpo": "train", "eval": "test"}
 DEFAULT_CONFIG = "sft"
@@ -21,7 +23,6 @@ DEFAULT_CONFIG = "sft"
 _STRING = Value("string")
 MESSAGES = List({"role": _STRING, "content": List({"type": _STRING, "text": _STRING})})
 ROLES = frozenset({"system", "user", "assistant"})
-PERTURBATIONS = frozenset({"wrong_tool", "order_violation", "corrupted_output", "wrong_decision"})
 
 _HEAD = {"id": _STRING, "images": List(Image())}
 _TAIL = {
