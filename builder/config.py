@@ -24,6 +24,8 @@ from safer_toolkit.builder.stages.judge import RUBRIC
 PRESETS = ("demo", "paper")
 SPLITS = ("sft", "dpo", "grpo", "eval")
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+MAX_SEED = 2**31 - 1
+MAX_CONCURRENCY = 4096
 
 
 class ConfigError(ValueError):
@@ -83,13 +85,23 @@ class BuildConfig:
         return {s: self.dpo_prompts if s == "dpo" else self.sizes[s] for s in SPLITS}
 
     def with_overrides(self, *, seed: int | None = None, base_url: str | None = None,
-                       concurrency: int | None = None) -> BuildConfig:
-        """The command line's `--seed`, `--base-url` and `--concurrency` applied."""
+                       concurrency: int | None = None, origin: str = "overrides"
+                       ) -> BuildConfig:
+        """The command line's `--seed`, `--base-url` and `--concurrency` applied, each checked
+        as the file's own keys are (`ConfigError` naming `origin` and the key)."""
+        r = _Reader(origin)
+        if seed is not None:
+            r.integer(seed, "seed", 0, MAX_SEED)
+        if base_url:
+            r.url(base_url, "base_url")
+        if concurrency is not None:
+            r.integer(concurrency, "concurrency", 1, MAX_CONCURRENCY)
+
         def model(m: ModelConfig) -> ModelConfig:
             changes: dict[str, Any] = {}
             if base_url:
                 changes["base_urls"] = (base_url,)
-            if concurrency:
+            if concurrency is not None:
                 changes["concurrency"] = concurrency
             return replace(m, **changes)
 
@@ -136,6 +148,10 @@ _TOP = {"seed", "reserve", "max_items_in_flight", "exclusion", "sizes", "dpo", "
 _MODEL_KEYS = {f.name for f in fields(ModelConfig)}
 
 
+def _is_url(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(("http://", "https://"))
+
+
 class _Reader:
     def __init__(self, origin: str) -> None:
         self.origin = origin
@@ -167,6 +183,16 @@ class _Reader:
             raise self.fail(key, f"must be a number ≥ {low}, not {value!r}")
         return float(value)
 
+    def url(self, value: Any, key: str) -> str:
+        if not _is_url(value):
+            raise self.fail(key, f"must be an http(s) URL, not {value!r}")
+        return value
+
+    def urls(self, value: Any, key: str) -> list[str]:
+        if not isinstance(value, list) or not value or not all(map(_is_url, value)):
+            raise self.fail(key, "must be a non-empty list of http(s) URLs")
+        return value
+
     def string(self, value: Any, key: str) -> str:
         if not isinstance(value, str):
             raise self.fail(key, f"must be a string, not {value!r}")
@@ -178,11 +204,8 @@ class _Reader:
         d = _defaults(ModelConfig)
         if "model" not in t:
             raise self.fail(key, "needs `model` (the model name the endpoint serves)")
-        urls = t.get("base_urls", [t["base_url"]] if "base_url" in t else list(d["base_urls"]))
-        if (not isinstance(urls, list) or not urls
-                or not all(isinstance(u, str) and u.startswith(("http://", "https://"))
-                           for u in urls)):
-            raise self.fail(f"{key}.base_urls", "must be a non-empty list of http(s) URLs")
+        urls = self.urls(t.get("base_urls", [t["base_url"]] if "base_url" in t
+                               else list(d["base_urls"])), f"{key}.base_urls")
         sampling = t.get("sampling", d["sampling"])
         if not isinstance(sampling, dict):
             raise self.fail(f"{key}.sampling", "must be a table")
@@ -194,7 +217,7 @@ class _Reader:
             model=self.string(t["model"], f"{key}.model"), base_urls=tuple(urls),
             api_key_env=env, sampling=dict(sampling),
             concurrency=self.integer(t.get("concurrency", d["concurrency"]),
-                                     f"{key}.concurrency", 1, 4096),
+                                     f"{key}.concurrency", 1, MAX_CONCURRENCY),
             timeout_s=self.number(t.get("timeout_s", d["timeout_s"]), f"{key}.timeout_s", 0.001),
             max_retries=self.integer(t.get("max_retries", d["max_retries"]),
                                      f"{key}.max_retries", 0, 100),
@@ -283,7 +306,7 @@ def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None)
                                       "\"none\" or the path of a list file)")
         exclusion = str(path)
     return BuildConfig(
-        sizes=sizes, seed=r.integer(top.get("seed", d["seed"]), "seed", 0, 2**31 - 1),
+        sizes=sizes, seed=r.integer(top.get("seed", d["seed"]), "seed", 0, MAX_SEED),
         reserve=reserve, rejected_per_prompt=per_prompt, sources=tuple(sources),
         thresholds=thresholds,
         plan_attempts=r.integer(plan.get("max_attempts", d["plan_attempts"]),

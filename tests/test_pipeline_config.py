@@ -112,3 +112,16 @@ def test_what_a_file_leaves_out_is_the_dataclass_default():
     assert config == BuildConfig(sizes={"sft": 3, "dpo": 3, "grpo": 3, "eval": 3},
                                  planner=ModelConfig("p"), responders=(ModelConfig("r"),),
                                  judge=None)
+
+
+@pytest.mark.parametrize(("overrides", "key", "message"), [
+    ({"seed": -1}, "seed", "between 0 and 2147483647"),
+    ({"seed": 2**31}, "seed", "between 0 and 2147483647"),
+    ({"concurrency": 0}, "concurrency", "between 1 and 4096"),
+    ({"base_url": "ftp://h/v1"}, "base_url", "http(s) URL"),
+])
+def test_overrides_are_checked_as_the_file_keys_are(overrides, key, message):
+    with pytest.raises(ConfigError) as caught:
+        load_preset("demo").with_overrides(**overrides, origin="command line")
+    assert str(caught.value).startswith(f"command line: {key}: ")
+    assert message in str(caught.value)
