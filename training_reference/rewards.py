@@ -30,12 +30,12 @@ from safer_toolkit.training_reference.judge import (
     parse_scores,
     semantic_request,
 )
-from safer_toolkit.validation import ProtocolInvalid, Validator, check_text
+from safer_toolkit.validation import ProtocolInvalid, check_text
+from safer_toolkit.validation.codec import TOOL_TAG  # the authors' tool-name regex
+from safer_toolkit.validation.protocol import ProtocolCache
 
 log = logging.getLogger(__name__)
 
-#: The authors' tool-name regex, applied inside the thinking block.
-TOOL_TAG = re.compile(r"\[([A-Z0-9_-]+)\]\s*:")
 _THINKING = re.compile(r"<thinking>(.*?)</thinking>", re.S)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
 _LN7 = math.log(7)
@@ -100,7 +100,7 @@ def depth_reward(prompts: Sequence[Any], completions: Sequence[Any],
     return [depth(completion_text(c)) for c in completions]
 
 
-_VALIDATOR = Validator(mode="strict")
+_PROTOCOLS = ProtocolCache()  # rows of a batch share protocols: each is resolved once
 
 
 def has_blocks(text: str) -> bool:
@@ -112,7 +112,7 @@ def protocol_adherence(text: str, protocol: Any) -> float:
     """1.0 strictly valid; else 0.9 · mean(legal walk prefix share, checked-output share);
     0 when unparseable (no closed <thinking> and <answer> blocks, or no call at all).
     Raises `ProtocolInvalid` for an unusable protocol."""
-    resolved = _VALIDATOR.protocol(protocol)
+    resolved = _PROTOCOLS.get(protocol)
     if not has_blocks(text):
         return 0.0
     verdict = check_text(text, resolved, "strict")
