@@ -30,7 +30,7 @@ from safer_toolkit.training_reference.judge import (
     parse_scores,
     semantic_request,
 )
-from safer_toolkit.validation import ProtocolInvalid, check_text
+from safer_toolkit.validation import ProtocolInvalid, check_text, turn_text
 from safer_toolkit.validation.codec import TOOL_TAG  # the authors' tool-name regex
 from safer_toolkit.validation.protocol import ProtocolCache
 
@@ -58,12 +58,11 @@ def completion_text(completion: Any) -> str:
     """The text of a completion: a string, or the last assistant turn of a conversation."""
     if isinstance(completion, str):
         return completion
-    if isinstance(completion, list) and completion:
-        content = completion[-1].get("content", "")
-        if isinstance(content, str):
-            return content
-        return "".join(p.get("text") or "" for p in content if p.get("type") == "text")
-    raise TypeError(f"a completion is a string or a list of messages, not {type(completion)}")
+    text = turn_text(completion)
+    if text is None:
+        raise TypeError("a completion is a string or a list of messages ending in an assistant "
+                        f"turn, not {type(completion)}")
+    return text
 
 
 def _expect(prompts: Sequence[Any], completions: Sequence[Any]) -> None:
@@ -148,10 +147,7 @@ def prompt_question(prompt: Any) -> str:
     """The text of the last user turn of a conversational prompt (or the prompt itself)."""
     if isinstance(prompt, str):
         return prompt
-    for message in reversed(prompt):
-        if message.get("role") == "user":
-            return completion_text([message])
-    return ""
+    return turn_text(prompt, "user") or ""
 
 
 _MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8", "image/jpeg"), (b"GIF8", "image/gif"),
