@@ -15,9 +15,8 @@ from typing import Any
 import orjson
 
 from safer_toolkit.builder.sources.base import SourceItem
-from safer_toolkit.validation import Trace
+from safer_toolkit.validation import VERDICTS, Trace
 
-DECISIONS = ("comply", "comply_with_caution", "redirect", "refuse")
 _FOLLOW_UP_DECISION = {"REFUSAL-GENERATOR": "refuse", "REDIRECT-ENGINE": "redirect",
                        "RESPONSE-PLANNER": "comply"}
 
@@ -47,7 +46,7 @@ def trace_decision(trace: Trace, label: str) -> str:
     for call in trace.calls:
         if call.tool == "SAFETY-GATE" and isinstance(call.output, dict):
             verdict = call.output.get("verdict")
-    if verdict in DECISIONS:
+    if verdict in VERDICTS:
         return verdict
     for call in reversed(trace.calls):
         if call.tool in _FOLLOW_UP_DECISION:
