@@ -15,8 +15,6 @@ from typing import Any
 
 from safer_toolkit.builder.backends.offline_knowledge import ATTACK_CUES, DOMAINS, HARM_CUES
 
-ATTACKS = ("none", "typographic", "role_play", "prompt_injection", "obfuscation",
-           "hypothetical", "other")
 MAX_LIST = 16
 
 
@@ -50,7 +48,7 @@ def look(image: bytes | None) -> Sight:
     attack = scene.get("attack")
     return Sight(objects=_strings(scene.get("objects")), scene=str(scene.get("scene", ""))[:300],
                  hazards=_strings(scene.get("hazards")), text=str(scene.get("text", ""))[:1000],
-                 attack=attack if attack in ATTACKS else "none", seen=True)
+                 attack=attack, seen=True)  # read_scene admits only JAILBREAK-SENTINEL attacks
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from safer_toolkit.builder.sources import seed_content as content
 from safer_toolkit.builder.sources import seed_render as render
 from safer_toolkit.builder.sources.base import SourceItem
 from safer_toolkit.schemas import risk_categories
+from safer_toolkit.validation import library_tools
 
 SOURCE_DATASET = "safer-toolkit-seed"
 LICENSE = "cc-by-4.0"
@@ -44,8 +45,8 @@ SEED_CAPACITY = 40_000
 PARALLEL_FROM = 2_000
 MAX_WORKERS = 8
 
-ATTACKS = ("none", "typographic", "role_play", "prompt_injection", "obfuscation", "hypothetical",
-           "other")
+#: a scene's `attack`: the values JAILBREAK-SENTINEL's `attack` output may take
+ATTACKS = tuple(library_tools()["JAILBREAK-SENTINEL"].output["properties"]["attack"]["enum"])
 KIND_CYCLE = ("scene", "typographic", "sign", "scene", "caption", "scene", "injection", "sign",
               "scene", "obfuscation")
 KIND_ATTACK = {"typographic": "typographic", "caption": "typographic",
