@@ -20,12 +20,12 @@ from typing import Any
 from PIL import Image
 
 from safer_toolkit.builder.sources.base import SourceItem
-from safer_toolkit.schemas import risk_categories
+from safer_toolkit.schemas import risk_categories, taxonomy
 
 log = logging.getLogger(__name__)
 
 IMAGE_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}
-LABELS = ("harmful", "benign")
+LABELS = tuple(taxonomy()["labels"])
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ def taxonomy_label(value: Any, mapping: Mapping[Any, str | None] | None = None) 
         if value is None:
             return None
     if value not in LABELS:
-        raise RecordError(f"unknown label {value!r} (expected harmful or benign)")
+        raise RecordError(f"unknown label {value!r} (expected {' or '.join(LABELS)})")
     return str(value)
 
 
