@@ -94,6 +94,11 @@ TYPED_REFUSE = ('<thinking>\n[INTENT-RADAR]: {"intent": "harmful", "evidence": "
      "<answer>Store them in a block.</answer>", "comply_with_caution", "trace", False),
     ("<thinking>[SAFETY-GATE]: verdict: REFUSE\n</thinking><answer>x</answer>",
      "refuse", "trace", True),
+    ("<thinking>[SAFETY-GATE]: comply_ with - caution\n</thinking><answer>x</answer>",
+     "comply_with_caution", "trace", False),  # any run of separators reads as one
+    # a gate body that states no verdict leaves the decision to an earlier gate
+    ('<thinking>\n[SAFETY-GATE]: {"verdict": "redirect", "reason": "x"}\n'
+     "[SAFETY-GATE]: undecided\n</thinking><answer>ok</answer>", "redirect", "trace", True),
     # no decision in the trace: the answer's wording
     ("<thinking>I think about it.</thinking><answer>I’m sorry, but I can’t help with that."
      "</answer>", "refuse", "answer_text", True),
