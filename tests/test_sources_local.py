@@ -91,6 +91,19 @@ def test_jsonl_good_records_keep_original_bytes_and_mapping(folder: Path):
     assert items[0].meta == {"file": "data.jsonl", "line": 1}
 
 
+def test_an_image_file_without_extension_is_named_with_its_format(folder: Path):
+    (folder / "img" / "photo").write_bytes(jpeg((10, 10, 200)))
+    (folder / "img" / "dotted.").write_bytes(png((10, 10, 200)))
+    path = write_jsonl(folder / "data.jsonl", [
+        {"question": "What is shown?", "image": "img/photo"},
+        {"question": "What is shown here?", "image": "img/dotted."},
+    ])
+    items, bad = collect(load_jsonl, path)
+    assert bad == []
+    assert items[0].image == (folder / "img" / "photo").read_bytes()
+    assert [i.image_name for i in items] == ["photo.jpg", "dotted_.png"]
+
+
 def test_jsonl_bad_records_reported_with_line_and_skipped(folder: Path):
     good = {"question": "What is shown?", "image": "img/a.png"}
     path = write_jsonl(folder / "data.jsonl", [

@@ -17,7 +17,6 @@ Choices, because EasyR1 builds a single user turn and GRPO rows have no referenc
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -31,16 +30,6 @@ IMAGE_TOKEN = "<image>"
 #: what a literal `<image>` inside instruction or question text becomes (EasyR1 would count it)
 NEUTRAL_TOKEN = "[image]"
 _COLUMNS = ["id", "images", "prompt", "protocol", "risk_category", "label"]
-
-
-def _extension(image: Mapping[str, Any]) -> str:
-    suffix = Path(image["path"] or "").suffix.lower()
-    if suffix:
-        return suffix
-    from PIL import Image
-
-    with Image.open(io.BytesIO(image["bytes"])) as opened:
-        return "." + (opened.format or "bin").lower()
 
 
 def _record(row: Mapping[str, Any], image_names: list[str]) -> tuple[dict[str, Any], int]:
@@ -79,8 +68,10 @@ class EasyR1Writer:
         names = []
         for image in row["images"]:
             digest = hashlib.sha256(image["bytes"]).hexdigest()
+            # sources name every image with its format's extension (`SourceItem.image_name`)
+            extension = Path(image["path"] or "").suffix.lower()
             # 256 sub-folders keep each folder far below the Hub's 10k entries
-            name = f"images/{digest[:2]}/{digest}{_extension(image)}"
+            name = f"images/{digest[:2]}/{digest}{extension}"
             target = self.dest / name
             if not target.exists():
                 target.parent.mkdir(exist_ok=True)

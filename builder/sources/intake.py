@@ -124,15 +124,15 @@ def resolve_inside(root: Path, relative: str) -> Path:
 
 
 def read_image_file(root: Path, relative: str, limits: Limits) -> tuple[bytes, str]:
-    """The original bytes and file name of an image inside `root`, size-capped before reading."""
+    """The original bytes and file name of an image inside `root`, size-capped before reading
+    (a file without an extension is named with its format's)."""
     path = resolve_inside(root, relative)
     size = path.stat().st_size
     if size > limits.max_image_bytes:
         raise RecordError(f"image {relative!r} of {size} bytes exceeds {limits.max_image_bytes}")
     with path.open("rb") as f:
         data = f.read(limits.max_image_bytes + 1)
-    image_extension(data, limits)
-    return data, path.name
+    return _named(data, path.name, limits, path.name)
 
 
 def image_from_value(value: Any, root: Path | None, limits: Limits,
@@ -155,7 +155,7 @@ def image_from_value(value: Any, root: Path | None, limits: Limits,
 def _named(data: bytes, path: Any, limits: Limits, fallback_stem: str) -> tuple[bytes, str]:
     extension = image_extension(data, limits)
     name = os.path.basename(str(path)) if isinstance(path, str) and path else ""
-    if not name or "." not in name:
+    if not PurePosixPath(name).suffix:  # also "name." and ".png"
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in fallback_stem)[:80]
         name = f"{safe or 'image'}.{extension}"
     return data, name
