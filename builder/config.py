@@ -10,7 +10,7 @@ default. `examples/build.toml` documents every key.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
@@ -19,6 +19,8 @@ from typing import Any
 import tomli_w
 
 from safer_toolkit.builder.backends.offline import OFFLINE_MODELS
+from safer_toolkit.builder.sources import SOURCE_KINDS, kinds_text
+from safer_toolkit.builder.sources.intake import Columns
 from safer_toolkit.builder.stages.judge import RUBRIC
 
 PRESETS = ("demo", "paper")
@@ -159,7 +161,7 @@ class _Reader:
     def fail(self, key: str, message: str) -> ConfigError:
         return ConfigError(f"{self.origin}: {key}: {message}")
 
-    def table(self, data: Any, key: str, allowed: set[str]) -> dict[str, Any]:
+    def table(self, data: Any, key: str, allowed: Set[str]) -> dict[str, Any]:
         if data is None:
             return {}
         if not isinstance(data, dict):
@@ -226,21 +228,19 @@ class _Reader:
             samples=self.integer(t.get("samples", d["samples"]), f"{key}.samples", 1, 64))
 
 
-_SOURCE_NEEDS = {"seed": set(), "local": {"path", "source_dataset", "source_license"},
-                 "hub": {"layout"}}
-
-
 def _source(r: _Reader, spec: dict[str, Any], key: str, base: Path | None) -> dict[str, Any]:
     """One source table: a known kind with what it needs; local paths made absolute."""
     kind = spec["kind"]
-    if kind not in _SOURCE_NEEDS:
-        raise r.fail(f"{key}.kind", f"unknown kind {kind!r}; expected seed, local or hub")
+    if kind not in SOURCE_KINDS:
+        raise r.fail(f"{key}.kind", f"unknown kind {kind!r}; expected {kinds_text()}")
+    known = SOURCE_KINDS[kind]
+    if known.allowed is not None:
+        r.table(spec, key, known.allowed | {"kind"})
     if kind == "seed":
-        r.table(spec, key, {"kind", "count", "seed"})
         for name in ("count", "seed"):
             if name in spec:
                 r.integer(spec[name], f"{key}.{name}", 0)
-    missing = sorted(_SOURCE_NEEDS[kind] - set(spec))
+    missing = sorted(known.needs - set(spec))
     if missing:
         raise r.fail(key, f"a {kind} source needs {', '.join(missing)}")
     if kind == "local":
@@ -248,8 +248,7 @@ def _source(r: _Reader, spec: dict[str, Any], key: str, base: Path | None) -> di
         if base is not None and not path.is_absolute():
             spec["path"] = str(base / path)
     if "columns" in spec:
-        r.table(spec["columns"], f"{key}.columns",
-                {"question", "image", "id", "risk_category", "label"})
+        r.table(spec["columns"], f"{key}.columns", {f.name for f in fields(Columns)})
     return spec
 
 

@@ -34,7 +34,7 @@ from safer_toolkit.builder.ledger import FAILED, KEPT, REJECTED, Ledger, Outcome
 from safer_toolkit.builder.manifest import build_manifest
 from safer_toolkit.builder.progress import Progress, summary_table
 from safer_toolkit.builder.prompts import render_toolkit_instruction
-from safer_toolkit.builder.sources.base import SourceItem
+from safer_toolkit.builder.sources import SOURCE_KINDS, SourceItem, kinds_text
 from safer_toolkit.builder.stages.judge import JudgeOutputInvalid, judge_request, judge_response
 from safer_toolkit.builder.stages.perturb import perturb
 from safer_toolkit.builder.stages.plan import plan_item
@@ -140,35 +140,15 @@ class SourceLog:
             self.kept.append(str(bad))
 
 
-def _loader_options(spec: dict[str, Any], on_bad: SourceLog) -> dict[str, Any]:
-    from safer_toolkit.builder.sources.intake import Columns
-
-    options = {k: v for k, v in spec.items() if k != "kind"}
-    if isinstance(options.get("columns"), dict):
-        options["columns"] = Columns(**options["columns"])
-    return {**options, "on_bad": on_bad}
-
-
 def source_items(config: BuildConfig, needed: int, on_bad: SourceLog) -> Iterator[SourceItem]:
     """Every configured source's items, in configuration order."""
     for i, spec in enumerate(config.sources):
         kind = spec.get("kind")
         where = f"sources[{i}] ({kind})"
-        if kind == "seed":
-            from safer_toolkit.builder.sources.seed import seed_corpus
-
-            # a little beyond the need, for items an exclusion list or dedup may drop
-            count = int(spec.get("count") or needed + needed // 50 + 16)
-            yield from seed_corpus(count, seed=int(spec.get("seed", 0)))
-            continue
-        if kind == "local":
-            from safer_toolkit.builder.sources.local import load_local as loader
-        elif kind == "hub":
-            from safer_toolkit.builder.sources.hub import load_hub as loader
-        else:
-            raise BuildError(f"{where}: unknown kind; expected seed, local or hub")
+        if kind not in SOURCE_KINDS:
+            raise BuildError(f"{where}: unknown kind; expected {kinds_text()}")
         try:
-            yield from loader(**_loader_options(dict(spec), on_bad))
+            yield from SOURCE_KINDS[kind].load(spec, needed, on_bad)
         except (ValueError, TypeError, OSError) as exc:  # SourceError is a ValueError
             raise BuildError(f"{where}: {exc}") from None
 

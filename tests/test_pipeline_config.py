@@ -75,6 +75,11 @@ model = "r"
      "http(s) URLs"),
     ("[models.judge]\nmodel = 'j'\nsamples = 2\n", "models.judge", "unknown key(s) samples"),
     ("exclusion = 'missing.txt'\n", "exclusion", "no exclusion list"),
+    ("[[sources]]\nkind = 'ftp'\n", "sources[0].kind", "expected seed, local or hub"),
+    ("[[sources]]\nkind = 'seed'\ncolour = 1\n", "sources[0]", "unknown key(s) colour"),
+    ("[[sources]]\nkind = 'hub'\n", "sources[0]", "a hub source needs layout"),
+    ("[[sources]]\nkind = 'hub'\nlayout = 'mis'\ncolumns = {colour = 'c'}\n",
+     "sources[0].columns", "expected id, image, label, question, risk_category"),
 ])
 def test_errors_name_the_file_and_the_key(tmp_path, extra, key, message):
     path = tmp_path / "b.toml"
