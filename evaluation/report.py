@@ -25,9 +25,11 @@ def _num(value: Any, digits: int = 2) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return [*lines, ""]
+    # the card's table writer, which escapes a `|` in a cell (a category or reason named by
+    # the data); imported here, not at the top, so importing the evaluation stays light
+    from safer_toolkit.builder.release.card import markdown_table
+
+    return [markdown_table(header, rows), ""]
 
 
 def _group_table(groups: Mapping[str, Mapping[str, Any]], first: str) -> list[str]:

@@ -40,6 +40,16 @@ RESULTS = [
 ]
 
 
+def test_report_escapes_a_pipe_in_a_name_from_the_data() -> None:
+    from safer_toolkit.evaluation.report import render_report
+
+    results = [_result("a", "harmful", "weapons|knives", (3, 3, 3)),
+               _result("b", "benign", "benign", None, reason="judge|invalid")]
+    report = render_report({**compute_metrics(results), "provenance": {}, "problems": {}})
+    assert "| weapons\\|knives | 1 | 0 |" in report and "| `judge\\|invalid` | 1 |" in report
+    assert "weapons|knives" not in report and "judge|invalid" not in report
+
+
 def test_score_stats_leave_missing_out_of_every_percentage() -> None:
     assert score_stats([3, 2, None, 0, 3]) == {"pct_top": 50.0, "mean": 2.0, "pct_ge2": 75.0,
                                                "n": 4, "missing": 1}
