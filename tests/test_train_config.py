@@ -96,6 +96,9 @@ def test_cli_prints_the_resolved_config_from_a_shipped_name(capsys) -> None:
     (["train", "sft", "--config", "qwen2_5_vl_3b", "model=", "output_root=x"], "needs `model`"),
     (["train", "sft", "--config", "qwen2_5_vl_3b", "dataset=nowhere/x"],
      "cannot load"),
+    # the judge is checked before the dataset is read (here it could not be)
+    (["train", "grpo", "--config", "qwen2_5_vl_3b", "dataset=nowhere/x", "judge.modle=\"m\""],
+     "[grpo.judge]: "),
 ])
 def test_cli_usage_errors_are_one_line_and_exit_2(argv: list[str], message: str, tmp_path,
                                                   monkeypatch, capsys) -> None:

@@ -93,8 +93,8 @@ def train(cfg: GRPOStageConfig) -> dict[str, Any]:
         raise ConfigError(f"[grpo] dataset_format must be one of {', '.join(DATASET_FORMATS)}")
     if cfg.use_vllm and importlib.util.find_spec("vllm") is None:
         raise ConfigError("[grpo] use_vllm = true, but vllm is not installed")
+    semantic = _judge(cfg)  # first: a judge typo fails before the dataset is read
     rows = _rows(cfg)  # before importing TRL: a bad dataset fails fast
-    semantic = _judge(cfg)
     from trl import GRPOConfig, GRPOTrainer
 
     funcs, weights = reward_functions(cfg, semantic)
