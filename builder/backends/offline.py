@@ -18,6 +18,7 @@ import binascii
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cache, lru_cache
 from typing import Any
 
 import orjson
@@ -37,6 +38,7 @@ from safer_toolkit.builder.prompts.wire import (
     read_payload,
 )
 from safer_toolkit.validation import (
+    Protocol,
     ProtocolInvalid,
     library_protocol_document,
     resolve_protocol,
@@ -48,6 +50,8 @@ OFFLINE_MODELS = {"planner": "safer-offline-planner", "responder": "safer-offlin
 _CHARS_PER_TOKEN = 4
 _IMAGE_TOKENS = 85
 _MAX_IMAGE_BYTES = 32 * 1024 * 1024
+#: Resolved responder protocols kept, by system prompt.
+PROTOCOLS_KEPT = 256
 
 
 class OfflineRequestError(ValueError):
@@ -165,20 +169,30 @@ def _judge(conv: Conversation) -> str:
     return orjson.dumps(judge_scores(label, str(payload.get("response", "")))).decode()
 
 
-def _respond(conv: Conversation) -> str:
-    doc = parse_toolkit_instruction(conv.system) if conv.system else None
+@cache
+def _library_mesh() -> Protocol:
+    """What a responder follows when its system prompt is not a toolkit instruction."""
+    return resolve_protocol(library_protocol_document("mesh"))
+
+
+@lru_cache(maxsize=PROTOCOLS_KEPT)
+def _protocol_of(system: str) -> Protocol:
+    """The protocol a system prompt describes (parsed and resolved once per distinct prompt: an
+    item's samples and repairs share theirs), else the library as a mesh."""
+    doc = parse_toolkit_instruction(system) if system else None
     try:
-        protocol = resolve_protocol(doc) if doc else None
+        return resolve_protocol(doc) if doc else _library_mesh()
     except ProtocolInvalid:
-        protocol = None
-    if protocol is None:  # not a toolkit instruction: follow the whole library as a mesh
-        doc = library_protocol_document("mesh")
-        protocol = resolve_protocol(doc)
+        return _library_mesh()
+
+
+def _respond(conv: Conversation) -> str:
+    protocol = _protocol_of(conv.system)
     question = conv.question()
     hint = conv.payload(HINT_HEADER)
     sight: Sight = look(conv.image)
     assessment = assess(question, sight, hint)
-    return write_trace(protocol, doc["persona"], question, sight, assessment,
+    return write_trace(protocol, protocol.document["persona"], question, sight, assessment,
                        conv.variant("respond", question))
 
 
