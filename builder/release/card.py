@@ -45,7 +45,8 @@ USES = {
     "grpo": "prompts with protocol and labels for rewards",
     "eval": "held-out prompts with `expected_decision`",
 }
-_REJECTION_KEYS = ("rejections", "rejected", "dropped", "failed", "failures")
+#: the manifest's per-stage loss counts (`manifest.py`)
+_REJECTION_KEYS = ("rejections", "dropped", "failures")
 
 
 def _num(n: int) -> str:

@@ -34,7 +34,6 @@ from safer_toolkit.builder.stages.dedup import normalise_question  # the split s
 from safer_toolkit.validation import turn_text
 
 STAGING = ".release-tmp"
-BUILD_STATE = ".build"
 #: top-level entries the export owns; anything else in `out_dir` is left alone
 MANAGED = (*SPLITS, "easyr1", "schemas", "assets", "build.toml", "manifest.json", "LICENSE",
            "README.md")

@@ -22,7 +22,6 @@ DEFAULT_CONFIG = "sft"
 
 _STRING = Value("string")
 MESSAGES = List({"role": _STRING, "content": List({"type": _STRING, "text": _STRING})})
-ROLES = frozenset({"system", "user", "assistant"})
 
 _HEAD = {"id": _STRING, "images": List(Image())}
 _TAIL = {

@@ -69,7 +69,6 @@ class ShardWriter:
             raise ValueError(f"row_group_bytes must be in 1..{MAX_ROW_GROUP_BYTES}")
         self.directory = directory
         self.split = split
-        self.features = features
         self.schema = features.arrow_schema
         self._options = get_parquet_column_options(features, self.schema)
         self._row_group_bytes = row_group_bytes

@@ -579,7 +579,7 @@ def wrap(text: str, fnt: ImageFont.FreeTypeFont, width: float) -> list[str]:
 
 
 def fit_text(canvas: Canvas, text: str, box: Box, fill: RGB, max_size: int = 30, min_size: int = 9,
-             align: str = "center", record: bool = True) -> list[str]:
+             align: str = "center") -> list[str]:
     """Largest font size at which `text` wraps into `box`; draws it and records the words."""
     x0, y0, x1, y1 = box
     size = max_size
@@ -597,8 +597,7 @@ def fit_text(canvas: Canvas, text: str, box: Box, fill: RGB, max_size: int = 30,
         lw = fnt.getlength(ln)
         lx = {"center": x0 + (x1 - x0 - lw) / 2, "left": x0}[align]
         draw.text((lx, top + i * line_h), ln, font=fnt, fill=fill)
-    if record:
-        canvas.words.append("\n".join(lines))
+    canvas.words.append("\n".join(lines))
     return lines
 
 
@@ -701,13 +700,12 @@ def _panel(canvas: Canvas, style: str, box: Box) -> tuple[Box, RGB]:
     return (x0 + pad, y0 + pad, x1 - pad, y1 - pad), ink
 
 
-def sign_picture(rng: random.Random, setting: str, text: str, objects: Sequence[str],
-                 style: str | None = None) -> Picture:
+def sign_picture(rng: random.Random, setting: str, text: str, objects: Sequence[str]) -> Picture:
     """A sign, poster, note or screen carrying `text`, in a setting, with a few objects."""
     canvas = new_canvas(rng)
     floor = paint_setting(canvas, setting)
     w, h = canvas.size
-    style = style or rng.choice(SIGN_STYLES)
+    style = rng.choice(SIGN_STYLES)
     bw, bh = w * rng.uniform(.5, .85), h * rng.uniform(.3, .48)
     left, top = rng.uniform(0, w - bw), rng.uniform(h * .04, max(h * .05, floor[1] - bh * .8))
     if objects:
