@@ -44,8 +44,9 @@ def create_app(answer: Answer | None = None,
             for m in model_ids]})
 
     async def complete(request: web.Request) -> web.Response:
+        raw = await request.read()
         try:
-            body = orjson.loads(await request.read())
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             return _error(400, f"the body is not JSON: {exc}")
         if not isinstance(body, dict):
@@ -61,7 +62,7 @@ def create_app(answer: Answer | None = None,
         except OfflineRequestError as exc:
             return _error(400, str(exc))
         prompt, completion = backend.usage(body.get("messages"), content)
-        digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        digest = hashlib.sha256(raw).hexdigest()  # same request bytes, same id
         return web.Response(body=orjson.dumps({
             "id": f"chatcmpl-{digest[:24]}", "object": "chat.completion", "created": 0,
             "model": body["model"],
