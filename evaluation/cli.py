@@ -51,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "the toolkit instruction from each row's protocol (default: generic)")
     model.add_argument("--system-prompt-file", type=Path, metavar="FILE",
                        help="replace the generic prompt's text with this file's")
+    # the authors' inference settings (greedy, 2,048 new tokens); their repetition_penalty 1.1
+    # is a vLLM extra, passed with --model-sampling where the server accepts it
     model.add_argument("--max-tokens", type=int, default=2048,
                        help="completion tokens per response (default: 2048)")
     model.add_argument("--temperature", type=float, default=0.0, help="default: 0 (greedy)")

@@ -27,7 +27,6 @@ class DatasetError(ValueError):
 class EvalItem:
     """One evaluation prompt: the question, its image(s) and the reference labels."""
 
-    index: int
     id: str
     question: str
     images: tuple[tuple[bytes, str], ...]  # (encoded bytes, file name)
@@ -84,7 +83,7 @@ def item_from_row(index: int, row: Mapping[str, Any]) -> EvalItem:
         problem = "the row's `prompt` has no user question"
     elif len(question) > MAX_QUESTION_CHARS:
         problem = f"the question is {len(question)} characters; the limit is {MAX_QUESTION_CHARS}"
-    return EvalItem(index=index, id=item_id, question=question, images=tuple(images),
+    return EvalItem(id=item_id, question=question, images=tuple(images),
                     protocol=_text(row.get("protocol")),
                     risk_category=_text(row.get("risk_category")) or "unknown",
                     label=_text(row.get("label")) or "unknown",

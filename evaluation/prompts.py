@@ -37,11 +37,6 @@ your final answer
 </answer>
 """
 
-#: The authors' inference settings (greedy, 2,048 new tokens); their `repetition_penalty` 1.1
-#: is a vLLM extra, passed with `--model-sampling` where the server accepts it.
-DEFAULT_SAMPLING: dict[str, Any] = {"temperature": 0.0, "max_tokens": 2048}
-
-
 class PromptError(ValueError):
     """The item's prompt cannot be built (e.g. its protocol cannot be rendered)."""
 

@@ -17,7 +17,6 @@ from safer_toolkit.validation.limits import MAX_TEXT_CHARS
 
 #: A line longer than this cannot hold a response the validator would accept.
 MAX_LINE_BYTES = 4 * MAX_TEXT_CHARS + 4096
-MAX_REPORTED = 20
 
 
 @dataclass
