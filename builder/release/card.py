@@ -184,11 +184,11 @@ def source_datasets(stats: Statistics) -> list[str]:
     return ["original" if s == SEED_SOURCE else f"extended|{s}" for s in names]
 
 
-def card_data(summary: Mapping[str, Any], stats: Statistics,
-              manifest: Mapping[str, Any]) -> DatasetCardData:
-    """The card's YAML: Hub metadata, then `configs` and `dataset_info` as `datasets` writes
-    them."""
-    tags = [*BASE_TAGS, "synthetic"] if is_offline(stats, manifest) else list(BASE_TAGS)
+def card_data(summary: Mapping[str, Any], stats: Statistics, *, offline: bool,
+              licence: Mapping[str, str]) -> DatasetCardData:
+    """The card's YAML: Hub metadata (`offline` from `is_offline`, `licence` from
+    `license_metadata`), then `configs` and `dataset_info` as `datasets` writes them."""
+    tags = [*BASE_TAGS, "synthetic"] if offline else list(BASE_TAGS)
     data = DatasetCardData(
         pretty_name=PRETTY_NAME,
         language=["en"],
@@ -196,7 +196,7 @@ def card_data(summary: Mapping[str, Any], stats: Statistics,
         size_categories=[size_category(stats.total_rows)],
         source_datasets=source_datasets(stats),
         task_categories=list(TASK_CATEGORIES),
-        **license_metadata(stats.licenses),
+        **licence,
         tags=tags,
     )
     configs = summary["configs"]
@@ -316,8 +316,8 @@ def render(out_dir: Path, summary: Mapping[str, Any], stats: Statistics,
            manifest: Mapping[str, Any]) -> dict[str, bytes]:
     """The card's files (README.md, the chart, LICENSE for mixed licences) as path → bytes."""
     offline = is_offline(stats, manifest)
-    data = card_data(summary, stats, manifest)
     meta = license_metadata(stats.licenses)
+    data = card_data(summary, stats, offline=offline, licence=meta)
     configs = list(summary["configs"])
     category_totals = {key: sum(v.values()) for key, v in stats.category_label.items()}
     files: dict[str, bytes] = {
