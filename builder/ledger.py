@@ -77,9 +77,12 @@ class Ledger:
         for log in self._logs.values():
             log.flush()
 
-    def reject_code(self, stage: str, codes: list[str]) -> None:
-        """Count codes reported for one rejected attempt at a stage."""
+    def reject(self, stage: str, codes: list[str], **logged: Any) -> None:
+        """One rejected attempt at `stage`: count its codes for the manifest and, when there is
+        something to log, append `{"stage": stage, **logged}` to `rejected.jsonl`."""
         self.rejections.setdefault(stage, Counter()).update(codes)
+        if logged:
+            self.log("rejected", {"stage": stage, **logged})
 
     def log(self, name: str, entry: dict[str, Any]) -> None:
         self._logs[name].write(orjson.dumps(entry).decode() + "\n")

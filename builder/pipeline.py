@@ -215,9 +215,8 @@ class Build:
                                                        self.config.judge_attempts)
         except JudgeOutputInvalid as exc:
             candidate.judge_failure = "bad_output"
-            self.ledger.reject_code("judge", ["judge_output_invalid"])
-            self.ledger.log("rejected", {"stage": "judge", "item": item.source_id,
-                                         "problem": str(exc)})
+            self.ledger.reject("judge", ["judge_output_invalid"], item=item.source_id,
+                               problem=str(exc))
         except CallFailed as exc:
             candidate.judge_failure = exc.reason
         self.progress.advance("judge")
@@ -245,10 +244,8 @@ class Build:
                                                config.plan_attempts))
         self.progress.advance("plan")
         for attempt in plan.rejected:
-            self.ledger.reject_code("plan", attempt.codes)
-            self.ledger.log("rejected", {"stage": "plan", "split": split,
-                                         "item": item.source_id, "codes": attempt.codes,
-                                         "problems": attempt.problems[:12]})
+            self.ledger.reject("plan", attempt.codes, split=split, item=item.source_id,
+                               codes=attempt.codes, problems=attempt.problems[:12])
         protocol = plan.resolved  # resolved once, here, for every stage that follows
         if protocol is None:
             outcome.status = REJECTED
@@ -267,11 +264,9 @@ class Build:
         self.progress.advance("respond", len(candidates))
         for c in candidates:
             if not c.valid:
-                self.ledger.reject_code("respond", c.codes)
-                self.ledger.log("rejected", {"stage": "respond", "split": split,
-                                             "item": item.source_id, "model": c.model,
-                                             "sample": c.order[1], "codes": c.codes,
-                                             "text": c.text[:20_000]})
+                self.ledger.reject("respond", c.codes, split=split, item=item.source_id,
+                                   model=c.model, sample=c.order[1], codes=c.codes,
+                                   text=c.text[:20_000])
         valid = [c for c in candidates if c.valid]
         if not valid:
             codes = sorted({code for c in candidates for code in c.codes})
@@ -289,7 +284,7 @@ class Build:
         if self.roles.judge is not None:
             models["judge"] = config.judge.model  # type: ignore[union-attr]
             if best.judgement is None or not best.judgement.passes(config.thresholds):
-                self.ledger.reject_code("judge", ["below_threshold"])
+                self.ledger.reject("judge", ["below_threshold"])
                 outcome.status, outcome.reason = REJECTED, "judge:below_threshold"
                 return outcome
         models["responder"] = best.model
