@@ -77,7 +77,7 @@ class Ledger:
         for log in self._logs.values():
             log.flush()
 
-    def reject(self, stage: str, codes: list[str], **logged: Any) -> None:
+    def reject(self, stage: str, codes: list[str], /, **logged: Any) -> None:
         """One rejected attempt at `stage`: count its codes for the manifest and, when there is
         something to log, append `{"stage": stage, **logged}` to `rejected.jsonl`."""
         self.rejections.setdefault(stage, Counter()).update(codes)
