@@ -7,8 +7,9 @@ carries. So `safer-toolkit serve` exposing it over HTTP gives byte-for-byte the 
 in-process build gets, and a build is reproducible on a fresh machine.
 
 It is a real generator of valid, varied data, not a test double — and it is labelled as what it
-is in every manifest (`backend.kind = "offline"`). Roles are a dispatch table (`ROLES`), so
-other callers (the evaluation's model under test, say) can add theirs.
+is in every manifest (`"backend": "offline"` and a note saying what that means). Roles are a
+dispatch table (`ROLES`), so other callers (the evaluation's model under test, say) can add
+theirs.
 """
 
 from __future__ import annotations
@@ -211,8 +212,6 @@ def _tokens(text: str) -> int:
 
 class OfflineBackend:
     """`ChatBackend` that writes every answer itself (see the module docstring)."""
-
-    kind = "offline"
 
     def answer(self, messages: Any, response_format: Any = None,
                sampling: Mapping[str, Any] | None = None) -> str:

@@ -12,7 +12,7 @@ MIN_TOOLS, MAX_TOOLS, MAX_CUSTOM_TOOLS = 4, 10, 2
 
 
 @cache
-def render_planner_system(max_calls: int = 10) -> str:
+def render_planner_system(max_calls: int) -> str:
     """The planner's system prompt (fixed for a library, so rendered once)."""
     library = "\n".join(f"- {t.name} [{t.stage}]: {t.purpose}" for t in library_tools().values())
     descriptions = schemas.taxonomy()["descriptions"]

@@ -30,10 +30,11 @@ from safer_toolkit.builder.stages.content import image_content
 from safer_toolkit.builder.stages.retry import with_feedback
 from safer_toolkit.validation import Protocol, ProtocolInvalid, library_tools, resolve_protocol
 from safer_toolkit.validation.graph import TOPOLOGIES
+from safer_toolkit.validation.protocol import DEFAULT_LIMITS
 
 RETRY_INSTRUCTION = "Reply again with the corrected JSON object only."
 REQUIRED_TOOLS = ("INTENT-RADAR", "SAFETY-GATE")
-MAX_CALLS = 10
+MAX_CALLS = DEFAULT_LIMITS["max_calls"]  # what a planned protocol allows (no `limits`)
 _STR = {"type": "string", "maxLength": 1000}
 #: Custom tool key types → their strict output schema.
 KEY_TYPES: dict[str, dict[str, Any]] = {
