@@ -20,6 +20,7 @@ import pytest
 from safetensors.torch import load_file
 
 from safer_toolkit.cli import main
+from safer_toolkit.training_reference.judge import TEMPLATE_VERSION
 from safer_toolkit.training_reference.stage import PROVENANCE_FILE
 from safer_toolkit.validation import Call, Trace, library_tools, parse_text, to_text
 from tests.support import tiny_qwen_vl
@@ -141,6 +142,7 @@ def test_sft_dpo_grpo_chain_on_demo_rows(demo: Path, tiny: Path, tmp_path: Path)
     for name in ("format_reward", "depth_reward", "semantic_reward", "protocol_reward"):
         assert all(f"rewards/{name}/mean" in e for e in grpo_log)
     assert judged > 0 and record["judge"]["calls"] == judged
+    assert record["judge"]["template_version"] == TEMPLATE_VERSION
     assert record["judge"]["failures"] == {}
     print(f"chain: {time.monotonic() - started:.1f} s")
 

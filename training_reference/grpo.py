@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from safer_toolkit.training_reference.config import ConfigError, StageConfig
+from safer_toolkit.training_reference.judge import TEMPLATE_VERSION
 from safer_toolkit.training_reference.rewards import RewardWeights
 
 log = logging.getLogger(__name__)
@@ -119,5 +120,6 @@ def train(cfg: GRPOStageConfig) -> dict[str, Any]:
                             sum(semantic.failures.values()), semantic.calls,
                             dict(semantic.failures))
     extra = None if semantic is None else {
-        "judge": {"calls": semantic.calls, "failures": dict(semantic.failures)}}
+        "judge": {"template_version": TEMPLATE_VERSION, "calls": semantic.calls,
+                  "failures": dict(semantic.failures)}}
     return stage.finish("grpo", cfg, trainer, processor, extra)
