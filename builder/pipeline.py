@@ -74,13 +74,15 @@ class Roles:
 
 
 def _endpoint_key(m: ModelConfig) -> tuple[Any, ...]:
-    return (m.base_urls, m.api_key_env, m.timeout_s, m.max_retries)
+    """Roles alike in all of this share one client; prices too, as the client bills the wire
+    (attempts and retries included) at its endpoint's prices."""
+    return (m.base_urls, m.api_key_env, m.timeout_s, m.max_retries, m.price_in, m.price_out)
 
 
 def make_roles(config: BuildConfig, backend: str, cache: CallCache) -> Roles:
-    """One cached backend per role. Roles that name the same endpoint share one client: a
-    deployment serves so many requests at a time whichever role sends them, so its in-flight
-    bound is the largest concurrency among them."""
+    """One cached backend per role. Roles that name the same endpoint (at the same prices)
+    share one client: a deployment serves so many requests at a time whichever role sends them,
+    so its in-flight bound is the largest concurrency among them."""
     named: list[tuple[str, ModelConfig]] = [("planner", config.planner)]
     named += [(f"responder[{i}]", r) for i, r in enumerate(config.responders)]
     if config.judge is not None:
