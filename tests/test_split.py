@@ -93,6 +93,18 @@ def test_duplicates_by_every_key(pool):
     assert result.pool == 59
 
 
+def test_exclusion_list_keeps_an_undecodable_images_exact_hash_and_question(pool, tmp_path):
+    broken = dataclasses.replace(pool[0], image=b"not an image", question="  A Question?! ")
+    exclusion = ExclusionList.from_items([broken, pool[1]])
+    assert exclusion.sha256 == {broken.image_sha256, pool[1].image_sha256}
+    assert exclusion.phash == {perceptual_hash(pool[1].image)}
+    assert exclusion.questions == {"a question", normalise_question(pool[1].question)}
+    path = tmp_path / "exclusions.txt"
+    exclusion.save(path)
+    assert ExclusionList.load(path) == exclusion
+    assert [p.name for p in tmp_path.iterdir()] == ["exclusions.txt"]  # no temporary left
+
+
 def test_exclusion_list_round_trip_and_matching(pool, tmp_path: Path):
     bench = pool[:30]
     exclusion = ExclusionList.from_items(bench)

@@ -8,12 +8,10 @@ folded away). The same keys screen the pool against an exclusion list of benchma
 
 from __future__ import annotations
 
-import contextlib
 import io
 import itertools
 import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ import imagehash
 from PIL import Image
 
 from safer_toolkit.builder.sources.base import SourceItem
+from safer_toolkit.validation.report import AtomicWriter
 
 MAX_PIXELS = 64_000_000
 """Images above this are not decoded for hashing (they are rejected as unreadable)."""
@@ -66,8 +65,9 @@ class ItemKeys:
 
     @classmethod
     def of(cls, item: SourceItem) -> ItemKeys:
-        question = normalise_question(item.question)
-        return cls(item.image_sha256, perceptual_hash(item.image), question)
+        """The item's keys; raises ValueError when its image cannot be decoded."""
+        return cls(item.image_sha256, perceptual_hash(item.image),
+                   normalise_question(item.question))
 
 
 class PHashIndex:
@@ -142,8 +142,8 @@ class ExclusionList:
                 out.sha256.add(value)
             elif kind == "phash" and re.fullmatch(r"[0-9a-f]{16}", value):
                 out.phash.add(int(value, 16))
-            elif kind == "question" and normalise_question(value):
-                out.questions.add(normalise_question(value))
+            elif kind == "question" and (question := normalise_question(value)):
+                out.questions.add(question)
             else:
                 raise ValueError(f"{path}:{number}: not a 'sha256:', 'phash:' or 'question:' entry")
         return out
@@ -156,13 +156,20 @@ class ExclusionList:
 
     @classmethod
     def from_items(cls, items: Iterable[SourceItem], *, questions: bool = True) -> ExclusionList:
+        """The keys of `items` (`ItemKeys`); an image that cannot be decoded for its perceptual
+        hash still contributes its exact hash and question."""
         out = cls()
         for item in items:
             out.sha256.add(item.image_sha256)
-            with contextlib.suppress(ValueError):  # the exact hash still excludes it
-                out.phash.add(perceptual_hash(item.image))
-            if questions and normalise_question(item.question):
-                out.questions.add(normalise_question(item.question))
+            try:
+                keys = ItemKeys.of(item)
+            except ValueError:  # an undecodable image: no perceptual hash
+                question = normalise_question(item.question)
+            else:
+                out.phash.add(keys.phash)
+                question = keys.question
+            if questions and question:
+                out.questions.add(question)
         return out
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -172,11 +179,5 @@ class ExclusionList:
         lines += [f"sha256:{v}" for v in sorted(self.sha256)]
         lines += [f"phash:{v:016x}" for v in sorted(self.phash)]
         lines += [f"question:{v}" for v in sorted(self.questions)]
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write("\n".join(lines) + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with AtomicWriter(path) as out:
+            out.file.write(("\n".join(lines) + "\n").encode("utf-8"))
