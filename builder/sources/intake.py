@@ -170,33 +170,32 @@ def question_text(value: Any, limits: Limits) -> str:
     return value.strip()
 
 
-def taxonomy_category(value: Any, mapping: Mapping[str, str | None] | None = None) -> str | None:
-    """A taxonomy category from a source value (directly, or through `mapping`); None if absent."""
+def _taxonomy_value(field: str, value: Any, mapping: Mapping[Any, str | None] | None,
+                    types: type | tuple[type, ...], allowed: tuple[str, ...],
+                    hint: str = "") -> str | None:
+    """A source value as a taxonomy value (directly, or through `mapping`); None if absent."""
     if value is None or value == "":
         return None
-    if not isinstance(value, str):
-        raise RecordError(f"risk_category of type {type(value).__name__}")
+    if not isinstance(value, types):
+        raise RecordError(f"{field} of type {type(value).__name__}")
     if mapping is not None and value in mapping:
         value = mapping[value]
         if value is None:
             return None
-    if value not in risk_categories():
-        raise RecordError(f"unknown risk_category {value!r}")
+    if value not in allowed:
+        raise RecordError(f"unknown {field} {value!r}{hint}")
     return str(value)
+
+
+def taxonomy_category(value: Any, mapping: Mapping[str, str | None] | None = None) -> str | None:
+    """A taxonomy category from a source value (directly, or through `mapping`); None if absent."""
+    return _taxonomy_value("risk_category", value, mapping, str, risk_categories())
 
 
 def taxonomy_label(value: Any, mapping: Mapping[Any, str | None] | None = None) -> str | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str | int | bool):
-        raise RecordError(f"label of type {type(value).__name__}")
-    if mapping is not None and value in mapping:
-        value = mapping[value]
-        if value is None:
-            return None
-    if value not in LABELS:
-        raise RecordError(f"unknown label {value!r} (expected {' or '.join(LABELS)})")
-    return str(value)
+    """A taxonomy label from a source value (a string, or an int/bool through `mapping`)."""
+    return _taxonomy_value("label", value, mapping, (str, int, bool), LABELS,
+                           f" (expected {' or '.join(LABELS)})")
 
 
 def make_item(*, source_dataset: str, source_license: str, source_id: str, question: str,
