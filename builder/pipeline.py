@@ -178,17 +178,17 @@ def exclusion_list(config: BuildConfig) -> tuple[Any, dict[str, Any] | None]:
 
 def assign(config: BuildConfig, on_bad: SourceLog) -> tuple[Any, dict[str, Any] | None]:
     """Dedup and split assignment; the reserve shrinks to nothing before the build gives up."""
-    from safer_toolkit.builder.stages.split import PoolTooSmall, assign_splits
+    from safer_toolkit.builder.stages.split import PoolTooSmall, dedup_pool, draw_splits
 
     exclude, described = exclusion_list(config)
     sizes = split_sizes(config)
-    pool = list(source_items(config, sum(sizes.values()), on_bad))
+    pool = dedup_pool(source_items(config, sum(sizes.values()), on_bad), config.seed, exclude)
     try:
-        return assign_splits(pool, sizes, config.seed, exclude), described
+        return draw_splits(pool, sizes), described
     except PoolTooSmall:
         pass
     try:
-        return assign_splits(pool, config.prompt_counts(), config.seed, exclude), described
+        return draw_splits(pool, config.prompt_counts()), described
     except PoolTooSmall as exc:
         raise BuildError(f"not enough source items: {exc}") from None
 

@@ -13,14 +13,13 @@ from PIL import Image
 
 from safer_toolkit.builder.sources.base import SourceItem
 from safer_toolkit.builder.sources.seed import seed_corpus
-from safer_toolkit.builder.stages.dedup import PHashIndex
-from safer_toolkit.builder.stages.split import (
+from safer_toolkit.builder.stages.dedup import (
     ExclusionList,
-    PoolTooSmall,
-    assign_splits,
+    PHashIndex,
     normalise_question,
     perceptual_hash,
 )
+from safer_toolkit.builder.stages.split import PoolTooSmall, assign_splits, dedup_pool, draw_splits
 
 SIZES = {"sft": 120, "dpo": 124, "grpo": 120, "eval": 40}
 
@@ -59,6 +58,17 @@ def test_sizes_disjoint_and_deterministic(pool):
         for item in items:
             for key in keys(item):
                 assert seen.setdefault(key, name) == name, f"{key} in {seen[key]} and {name}"
+
+
+def test_one_deduplicated_pool_serves_several_draws(pool):
+    deduped = dedup_pool(pool, seed=5)
+    with pytest.raises(PoolTooSmall):
+        draw_splits(deduped, {"sft": len(pool) + 1})
+    small = {"sft": 10, "eval": 5}
+    for sizes in (SIZES, small):  # the same pool, drawn twice, as assign_splits draws once
+        drawn, direct = draw_splits(deduped, sizes), assign_splits(pool, sizes, seed=5)
+        assert drawn.splits == direct.splits and drawn.strata == direct.strata
+        assert (drawn.pool, drawn.unused, drawn.dropped) == (direct.pool, direct.unused, {})
 
 
 def test_each_split_mirrors_the_pool_strata(pool):

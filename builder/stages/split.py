@@ -7,6 +7,9 @@ seeded hash of their keys, so the result depends on the pool and the seed, not o
 Splits are then filled one after another, each taking from every stratum in proportion to what is
 left (largest-remainder rounding), so each split mirrors the pool's strata and no item is used
 twice. Same (items, sizes, seed) -> same splits.
+
+The two halves are separate (`dedup_pool`, then `draw_splits`), so a caller that must draw again
+with other sizes does not hash every image again; `assign_splits` does both.
 """
 
 from __future__ import annotations
@@ -14,25 +17,19 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from safer_toolkit.builder.sources.base import SourceItem
-from safer_toolkit.builder.stages.dedup import (
-    ExclusionList,
-    ItemKeys,
-    PHashIndex,
-    normalise_question,
-    perceptual_hash,
-)
+from safer_toolkit.builder.stages.dedup import ExclusionList, ItemKeys, PHashIndex
 
 __all__ = [
     "PHASH_DISTANCE",
-    "ExclusionList",
+    "DedupPool",
     "PoolTooSmall",
     "SplitAssignment",
     "assign_splits",
-    "normalise_question",
-    "perceptual_hash",
+    "dedup_pool",
+    "draw_splits",
 ]
 
 PHASH_DISTANCE = 4
@@ -51,7 +48,23 @@ class SplitAssignment:
     dropped: dict[str, int]  # reason -> count
     pool: int  # unique, non-excluded items available
     unused: int  # of those, left out because the splits were full
-    strata: dict[str, dict[str, int]]  # split -> "category/label" -> count, for manifests
+
+    @property
+    def strata(self) -> dict[str, dict[str, int]]:
+        """split -> "category/label" -> count, for manifests."""
+        return {name: {"/".join(s): n for s, n in sorted(Counter(map(_stratum, items)).items())}
+                for name, items in self.splits.items()}
+
+
+@dataclass(frozen=True)
+class DedupPool:
+    """The unique, non-excluded items, grouped by stratum and in seeded order inside each."""
+
+    strata: dict[Stratum, list[tuple[bytes, SourceItem]]] = field(repr=False)
+    dropped: dict[str, int]  # reason -> count
+
+    def __len__(self) -> int:
+        return sum(len(members) for members in self.strata.values())
 
 
 def _stratum(item: SourceItem) -> Stratum:
@@ -70,21 +83,17 @@ def _largest_remainder(total: int, weights: Mapping[Stratum, int]) -> dict[Strat
     return counts
 
 
-def assign_splits(
+def dedup_pool(
     items: Iterable[SourceItem],
-    sizes: Mapping[str, int],
     seed: int,
     exclude: ExclusionList | None = None,
     *,
     phash_distance: int = PHASH_DISTANCE,
-) -> SplitAssignment:
-    """Deduplicate `items`, then draw disjoint, stratified splits of the given sizes.
+) -> DedupPool:
+    """Deduplicate `items` and screen them against `exclude`; the survivors in seeded order.
 
-    Images are decoded one at a time for hashing; only the kept items are held. Raises
-    PoolTooSmall when the deduplicated pool cannot fill `sizes`.
+    Images are decoded one at a time for hashing; only the kept items are held.
     """
-    if any(not isinstance(n, int) or n < 0 for n in sizes.values()):
-        raise ValueError(f"split sizes must be non-negative integers: {dict(sizes)}")
     exclude = exclude or ExclusionList()
     excluded_phash = PHashIndex(phash_distance)
     for value in exclude.phash:
@@ -118,20 +127,30 @@ def assign_splits(
                                     digest_size=16).digest()
             strata[_stratum(item)].append((order, item))
 
-    pool = sum(len(members) for members in strata.values())
-    need = sum(sizes.values())
-    if need > pool:
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "none"
-        wanted = ", ".join(f"{k} {v}" for k, v in sizes.items())
-        raise PoolTooSmall(f"{pool} unique items after dedup (dropped: {reasons}) cannot fill "
-                           f"splits of {need} items ({wanted})")
     for members in strata.values():
         members.sort(key=lambda pair: pair[0])
+    return DedupPool(dict(strata), dict(dropped))
 
+
+def draw_splits(pool: DedupPool, sizes: Mapping[str, int]) -> SplitAssignment:
+    """Disjoint, stratified splits of the given sizes from `pool` (which it leaves as it is).
+
+    Raises PoolTooSmall when the pool cannot fill `sizes`.
+    """
+    if any(not isinstance(n, int) or n < 0 for n in sizes.values()):
+        raise ValueError(f"split sizes must be non-negative integers: {dict(sizes)}")
+    available = len(pool)
+    need = sum(sizes.values())
+    if need > available:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(pool.dropped.items())) or "none"
+        wanted = ", ".join(f"{k} {v}" for k, v in sizes.items())
+        raise PoolTooSmall(f"{available} unique items after dedup (dropped: {reasons}) cannot "
+                           f"fill splits of {need} items ({wanted})")
+
+    strata = pool.strata
     remaining = {s: len(m) for s, m in sorted(strata.items())}
     taken = dict.fromkeys(remaining, 0)
     splits: dict[str, list[SourceItem]] = {}
-    counts: dict[str, dict[str, int]] = {}
     for name, size in sizes.items():
         share = _largest_remainder(size, remaining)
         chosen: list[tuple[bytes, SourceItem]] = []
@@ -141,5 +160,18 @@ def assign_splits(
             remaining[s] -= n
         chosen.sort(key=lambda pair: pair[0])
         splits[name] = [item for _, item in chosen]
-        counts[name] = {"/".join(s): n for s, n in share.items() if n}
-    return SplitAssignment(splits, dict(dropped), pool, pool - need, counts)
+    return SplitAssignment(splits, dict(pool.dropped), available, available - need)
+
+
+def assign_splits(
+    items: Iterable[SourceItem],
+    sizes: Mapping[str, int],
+    seed: int,
+    exclude: ExclusionList | None = None,
+    *,
+    phash_distance: int = PHASH_DISTANCE,
+) -> SplitAssignment:
+    """Deduplicate `items`, then draw disjoint, stratified splits of the given sizes
+    (`draw_splits(dedup_pool(...), sizes)`). Raises PoolTooSmall when the deduplicated pool
+    cannot fill `sizes`."""
+    return draw_splits(dedup_pool(items, seed, exclude, phash_distance=phash_distance), sizes)
