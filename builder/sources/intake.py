@@ -8,11 +8,12 @@ values, and a bad record becomes a `BadRecord` (file, line/row, reason) for the 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -80,6 +81,29 @@ class RecordError(ValueError):
     """One record is unusable; loaders turn it into a BadRecord and go on."""
 
 
+class UnreadableImage(ValueError):
+    """Bytes Pillow cannot open as an image (or refuses as a decompression bomb)."""
+
+
+@contextlib.contextmanager
+def open_image(data: bytes) -> Iterator[Image.Image]:
+    """Encoded image bytes opened lazily: only the header is parsed until pixels are asked for.
+
+    Pillow's decompression-bomb warning is silenced (callers bound the pixel count themselves);
+    bytes it cannot open, or refuses past its own pixel limit, raise `UnreadableImage`.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise UnreadableImage(f"image too large: {exc}") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UnreadableImage("not a readable image") from exc
+    with image:
+        yield image
+
+
 def image_extension(data: bytes, limits: Limits) -> str:
     """Check encoded image bytes against `limits` from the header only; return the extension."""
     if not data:
@@ -87,14 +111,10 @@ def image_extension(data: bytes, limits: Limits) -> str:
     if len(data) > limits.max_image_bytes:
         raise RecordError(f"image of {len(data)} bytes exceeds {limits.max_image_bytes}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                fmt, (width, height) = image.format, image.size
-    except Image.DecompressionBombError as exc:
-        raise RecordError(f"image too large: {exc}") from None
-    except (OSError, SyntaxError, ValueError):
-        raise RecordError("not a readable image") from None
+        with open_image(data) as image:
+            fmt, (width, height) = image.format, image.size
+    except UnreadableImage as exc:
+        raise RecordError(str(exc)) from None
     if fmt not in IMAGE_FORMATS:
         raise RecordError(f"unsupported image format {fmt}")
     if width * height > limits.max_pixels:

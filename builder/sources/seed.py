@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import itertools
 import json
 import math
@@ -28,11 +27,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from PIL import Image
-
 from safer_toolkit.builder.sources import seed_content as content
 from safer_toolkit.builder.sources import seed_render as render
 from safer_toolkit.builder.sources.base import SourceItem
+from safer_toolkit.builder.sources.intake import UnreadableImage, open_image
 from safer_toolkit.schemas import risk_categories
 from safer_toolkit.validation import library_tools
 
@@ -265,11 +263,9 @@ def read_scene(image_bytes: bytes) -> dict | None:
     five keys and their types, so a foreign or tampered image never yields a half-valid scene.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(image_bytes)) as image:
-                raw = image.info.get(SCENE_KEY) if image.format == "PNG" else None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        with open_image(image_bytes) as image:
+            raw = image.info.get(SCENE_KEY) if image.format == "PNG" else None
+    except UnreadableImage:
         return None
     if not isinstance(raw, str):
         return None

@@ -8,7 +8,6 @@ folded away). The same keys screen the pool against an exclusion list of benchma
 
 from __future__ import annotations
 
-import io
 import itertools
 import os
 import re
@@ -22,6 +21,7 @@ import imagehash
 from PIL import Image
 
 from safer_toolkit.builder.sources.base import SourceItem
+from safer_toolkit.builder.sources.intake import open_image
 from safer_toolkit.validation.report import AtomicWriter
 
 MAX_PIXELS = 64_000_000
@@ -42,19 +42,19 @@ def perceptual_hash(image: bytes) -> int:
     px before pHash's own 32x32 resize: the hash is the same to within a bit or two, at a
     fraction of the decode time. Raises ValueError for anything that is not a decodable image.
     """
-    try:
-        with Image.open(io.BytesIO(image)) as im:
-            width, height = im.size
-            if width * height > MAX_PIXELS:
-                raise ValueError(f"image of {width}x{height} pixels exceeds {MAX_PIXELS}")
+    with open_image(image) as im:  # UnreadableImage (a ValueError) for what is not an image
+        width, height = im.size
+        if width * height > MAX_PIXELS:
+            raise ValueError(f"image of {width}x{height} pixels exceeds {MAX_PIXELS}")
+        try:
             im.draft("L", (128, 128))
             frame = im.convert("L")
-            factor = min(frame.size) // 128
-            if factor >= 2:
-                frame = frame.reduce(factor)
-            return int(str(imagehash.phash(frame)), 16)
-    except (OSError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"undecodable image: {exc}") from exc
+        except (OSError, SyntaxError, Image.DecompressionBombError) as exc:  # broken pixel data
+            raise ValueError(f"undecodable image: {exc}") from exc
+    factor = min(frame.size) // 128
+    if factor >= 2:
+        frame = frame.reduce(factor)
+    return int(str(imagehash.phash(frame)), 16)
 
 
 @dataclass(frozen=True)
