@@ -39,6 +39,7 @@ from PIL import Image
 
 from safer_toolkit.builder.sources.base import SourceItem
 from safer_toolkit.builder.sources.intake import (
+    DEFAULT_LIMITS,
     BadRecord,
     Limits,
     OnBad,
@@ -51,7 +52,6 @@ from safer_toolkit.builder.sources.intake import (
     question_text,
 )
 
-DEFAULT_LIMITS = Limits()
 VHH = "violence_hate_harassment"
 
 # SPA-VL: class3 (subcategory) first, then class2, then class1; keys compared in lowercase.

@@ -39,6 +39,9 @@ class Limits:
     max_line_bytes: int = 1024 * 1024
 
 
+DEFAULT_LIMITS = Limits()
+
+
 @dataclass(frozen=True)
 class Columns:
     """Which field of a record holds what.

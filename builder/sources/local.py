@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 from safer_toolkit.builder.sources.base import SourceItem
 from safer_toolkit.builder.sources.intake import (
+    DEFAULT_LIMITS,
     BadRecord,
     Columns,
     Limits,
@@ -36,7 +37,6 @@ __all__ = ["Columns", "Limits", "load_image_folder", "load_jsonl", "load_local",
 METADATA_FILES = ("metadata.jsonl", "questions.jsonl", "metadata.parquet")
 DEFAULT_COLUMNS = Columns()
 FOLDER_COLUMNS = Columns(image="file_name")
-DEFAULT_LIMITS = Limits()
 PathLike = str | os.PathLike[str]
 
 
