@@ -56,6 +56,24 @@ def test_overrides_apply_to_the_stage_and_output_root_moves_the_chain(tmp_path: 
     assert kwargs["output_dir"] == f"{tmp_path}/grpo"
 
 
+@pytest.mark.parametrize(("stage", "own"), [
+    ("sft", {"assistant_only_loss": True}),
+    ("dpo", {"beta": 0.1, "loss_type": ["sigmoid"]}),
+    ("grpo", {"num_generations": 4, "temperature": 1.0, "beta": 0.01,
+              "max_completion_length": 2048, "use_vllm": False, "vllm_mode": "colocate"}),
+])
+def test_each_stage_hands_its_own_trainer_fields_to_trl(stage: str, own: dict) -> None:
+    cfg = load_stage_config(CLASSES[stage], CONFIGS / "qwen2_5_vl_3b.toml", stage)
+    kwargs = cfg.trainer_kwargs()
+    assert {k: kwargs[k] for k in own} == own
+    assert "rewards" not in kwargs and "judge" not in kwargs and "lora" not in kwargs
+    if stage == "dpo":  # TRL gets a copy: the recorded config stays as it was
+        assert kwargs["loss_type"] is not cfg.loss_type
+    name = next(iter(own))
+    cfg.trl = {name: "from [trl]"}  # a [STAGE.trl] option still has the last word
+    assert cfg.trainer_kwargs()[name] == "from [trl]"
+
+
 def test_reward_functions_follow_the_weights() -> None:
     cfg = load_stage_config(GRPOStageConfig, CONFIGS / "qwen2_5_vl_3b.toml", "grpo",
                             {"rewards": {"semantic": 0.0, "protocol": 0.3}})

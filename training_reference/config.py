@@ -78,7 +78,8 @@ class StageConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     trl: dict[str, Any] = field(default_factory=dict)  # any other TRL config option, verbatim
 
-    #: Fields copied into the TRL config under the same name.
+    #: Fields copied into the TRL config under the same name; a stage config extends it with
+    #: its own (`(*StageConfig.TRAINER_FIELDS, "beta", ...)`).
     TRAINER_FIELDS: typing.ClassVar[tuple[str, ...]] = (
         "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
         "gradient_accumulation_steps", "lr_scheduler_type", "warmup_steps", "weight_decay",
@@ -87,9 +88,14 @@ class StageConfig:
 
     def trainer_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the stage's TRL config class."""
-        kwargs = {name: getattr(self, name) for name in self.TRAINER_FIELDS}
+        kwargs = {name: _copy(getattr(self, name)) for name in self.TRAINER_FIELDS}
         kwargs["bf16"] = self.bf16 and self.dtype == "bfloat16"
         return {**kwargs, **self.trl}
+
+
+def _copy(value: Any) -> Any:
+    """A list handed to TRL is a copy: its config may change it, the recorded one may not."""
+    return list(value) if isinstance(value, list) else value
 
 
 C = TypeVar("C", bound=StageConfig)

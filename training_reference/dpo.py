@@ -7,7 +7,7 @@ Rows: the dataset's `dpo` config — `prompt` [system, user (image, question)], 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from safer_toolkit.training_reference.config import StageConfig
 
@@ -22,6 +22,9 @@ class DPOStageConfig(StageConfig):
     beta: float = 0.1  # DPO temperature (TRL's default; the paper does not state one)
     loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])
 
+    TRAINER_FIELDS: ClassVar[tuple[str, ...]] = (*StageConfig.TRAINER_FIELDS, "beta",
+                                                 "loss_type")
+
 
 def train(cfg: DPOStageConfig) -> dict[str, Any]:
     """Run DPO from the SFT model and save to `cfg.output_dir`; returns the summary."""
@@ -32,7 +35,6 @@ def train(cfg: DPOStageConfig) -> dict[str, Any]:
 
     model, processor = stage.load_model_and_processor(cfg)
     args = DPOConfig(**{"max_length": None,  # never truncate into image tokens
-                        "beta": cfg.beta, "loss_type": list(cfg.loss_type),
                         **cfg.trainer_kwargs()})
     trainer = DPOTrainer(model=model, args=args, train_dataset=rows.select_columns(COLUMNS),
                          processing_class=processor, peft_config=stage.peft_config(cfg))

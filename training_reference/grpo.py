@@ -11,7 +11,7 @@ import asyncio
 import importlib.util
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from safer_toolkit.training_reference.config import ConfigError, StageConfig
 from safer_toolkit.training_reference.judge import TEMPLATE_VERSION
@@ -42,6 +42,10 @@ class GRPOStageConfig(StageConfig):
     # concurrency, timeout_s, max_retries, ...). Used only when rewards.semantic > 0.
     judge: dict[str, Any] = field(default_factory=dict)
     judge_sees_image: bool = True
+
+    TRAINER_FIELDS: ClassVar[tuple[str, ...]] = (
+        *StageConfig.TRAINER_FIELDS, "num_generations", "temperature", "beta",
+        "max_completion_length", "use_vllm", "vllm_mode")
 
 
 def _judge(cfg: GRPOStageConfig) -> Any:
@@ -100,12 +104,8 @@ def train(cfg: GRPOStageConfig) -> dict[str, Any]:
 
     funcs, weights = reward_functions(cfg, semantic)
     model, processor = stage.load_model_and_processor(cfg)
-    args = GRPOConfig(**{
-        "num_generations": cfg.num_generations, "temperature": cfg.temperature,
-        "beta": cfg.beta, "max_completion_length": cfg.max_completion_length,
-        "use_vllm": cfg.use_vllm, "vllm_mode": cfg.vllm_mode, "reward_weights": weights,
-        "log_completions": False,
-        **cfg.trainer_kwargs()})
+    args = GRPOConfig(**{"reward_weights": weights, "log_completions": False,
+                         **cfg.trainer_kwargs()})
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=rows,
                           processing_class=processor, peft_config=stage.peft_config(cfg))
     try:

@@ -7,7 +7,7 @@ question), assistant (text-form trace + answer)] and `images`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from safer_toolkit.training_reference.config import StageConfig
 
@@ -21,6 +21,9 @@ class SFTStageConfig(StageConfig):
     learning_rate: float = 1e-5
     assistant_only_loss: bool = True  # loss on the assistant turn only, not the long system prompt
 
+    TRAINER_FIELDS: ClassVar[tuple[str, ...]] = (*StageConfig.TRAINER_FIELDS,
+                                                 "assistant_only_loss")
+
 
 def train(cfg: SFTStageConfig) -> dict[str, Any]:
     """Run SFT and save the model to `cfg.output_dir`; returns the provenance summary."""
@@ -31,7 +34,6 @@ def train(cfg: SFTStageConfig) -> dict[str, Any]:
 
     model, processor = stage.load_model_and_processor(cfg)
     args = SFTConfig(**{"max_length": None,  # never truncate into image tokens
-                        "assistant_only_loss": cfg.assistant_only_loss,
                         **cfg.trainer_kwargs()})
     trainer = SFTTrainer(model=model, args=args, train_dataset=rows.select_columns(COLUMNS),
                          processing_class=processor, peft_config=stage.peft_config(cfg))
