@@ -129,6 +129,7 @@ def test_body_has_every_section_and_snippet(release):
     for config, split in SPLITS.items():
         assert f'load_dataset(REPO, "{config}", split="{split}")' in text
     assert "arXiv:2603.02635" in text and "backend: offline" in text
+    assert "from safer_toolkit.training_reference.rewards import protocol_reward" in text
     assert "![Rows per risk category and label, all configs](assets/statistics.png)" in text
     assert "{{" not in text and "{%" not in text
 
