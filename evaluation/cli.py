@@ -119,22 +119,31 @@ def _settings(args: argparse.Namespace):  # -> EvalSettings
         raise ValueError("give --responses or --model-base-url/--model, not both")
     if not args.responses and not (args.model_base_url and args.model):
         raise ValueError("give --model-base-url and --model, or --responses FILE.jsonl")
-    if args.concurrency < 1 or args.max_tokens < 1 or args.timeout <= 0:
-        raise ValueError("--concurrency and --max-tokens must be ≥ 1, --timeout > 0")
+    if args.max_tokens < 1:
+        raise ValueError("--max-tokens must be ≥ 1")
     if args.responses and not args.responses.is_file():
         raise ValueError(f"--responses {args.responses}: no such file")
-    common = {"concurrency": args.concurrency, "timeout_s": args.timeout,
-              "max_retries": args.max_retries}
-    judge = ModelEndpoint("judge", args.judge_model, args.judge_base_url,
-                          args.judge_api_key_env, {"temperature": 0.0}, **common)
+
+    def endpoint(role: str, name: str, urls: list[str], key_env: str | None,
+                 sampling: dict) -> ModelEndpoint:
+        try:  # ModelEndpoint checks the call settings; the message names the flags
+            return ModelEndpoint(role, name, urls, key_env, sampling,
+                                 concurrency=args.concurrency, timeout_s=args.timeout,
+                                 max_retries=args.max_retries)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (set with --concurrency, --timeout, --max-retries)"
+                             ) from None
+
+    judge = endpoint("judge", args.judge_model, args.judge_base_url, args.judge_api_key_env,
+                     {"temperature": 0.0})
     model = None
     if args.model:
         try:
             sampling = _sampling(args)
         except orjson.JSONDecodeError as exc:
             raise ValueError(f"--model-sampling is not JSON: {exc}") from None
-        model = ModelEndpoint("model", args.model, args.model_base_url, args.model_api_key_env,
-                              sampling, **common)
+        model = endpoint("model", args.model, args.model_base_url, args.model_api_key_env,
+                         sampling)
     text = GENERIC_SYSTEM_PROMPT
     if args.system_prompt_file:
         try:

@@ -129,6 +129,13 @@ def test_rows_that_cannot_be_evaluated_are_kept_with_their_problem() -> None:
     (["--dataset", "d", "--out", "o", "--judge-base-url", "http://x/v1", "--judge-model", "j",
       "--model-base-url", "http://x/v1", "--model", "m", "--model-sampling", "[1"],
      "--model-sampling is not JSON"),
+    *((["--dataset", "d", "--out", "o", "--judge-base-url", "http://x/v1", "--judge-model", "j",
+        "--model-base-url", "http://x/v1", "--model", "m", flag, value], message)
+      for flag, value, message in (
+          ("--concurrency", "0", "concurrency must be ≥ 1"),
+          ("--timeout", "0", "timeout_s > 0"),
+          ("--max-retries", "-1", "max_retries ≥ 0"),
+          ("--max-tokens", "0", "--max-tokens must be ≥ 1"))),
 ])
 def test_usage_errors_exit_2_with_one_line(argv: list[str], message: str,
                                            capsys: pytest.CaptureFixture) -> None:
