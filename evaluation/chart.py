@@ -6,11 +6,12 @@ the same bytes.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from safer_toolkit.builder.release.chart import chart_font, png_bytes
 
 #: (label, metric path, colour) of each bar in a group
 BARS = (
@@ -27,16 +28,12 @@ RIGHT = 70
 TOP = 70
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    return ImageFont.load_default(size=size)
-
-
 def scores_chart(groups: Mapping[str, Mapping[str, Any]], title: str) -> bytes:
     """PNG bytes: for each named group of metrics, one bar per entry of `BARS` (0–100 %)."""
     height = TOP + len(groups) * (len(BARS) * BAR + GROUP_GAP) + 20
     image = Image.new("RGB", (WIDTH, height), "white")
     draw = ImageDraw.Draw(image)
-    font, small = _font(16), _font(13)
+    font, small = chart_font(16), chart_font(13)
     draw.text((16, 14), title, fill="black", font=font)
     x = LEFT
     for name, _, colour in BARS:  # legend
@@ -60,6 +57,4 @@ def scores_chart(groups: Mapping[str, Mapping[str, Any]], title: str) -> bytes:
                 draw.text((LEFT + 6, y + BAR // 2), "n/a", fill="gray", font=small, anchor="lm")
             y += BAR
         y += GROUP_GAP
-    out = io.BytesIO()
-    image.save(out, format="PNG", optimize=False)
-    return out.getvalue()
+    return png_bytes(image)

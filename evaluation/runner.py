@@ -94,11 +94,6 @@ def _dump(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n"
 
 
-def _sha256_file(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 class _Evaluation:
     """The per-item flow of one run, over already-built backends."""
 
@@ -163,6 +158,7 @@ class _Evaluation:
 def _provenance(s: EvalSettings, items: list[EvalItem], stats: dict[str, Any]) -> dict[str, Any]:
     from safer_toolkit import __version__, schemas
     from safer_toolkit.builder.prompts import template
+    from safer_toolkit.builder.release.export import sha256_file  # heavy: only when writing
 
     ids = "\n".join(item.id for item in items).encode()
     if s.model is not None:
@@ -171,7 +167,7 @@ def _provenance(s: EvalSettings, items: list[EvalItem], stats: dict[str, Any]) -
                                  "sampling": s.model.sampling}
     else:
         assert s.responses is not None
-        model = {"responses_file": str(s.responses), "sha256": _sha256_file(s.responses)}
+        model = {"responses_file": str(s.responses), "sha256": sha256_file(s.responses)}
     return {
         "toolkit_version": __version__,
         "dataset": {"source": s.dataset, "config": s.config, "split": s.split,

@@ -21,8 +21,16 @@ RIGHT = 80
 TOP = 64
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def chart_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's bundled font: the same glyphs on every machine (the eval chart uses it too)."""
     return ImageFont.load_default(size=size)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """`image` as PNG without metadata, so the same drawing always gives the same bytes."""
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=False)
+    return out.getvalue()
 
 
 def category_label_chart(counts: Mapping[tuple[str, str], int], title: str) -> bytes:
@@ -34,7 +42,7 @@ def category_label_chart(counts: Mapping[tuple[str, str], int], title: str) -> b
     height = TOP + len(categories) * (BAR + GAP) + 40
     image = Image.new("RGB", (WIDTH, height), "white")
     draw = ImageDraw.Draw(image)
-    font, small = _font(16), _font(13)
+    font, small = chart_font(16), chart_font(13)
     draw.text((16, 14), title, fill="black", font=font)
     x = LEFT
     for label in labels:  # legend
@@ -54,6 +62,4 @@ def category_label_chart(counts: Mapping[tuple[str, str], int], title: str) -> b
             x += w
         draw.text((x + 6, y + BAR // 2), str(totals[category]), fill="black", font=small,
                   anchor="lm")
-    out = io.BytesIO()
-    image.save(out, format="PNG", optimize=False)
-    return out.getvalue()
+    return png_bytes(image)

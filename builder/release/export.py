@@ -48,7 +48,7 @@ def _digest(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()[:16]
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
@@ -178,7 +178,7 @@ def write_dataset(out_dir: Path, rows: Mapping[str, Iterable[Mapping[str, Any]]]
             "format": RELEASE_FORMAT,
             "writer": {"pyarrow": pyarrow.__version__, "datasets": datasets.__version__},
             **summary,
-            "sha256": {f: _sha256(staging / f) for c in configs.values() for f in c["files"]},
+            "sha256": {f: sha256_file(staging / f) for c in configs.values() for f in c["files"]},
         }
         _write_bytes(staging / "manifest.json", _json_bytes({**manifest, "release": release}))
         statistics = stats.compute({name: [staging / f for f in c["files"]]
