@@ -3,7 +3,9 @@ overrides apply, and bad input is one line on stderr with exit status 2."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,34 @@ def test_shipped_configs_carry_the_published_settings_and_chain(name: str, base:
     # GRPO needs the global batch to divide into groups of num_generations
     assert (grpo.per_device_train_batch_size * grpo.gradient_accumulation_steps) \
         % grpo.num_generations == 0
+
+
+#: What the shipped configs set on purpose away from the stage defaults. Every other key they
+#: set restates a default (the published settings are the defaults) and must stay equal to it.
+CHOSEN = {"dataset", "output_root", "model", "max_pixels", "per_device_train_batch_size",
+          "gradient_accumulation_steps", "warmup_steps", "judge", "trl"}
+CHOSEN_BY_STAGE = {"sft": {"num_train_epochs"}}
+
+
+def _leaves(default: object, table: dict, prefix: str = ""):
+    for key, value in table.items():
+        current = getattr(default, key)
+        if dataclasses.is_dataclass(current):
+            yield from _leaves(current, value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value, current
+
+
+@pytest.mark.parametrize("stage", list(CLASSES))
+@pytest.mark.parametrize("name", ["qwen2_5_vl_3b", "qwen2_5_vl_7b"])
+def test_shipped_configs_restate_the_defaults_they_do_not_change(name: str, stage: str) -> None:
+    doc = tomllib.loads((CONFIGS / f"{name}.toml").read_text())
+    table = {**{k: v for k, v in doc["defaults"].items() if k not in doc[stage]}, **doc[stage]}
+    chosen = CHOSEN | CHOSEN_BY_STAGE.get(stage, set())
+    restated = [(key, value, default) for key, value, default in _leaves(CLASSES[stage](), table)
+                if key.partition(".")[0] not in chosen]
+    assert "learning_rate" in {key for key, _, _ in restated}
+    assert [r for r in restated if r[1] != r[2]] == []
 
 
 def test_overrides_apply_to_the_stage_and_output_root_moves_the_chain(tmp_path: Path) -> None:
