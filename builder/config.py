@@ -19,6 +19,7 @@ from typing import Any
 import tomli_w
 
 from safer_toolkit.builder.backends.offline import OFFLINE_MODELS
+from safer_toolkit.builder.release.audit.thresholds import AuditThresholds
 from safer_toolkit.builder.sources import SOURCE_KINDS, kinds_text
 from safer_toolkit.builder.sources.intake import Columns
 from safer_toolkit.builder.stages.judge import RUBRIC
@@ -77,6 +78,7 @@ class BuildConfig:
     planner: ModelConfig = ModelConfig(OFFLINE_MODELS["planner"])
     responders: tuple[ModelConfig, ...] = (ModelConfig(OFFLINE_MODELS["responder"]),)
     judge: ModelConfig | None = ModelConfig(OFFLINE_MODELS["judge"])
+    audit: AuditThresholds = field(default_factory=AuditThresholds)  # bounds of `[audit]`
 
     @property
     def dpo_prompts(self) -> int:
@@ -123,6 +125,7 @@ class BuildConfig:
             "respond": {"repair_attempts": self.repair_attempts},
             "judge": {"enabled": self.judge is not None, "max_attempts": self.judge_attempts},
             "sources": [dict(s) for s in self.sources],
+            "audit": self.audit.to_json(),
             "models": {"planner": self.planner.to_toml(),
                        "responders": [r.to_toml(responder=True) for r in self.responders]},
         }
@@ -146,7 +149,7 @@ def _defaults(cls: type) -> dict[str, Any]:
 
 
 _TOP = {"seed", "reserve", "max_items_in_flight", "exclusion", "sizes", "dpo", "thresholds",
-        "plan", "respond", "judge", "sources", "models"}
+        "plan", "respond", "judge", "sources", "models", "audit"}
 _MODEL_KEYS = {f.name for f in fields(ModelConfig)}
 
 
@@ -226,6 +229,24 @@ class _Reader:
             price_in=self.number(t.get("price_in", d["price_in"]), f"{key}.price_in", 0.0),
             price_out=self.number(t.get("price_out", d["price_out"]), f"{key}.price_out", 0.0),
             samples=self.integer(t.get("samples", d["samples"]), f"{key}.samples", 1, 64))
+
+
+def parse_audit(data: Any, origin: str) -> AuditThresholds:
+    """The `[audit]` table (each key a bound of `AuditThresholds`; missing keys keep their
+    default); raises `ConfigError` naming `origin` and the key."""
+    r = _Reader(origin)
+    table = r.table(data, "audit", set(AuditThresholds.keys()))
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        default = getattr(AuditThresholds, key)
+        if isinstance(default, int):
+            values[key] = r.integer(value, f"audit.{key}", 0)
+        else:
+            number = r.number(value, f"audit.{key}", 0.0)
+            if number > 1:
+                raise r.fail(f"audit.{key}", f"must be a share between 0 and 1, not {value!r}")
+            values[key] = number
+    return AuditThresholds(**values)
 
 
 def _source(r: _Reader, spec: dict[str, Any], key: str, base: Path | None) -> dict[str, Any]:
@@ -320,7 +341,8 @@ def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None)
         planner=r.model(models["planner"], "models.planner"),
         responders=tuple(r.model(m, f"models.responders[{i}]", responder=True)
                          for i, m in enumerate(responders)),
-        judge=r.model(models["judge"], "models.judge") if judge_enabled else None)
+        judge=r.model(models["judge"], "models.judge") if judge_enabled else None,
+        audit=parse_audit(top.get("audit"), origin))
 
 
 def load_config(path: str | Path) -> BuildConfig:

@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("safer_toolkit.builder.cli", "build the SFT/DPO/GRPO/eval dataset"),
     "serve": ("safer_toolkit.builder.backends.serve_cli",
               "serve the offline backend as an OpenAI-compatible endpoint"),
+    "audit": ("safer_toolkit.builder.release.audit.cli",
+              "measure a built dataset's shortcuts against the build's bounds"),
     "push": ("safer_toolkit.builder.release.cli", "upload a built dataset folder to the Hub"),
     "train": ("safer_toolkit.training_reference.cli", "reference SFT → DPO → GRPO trainer"),
     "eval": ("safer_toolkit.evaluation.cli", "evaluate a model on the eval config"),
