@@ -18,14 +18,36 @@ from safer_toolkit.builder.config import BuildConfig, ModelConfig
 from safer_toolkit.builder.prompts import template_versions
 
 OFFLINE_NOTE = ("Built by the toolkit's offline backend: deterministic planner, responder and "
-                "judge driven by the scene metadata embedded in the seed images and by keyword "
-                "rules. No language model was called; wording is templated.")
+                "judge driven by each source item's own description of its picture (sent beside "
+                "the image, never inside it) and by rules. No language model was called; "
+                "answers are composed from templates.")
 OPENAI_NOTE = "Built by the models below through OpenAI-compatible chat-completions endpoints."
+SERVED_OFFLINE_NOTE = ("Built through OpenAI-compatible endpoints that answered as the toolkit's "
+                       "offline generator (`safer-toolkit serve`): no language model was called; "
+                       "answers are composed from templates.")
 
 
-def _model(role: str, m: ModelConfig, backend: str) -> dict[str, Any]:
-    entry: dict[str, Any] = {"role": role, "model": m.model, "sampling": dict(m.sampling),
-                             "concurrency": m.concurrency}
+def _answered(calls: Mapping[str, Any]) -> str:
+    """The model that answered most of a role's calls ("" when it made none)."""
+    answered = calls.get("answered_by") or {}
+    return max(sorted(answered), key=lambda name: answered[name]) if answered else ""
+
+
+def offline_models(names: Any) -> bool:
+    """Every name is one of the offline backend's models (and there is at least one)."""
+    from safer_toolkit.builder.backends.offline import OFFLINE_MODELS
+
+    names = [n for n in names if n]
+    return bool(names) and all(n in OFFLINE_MODELS.values() for n in names)
+
+
+def _model(role: str, m: ModelConfig, backend: str, calls: Mapping[str, Any]) -> dict[str, Any]:
+    """One role: the model that answered (`model`; every name it answered as in `answered_by`)
+    beside the configured one (`configured_model`), and how it was called."""
+    entry: dict[str, Any] = {"role": role, "model": _answered(calls) or m.model,
+                             "configured_model": m.model,
+                             "answered_by": dict(calls.get("answered_by") or {}),
+                             "sampling": dict(m.sampling), "concurrency": m.concurrency}
     if backend == "openai":  # endpoints and prices only mean something for real calls
         entry.update(base_urls=list(m.base_urls), api_key_env=m.api_key_env or None,
                      price_in=m.price_in, price_out=m.price_out)
@@ -38,16 +60,24 @@ def build_manifest(config: BuildConfig, *, backend: str, preset: str | None,
                    counts: Mapping[str, Any], rejections: Mapping[str, Mapping[str, int]],
                    failures: Mapping[str, int], dropped: Mapping[str, int],
                    calls: Mapping[str, Mapping[str, Any]], run: Mapping[str, Any],
-                   exclusion: Any = None) -> dict[str, Any]:
+                   exclusion: Any = None, judge: Mapping[str, Any] | None = None
+                   ) -> dict[str, Any]:
     """The manifest dict handed to the release writer."""
-    models = [_model("planner", config.planner, backend),
-              *(_model(f"responder[{i}]", r, backend) for i, r in enumerate(config.responders))]
+    models = [_model("planner", config.planner, backend, calls.get("planner", {})),
+              *(_model(f"responder[{i}]", r, backend, calls.get(f"responder[{i}]", {}))
+                for i, r in enumerate(config.responders))]
     if config.judge is not None:
-        models.append(_model("judge", config.judge, backend))
+        models.append(_model("judge", config.judge, backend, calls.get("judge", {})))
+    answered = [name for m in models for name in m["answered_by"]]
+    if backend == "offline":
+        note = OFFLINE_NOTE
+    else:
+        note = SERVED_OFFLINE_NOTE if offline_models(answered) else OPENAI_NOTE
     manifest: dict[str, Any] = {
         "toolkit_version": __version__,
         "backend": backend,
-        "backend_note": OFFLINE_NOTE if backend == "offline" else OPENAI_NOTE,
+        "backend_note": note,
+        "generator": "offline" if backend == "offline" or offline_models(answered) else "models",
         "seed": config.seed,
         "sizes": dict(config.sizes),
         "prompts": config.prompt_counts(),
@@ -68,4 +98,6 @@ def build_manifest(config: BuildConfig, *, backend: str, preset: str | None,
         manifest["preset"] = preset
     if exclusion is not None:
         manifest["exclusion"] = exclusion
+    if judge is not None:
+        manifest["judge"] = dict(judge)
     return manifest

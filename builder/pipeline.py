@@ -18,7 +18,7 @@ import math
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,14 +35,20 @@ from safer_toolkit.builder.manifest import build_manifest
 from safer_toolkit.builder.progress import Progress, summary_table
 from safer_toolkit.builder.prompts import render_toolkit_instruction
 from safer_toolkit.builder.sources import SOURCE_KINDS, SourceItem, kinds_text
-from safer_toolkit.builder.stages.judge import JudgeOutputInvalid, judge_request, judge_response
-from safer_toolkit.builder.stages.perturb import perturb
+from safer_toolkit.builder.stages.judge import (
+    JudgeOutputInvalid,
+    JudgeTally,
+    judge_request,
+    judge_response,
+)
+from safer_toolkit.builder.stages.perturb import kind_order, perturb
 from safer_toolkit.builder.stages.plan import plan_item
 from safer_toolkit.builder.stages.respond import (
     Candidate,
     Responder,
     sample_candidates,
     select_best,
+    write_wrong_decision,
 )
 
 BACKENDS = ("offline", "openai")
@@ -110,7 +116,9 @@ def make_roles(config: BuildConfig, backend: str, cache: CallCache) -> Roles:
             wire[client.endpoint.role] = client.stats
             for role, _ in members:
                 inner[role] = client
-    stats = {role: CallStats(price_in=m.price_in, price_out=m.price_out) for role, m in named}
+    free = backend == "offline"  # nothing is billed: configured prices do not apply
+    stats = {role: CallStats(price_in=0.0 if free else m.price_in,
+                             price_out=0.0 if free else m.price_out) for role, m in named}
     cached = {role: CachedBackend(inner[role], cache, stats=stats[role]) for role, _ in named}
     responders = [Responder(cached[f"responder[{i}]"], r.model, r.sampling, r.samples)
                   for i, r in enumerate(config.responders)]
@@ -201,6 +209,7 @@ class Build:
     roles: Roles
     ledger: Ledger
     progress: Progress
+    judged: JudgeTally = field(default_factory=JudgeTally)  # for the card (blind judge)
 
     def _sampling(self, m: ModelConfig) -> dict[str, Any]:
         return {**m.sampling, "seed": self.config.seed}
@@ -211,10 +220,13 @@ class Build:
         request = judge_request(judge.model, image=item.image, image_name=item.image_name,
                                 question=item.question, response=candidate.text,
                                 label=doc["label"], risk_category=doc["risk_category"],
+                                show_reference=False, description=item.description,
                                 sampling=self._sampling(judge))
         try:
             candidate.judgement = await judge_response(self.roles.judge, request,
                                                        self.config.judge_attempts)
+            self.judged.add(candidate.judgement, doc["label"], assemble.trace_decision(
+                candidate.trace, doc["label"]) in ("refuse", "redirect"), self.config.thresholds)
         except JudgeOutputInvalid as exc:
             candidate.judge_failure = "bad_output"
             self.ledger.reject("judge", ["judge_output_invalid"], item=item.source_id,
@@ -256,7 +268,7 @@ class Build:
         doc = protocol.document
         # rendered once: what the responders are given is what the row's system turn says
         instruction = render_toolkit_instruction(protocol)
-        models = {"planner": config.planner.model}
+        models = {"planner": plan.model or config.planner.model}  # the models that answered
         if split == "grpo":
             outcome.payload = {"protocol": doc, "instruction": instruction, "models": models}
             return outcome
@@ -284,12 +296,13 @@ class Build:
         best = select_best(candidates, config.thresholds)
         assert best is not None
         if self.roles.judge is not None:
-            models["judge"] = config.judge.model  # type: ignore[union-attr]
+            models["judge"] = (best.judgement.model if best.judgement else "") \
+                or config.judge.model  # type: ignore[union-attr]
             if best.judgement is None or not best.judgement.passes(config.thresholds):
                 self.ledger.reject("judge", ["below_threshold"])
                 outcome.status, outcome.reason = REJECTED, "judge:below_threshold"
                 return outcome
-        models["responder"] = best.model
+        models["responder"] = best.served or best.model
         trace = best.trace
         outcome.payload = {"protocol": doc, "instruction": instruction, "models": models,
                            "trace": best.text,
@@ -297,9 +310,13 @@ class Build:
         if split == "eval":
             outcome.payload["expected_decision"] = assemble.trace_decision(trace, doc["label"])
         if split == "dpo":
-            rejected = perturb(trace, protocol, doc["label"], key=f"{item.source_dataset}/"
-                               f"{item.source_id}", seed=config.seed,
-                               count=config.rejected_per_prompt)
+            key = f"{item.source_dataset}/{item.source_id}"
+            wrong = None  # the responder writes the wrong-decision side when the item uses one
+            if "wrong_decision" in kind_order(config.seed, key)[:config.rejected_per_prompt]:
+                wrong = await _staged("perturb", write_wrong_decision(
+                    self.roles.responders[best.order[0]], item, doc, instruction, config.seed))
+            rejected = perturb(trace, protocol, doc["label"], key=key, seed=config.seed,
+                               count=config.rejected_per_prompt, wrong_decision=wrong)
             if len(rejected) < config.rejected_per_prompt:
                 outcome.status, outcome.reason = REJECTED, "perturb:too_few_caught"
                 return outcome
@@ -382,6 +399,7 @@ class BuildResult:
     shortfall: dict[str, int]
     internal_errors: int
     run: dict[str, Any]  # this run: wall time and CPU per phase, requests sent, cache hits
+    audit: dict[str, Any] | None = None  # the release audit's result (`release.audit`)
 
 
 class _Clock:
@@ -474,7 +492,7 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
         dropped={**assignment.dropped, **({"bad_record": bad_records.count}
                                           if bad_records.count else {})},
         calls={role: s.stable() for role, s in roles.stats.items()}, run=run,
-        exclusion=exclusion)
+        exclusion=exclusion, judge=job.judged.to_json() if config.judge else None)
 
     def rows(fill: Fill) -> Iterator[dict[str, Any]]:
         for ordinal, kept in ledger.kept(fill.split, fill.target):
@@ -482,7 +500,7 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
 
     try:
         release = write_dataset(out_dir, {f.split: rows(f) for f in fills}, manifest=manifest,
-                                build_config=config.to_toml())
+                                build_config=config.to_toml(), audit=config.audit)
     finally:
         ledger.close()
         cache.close()
@@ -492,4 +510,4 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
                    if reason.startswith("internal_error"))
     shortfall = {s: c["shortfall"] for s, c in counts["splits"].items() if c["shortfall"]}
     return BuildResult(manifest, release, summary_table(manifest, run), shortfall, internal,
-                       run)
+                       run, release.get("audit"))

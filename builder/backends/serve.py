@@ -35,8 +35,9 @@ def create_app(answer: Answer | None = None,
                models: Iterable[str] = tuple(OFFLINE_MODELS.values())) -> web.Application:
     """The aiohttp application; `answer(body) -> content` defaults to the offline backend."""
     backend = OfflineBackend()
-    answer = answer or backend.answer_body
     model_ids = list(models)
+    # the offline backend names the model that really answered; another `answer` the one asked
+    reply = backend.reply_body if answer is None else (lambda b: (answer(b), b["model"]))
 
     async def list_models(_: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [
@@ -58,14 +59,14 @@ def create_app(answer: Answer | None = None,
         if body.get("n", 1) != 1:
             return _error(400, "only n = 1 is supported")
         try:
-            content = answer(body)
+            content, served = reply(body)
         except OfflineRequestError as exc:
             return _error(400, str(exc))
         prompt, completion = backend.usage(body.get("messages"), content)
         digest = hashlib.sha256(raw).hexdigest()  # same request bytes, same id
         return web.Response(body=orjson.dumps({
             "id": f"chatcmpl-{digest[:24]}", "object": "chat.completion", "created": 0,
-            "model": body["model"],
+            "model": served,
             "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
                          "message": {"role": "assistant", "content": content}}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion,

@@ -5,10 +5,11 @@ that says what this particular run did. A resumed or repeated build uses the sam
 same results, but sends a different number of them, retries differently and takes a different
 time. So the two halves are kept apart:
 
-- **stable** (`calls`, `prompt_tokens`, `completion_tokens`, `cost_usd`): every result the build
-  used, whether sent now, read from the cache or shared with an identical in-flight call, with the
-  token counts recorded when it was first produced. Only integers are summed (so completion order
-  cannot change a bit); cost is derived from them at the end with the endpoint's prices.
+- **stable** (`calls`, `prompt_tokens`, `completion_tokens`, `cost_usd`, `answered_by`): every
+  result the build used, whether sent now, read from the cache or shared with an identical
+  in-flight call, with the token counts (and the model that answered) recorded when it was first
+  produced. Only integers are summed (so completion order cannot change a bit); cost is derived
+  from them at the end with the endpoint's prices.
 - **run** (`sent`, `attempts`, `cache_hits`, `coalesced`, `failed`, `retries`, `billed_*`,
   `wall_s`): what this run paid and how it went. `billed_*` includes calls that failed after the
   model produced tokens (`finish_length`), which never reach the stable part.
@@ -38,6 +39,7 @@ class CallStats:
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    answered_by: Counter[str] = field(default_factory=Counter)  # served model name → results
     # run: what this run did
     sent: int = 0
     attempts: int = 0
@@ -59,9 +61,11 @@ class CallStats:
         """Mark a call's end."""
         self._last_end = time.monotonic()
 
-    def used(self, prompt_tokens: int, completion_tokens: int) -> None:
-        """Count one result the build used."""
+    def used(self, prompt_tokens: int, completion_tokens: int, model: str = "") -> None:
+        """Count one result the build used (`model`: the name the endpoint answered as)."""
         self.calls += 1
+        if model:
+            self.answered_by[model] += 1
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
 
@@ -82,7 +86,8 @@ class CallStats:
         return {"calls": self.calls, "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
                 "cost_usd": cost_usd(self.prompt_tokens, self.completion_tokens,
-                                     self.price_in, self.price_out)}
+                                     self.price_in, self.price_out),
+                "answered_by": dict(sorted(self.answered_by.items()))}
 
     def run(self) -> dict[str, Any]:
         """The part that describes this run only (counts that depend on timing and history)."""

@@ -31,8 +31,9 @@ def _seed(spec: Mapping[str, Any], needed: int, on_bad: Callable[[Any], None]
           ) -> Iterator[SourceItem]:
     from safer_toolkit.builder.sources.seed import seed_corpus
 
-    # a little beyond the need, for items an exclusion list or dedup may drop
-    count = int(spec.get("count") or needed + needed // 50 + 16)
+    # beyond the need: the rest of the eval split's family (about one item in FAMILIES) is held
+    # back from training, and an exclusion list or dedup may drop a few
+    count = int(spec.get("count") or needed + needed // 8 + 16)
     return seed_corpus(count, seed=int(spec.get("seed", 0)))
 
 

@@ -26,7 +26,7 @@ from safer_toolkit.builder.prompts import render_planner_system, template
 from safer_toolkit.builder.prompts.planner import MAX_CUSTOM_TOOLS, MAX_TOOLS, MIN_TOOLS
 from safer_toolkit.builder.prompts.wire import PLAN_FORMAT_NAME, PLAN_PAYLOAD_HEADER, payload_part
 from safer_toolkit.builder.sources.base import SourceItem
-from safer_toolkit.builder.stages.content import image_content
+from safer_toolkit.builder.stages.content import description_parts, image_content
 from safer_toolkit.builder.stages.retry import with_feedback
 from safer_toolkit.validation import Protocol, ProtocolInvalid, library_tools, resolve_protocol
 from safer_toolkit.validation.graph import TOPOLOGIES
@@ -100,7 +100,8 @@ def plan_request(model: str, item: SourceItem, sampling: Mapping[str, Any]) -> C
     messages = [
         {"role": "system", "content": render_planner_system(MAX_CALLS)},
         {"role": "user", "content": [image_content(item.image, item.image_name),
-                                     payload_part(PLAN_PAYLOAD_HEADER, payload)]},
+                                     payload_part(PLAN_PAYLOAD_HEADER, payload),
+                                     *description_parts(item.description)]},
     ]
     return ChatRequest(model, messages, dict(sampling), plan_format(),
                        template("planner").version)
@@ -212,6 +213,7 @@ class PlanOutcome:
     protocol: dict[str, Any] | None
     rejected: list[PlanAttempt] = field(default_factory=list)
     resolved: Protocol | None = None
+    model: str = ""  # the model the endpoint answered as (for the rows' provenance)
 
 
 async def plan_item(backend: ChatBackend, model: str, item: SourceItem,
@@ -228,6 +230,7 @@ async def plan_item(backend: ChatBackend, model: str, item: SourceItem,
         resolved, rejected = _check(result.content, reference)
         if resolved is not None:
             outcome.protocol, outcome.resolved = resolved.document, resolved
+            outcome.model = result.model
             return outcome
         assert rejected is not None
         outcome.rejected.append(rejected)

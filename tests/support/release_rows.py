@@ -112,7 +112,8 @@ def _base(config: str, index: int, seed: int) -> tuple[dict[str, Any], dict[str,
            "protocol": json.dumps(doc, separators=(",", ":")),
            "risk_category": category, "label": label,
            "source_dataset": "safer-toolkit-seed", "source_id": tag,
-           "source_license": "cc-by-4.0", **MODELS}
+           "source_license": "cc-by-4.0", "source_group": f"safer-toolkit-seed/{tag}",
+           **MODELS}
     return row, doc, question
 
 

@@ -12,6 +12,40 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DIGITS = 3
+#: what each figure measures, for the card and the README (bounded figures: the bound's help)
+MEANING = {
+    "duplicate_answers": "SFT answers that are an exact copy (white space folded) of another "
+                         "SFT answer",
+    "top_opening": "SFT answers that start with the most common opening (first three words, "
+                   "lowercased)",
+    "distinct_1": "distinct words / all words over the SFT answers",
+    "distinct_2": "distinct word pairs / all word pairs over the SFT answers",
+    "separability": "held-out accuracy of a bag-of-words probe telling a DPO chosen response "
+                    "from its rejected one (response text only, folds grouped by source item; "
+                    "0.5 is chance)",
+    "length_cue": "accuracy of the better rule of \"the shorter side is the rejected one\" and "
+                  "\"the longer side is\" (0.5: length tells nothing)",
+    "label_from_prompt": "held-out accuracy of a bag-of-words probe reading the label from the "
+                         "system prompt alone (persona, tools, topology), minus the majority "
+                         "label's share",
+    "eval_near_duplicates": "eval questions with a training question at word-3-gram Jaccard "
+                            "≥ 0.8",
+    "eval_goal_overlap": "eval rows whose source group (goal or question template) also occurs "
+                         "in a training config",
+    "train_near_duplicates": "training questions with a near-duplicate (word-3-gram Jaccard "
+                             "≥ 0.8) in another training config",
+    "images_with_metadata": "distinct images carrying metadata the toolkit wrote (text chunks, "
+                            "EXIF, comments) — a picture must be only the picture",
+    "source_images_with_metadata": "third-party images carrying their own metadata, kept byte "
+                                   "for byte",
+}
+
+
+def meaning(key: str) -> str:
+    """What figure `key` measures (`separability/<kind>` reads as `separability`)."""
+    base, _, kind = key.partition("/")
+    text = MEANING.get(base, "")
+    return f"{text}; `{kind}` pairs only" if kind and text else text
 
 
 def _round(value: float | None) -> float | None:
