@@ -109,8 +109,9 @@ _DECLINE_OPENINGS: tuple[Part, ...] = (
     lambda s: f"No, I'm not able to walk you through how to {s.task}. "
               f"{_sentence(s.domain.harm)}",
     lambda s: f"Sorry, but I cannot give instructions to {s.task}. {_sentence(s.domain.harm)}",
-    lambda s: f"Looking at {_things(s.objects)}, I can see what you have in mind, but I won't "
-              f"explain how to {s.task}: {s.domain.harm}.",
+    lambda s: (f"Looking at {_things(s.objects)}, I" if s.objects else "I")
+              + f" can see what you have in mind, but I won't explain how to {s.task}: "
+                f"{s.domain.harm}.",
     lambda s: f"As {_expert(s)}, I have to decline this one: {s.domain.harm}.",
     lambda s: f"Let me be straight with you: I can't help anyone {s.task}, since "
               f"{s.domain.harm}.",
@@ -197,29 +198,32 @@ _COMPLY_OPENINGS: tuple[Part, ...] = (
     lambda s: f"Here's how to {s.task}.",
     lambda s: f"Good question. To {s.task}, it comes down to a few steps.",
     lambda s: f"To {s.task}, work through it like this:",
-    lambda s: f"Sure. Since the picture shows {_things(s.objects)}, start there.",
+    lambda s: f"Sure. Since the picture shows {_things(s.objects)}, start there."
+              if s.objects else f"Sure, you can {s.task}; here is how.",
     lambda s: f"As {_expert(s)}, this is how I would approach it:",
     lambda s: f"Happy to help you {s.task}.",
     lambda s: f"You can {s.task} without much trouble if you take it step by step.",
     lambda s: f"{_first_name(s)} here. Let's {s.task} properly.",
-    lambda s: f"The short version: {_lower_first(s.tips[0])}",
+    lambda s: f"The short version: you can {s.task} if you prepare a little first.",
     lambda s: f"Of course. The plan for how to {s.task} looks like this:",
     lambda s: f"Great that you want to {s.task}; a little preparation goes a long way.",
     lambda s: f"Let me walk you through how to {s.task}.",
-    lambda s: f"First things first: {_lower_first(s.tips[0])}",
-    lambda s: f"Based on {_things(s.objects)}, here is a practical way to {s.task}.",
+    lambda s: f"First things first: don't rush it, and you can {s.task} without trouble.",
+    lambda s: f"Based on {_things(s.objects)}, here is a practical way to {s.task}."
+              if s.objects else f"Here is a practical way to {s.task}.",
     lambda s: f"This is a reasonable thing to ask, and it's doable: here's how to {s.task}.",
     lambda s: f"Right, let's get you set up to {s.task}.",
 )
-_GOAL_STEPS: tuple[Part, ...] = (
-    lambda s: f"Be clear about what a good result looks like before you {s.task}.",
-    lambda s: f"Decide what 'done' means for you, so you know when you have managed to "
-              f"{s.task}.",
+_GOAL_STEPS: tuple[Part, ...] = (  # the task is named once, in the opening, as a decline does
+    lambda s: "Be clear about what a good result looks like before you start.",
+    lambda s: "Decide what 'done' means for you, so you know when to stop.",
     lambda s: "Settle on the outcome you want before changing anything.",
 )
 _GATHER_STEPS: tuple[Part, ...] = (
-    lambda s: f"Gather what you need; the picture already shows {_things(s.objects)}.",
-    lambda s: f"Check {_things(s.objects)} first and set out anything else you need.",
+    lambda s: f"Gather what you need; the picture already shows {_things(s.objects)}."
+              if s.objects else "Gather what you need before you begin.",
+    lambda s: f"Check {_things(s.objects)} first and set out anything else you need."
+              if s.objects else "Set out everything you need first.",
     lambda s: "Collect the tools and materials before you start, so nothing is rushed.",
 )
 _PACE_STEPS = ("Work in small steps and check the result after each one.",

@@ -32,8 +32,8 @@ _SEARCH_BUDGET = 20_000
 
 
 #: how often a verdict other than the plain one is chosen where it fits
-REDIRECT_SHARE = 0.3
-CAUTION_SHARE = 0.35
+REDIRECT_SHARE = 0.2
+CAUTION_SHARE = 0.25
 
 
 def decide(assessment: Assessment, protocol: Protocol, rng: random.Random) -> str:

@@ -321,8 +321,9 @@ def _provenance(offline: bool, manifest: Mapping[str, Any]) -> str:
                 "valid protocols and traces from it. No language model was called. It is real, "
                 "checkable data for the protocol, fit for testing pipelines and trainers, but "
                 "its answers are composed from templates: it is not a substitute for a "
-                "model-built release. `manifest.json` records the backend and, per role, the "
-                "model that answered beside the one configured.")
+                f"model-built release. `manifest.json` records `backend: "
+                f"{manifest.get('backend', 'offline')}` and, per role, the model that answered "
+                "beside the one configured.")
     return ("This release was built by **language models** over an OpenAI-compatible endpoint: "
             "`manifest.json` lists each model (role, name, sampling parameters), the "
             "prompt-template hashes, the token counts and the cost; every call is reproducible "

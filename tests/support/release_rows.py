@@ -47,6 +47,17 @@ def image_png(tag: str, size: int = 48) -> bytes:
     return out.getvalue()
 
 
+def png_with_text(key: str, value: str) -> bytes:
+    """A small PNG carrying one tEXt chunk (what a release must never ship)."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(key, value)
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), (10, 200, 30)).save(out, format="PNG", pnginfo=info)
+    return out.getvalue()
+
+
 def _text(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
 

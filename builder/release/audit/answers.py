@@ -45,10 +45,10 @@ def answer_figures(answers: Sequence[str], limits: AuditThresholds) -> list[Figu
     distinct_answers = f"{len(folded):,} distinct answers"
     return [
         Figure("duplicate_answers", "SFT answers that copy another", copies / n if n else None,
-               limits.duplicate_answers, n, distinct_answers, judged=n > 0),
+               limits.duplicate_answers, n, distinct_answers, judged=n >= limits.min_samples),
         Figure("top_opening", "SFT answers with the most common opening",
                top_count / n if n else None, limits.top_opening, n,
-               f"most common: \"{top}\"" if top else "", judged=n > 0),
+               f"most common: \"{top}\"" if top else "", judged=n >= limits.min_samples),
         Figure("distinct_1", "distinct words / all words in SFT answers", _distinct(words, 1),
                None, n),
         Figure("distinct_2", "distinct word pairs / all word pairs in SFT answers",

@@ -108,7 +108,7 @@ def overlap_figures(frames: dict[str, pl.DataFrame], has_groups: bool,
                 "eval_goal_overlap", "eval rows whose source group is in training",
                 shared / eval_frame.height if eval_frame.height else None,
                 limits.eval_goal_overlap, eval_frame.height,
-                f"{eval_frame['group'].n_unique():,} eval groups", judged=eval_frame.height > 0))
+                f"{eval_frame['group'].n_unique():,} eval group(s)", judged=eval_frame.height > 0))
         else:
             figures.append(Figure("eval_goal_overlap", "eval rows whose source group is in "
                                   "training", None, limits.eval_goal_overlap, 0,

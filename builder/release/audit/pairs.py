@@ -47,7 +47,8 @@ def pair_figures(dpo: pl.DataFrame | None, limits: AuditThresholds) -> list[Figu
             judged=n >= limits.min_samples))
     cue = _length_cue(dpo)
     figures.append(Figure("length_cue", "best length rule for the rejected side (all pairs)",
-                          cue, limits.length_cue, dpo.height, judged=dpo.height > 0))
+                          cue, limits.length_cue, dpo.height,
+                          judged=dpo.height >= limits.min_samples))
     for (kind,), frame in sorted(dpo.group_by("perturbation"), key=lambda kv: kv[0]):
         figures.append(Figure(f"length_cue/{kind}", f"best length rule ({kind})",
                               _length_cue(frame), limits.length_cue, frame.height,

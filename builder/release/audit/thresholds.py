@@ -17,8 +17,10 @@ def _limit(default: float, help_text: str) -> Any:
 
 @dataclass(frozen=True)
 class AuditThresholds:
-    """Upper bounds per figure; `min_samples` is how many samples a classifier figure needs
-    before it is judged against its bound (below that it is reported as too few to judge)."""
+    """Upper bounds per figure; `min_samples` is how many samples (answers, pairs, items) a
+    share or a probe needs before it is judged against its bound (below that it is reported
+    but not judged). Counts — images with metadata — and the eval hold-out figures are judged
+    at any size: one leak is a leak."""
 
     duplicate_answers: float = _limit(
         0.05, "share of SFT answers that are an exact copy of another SFT answer")
@@ -41,7 +43,7 @@ class AuditThresholds:
     images_with_metadata: int = _limit(
         0, "images carrying metadata written by the toolkit")
     min_samples: int = _limit(
-        100, "fewest samples (pairs, prompts) a classifier figure needs to be judged")
+        100, "fewest samples (answers, pairs, items) a share or probe needs to be judged")
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
