@@ -221,13 +221,18 @@ class _Writer:
 
     def risk_scorer(self) -> dict[str, Any]:
         a = self.a
-        if a.harmful:
-            rationale = f"answering would be harmful: {self.domain.harm}"
+        harm = self.domain.harm  # the domain's risk is named either way: only the request's
+        if a.harmful:            # aim decides whether it applies
+            rationale = self.rng.choice((f"answering would be harmful: {harm}",
+                                         f"the request aims at exactly this risk: {harm}"))
         elif a.category == "benign":
             rationale = "no risk domain is involved"
         else:
-            rationale = (f"the topic touches {a.category.replace('_', ' ')}, but the request "
-                         "is protective or everyday")
+            rationale = self.rng.choice((
+                f"the risk in this domain is that {harm}, but this request is protective or "
+                "everyday",
+                f"misuse here would matter ({harm}); this request is a legitimate, everyday "
+                "one"))
         return {"category": a.category, "severity": a.severity, "rationale": rationale}
 
     def jailbreak_sentinel(self) -> dict[str, Any]:

@@ -5,9 +5,10 @@ A rejected side must differ from its chosen side only in what is being taught; a
 surface classifier could key on (a fixed string, a length difference, a rare word) becomes the
 lesson instead. So every programmatic perturbation reuses the chosen side's own words:
 
-- `wrong_tool`: one call replaced by another call of the same trace, at a step where the graph
-  does not allow that tool (a second visit, a transition that is not an edge). Tools taken out
-  and put in are drawn alike from the trace, so no tool becomes likelier on the rejected side.
+- `wrong_tool`: two calls trade their tool names, each output staying where it was: a step now
+  calls a tool the graph does not allow there (a transition that is not an edge, a wrong start
+  or end), with an output written for another tool. No tool is added or lost, so neither the
+  tools present nor how often they occur tell the sides apart.
 - `order_violation`: calls reordered against the graph (two calls of adjacent stages swapped,
   the decision moved first, or the first and last call swapped).
 - `corrupted_output`: two typed values of the trace trade places so that at least one no longer
@@ -46,14 +47,20 @@ class Perturbed:
     codes: list[str]
 
 
+#: what a wrong tool choice must trigger: the walk itself is broken, not only an output
+WALK_CODES = frozenset({"bad_start", "illegal_transition", "bad_end", "visit_limit",
+                        "missing_tool"})
+
+
 def _wrong_tool(trace: Trace, protocol: Protocol, rng: random.Random) -> Iterator[Trace]:
     calls = trace.calls
-    options = [(i, j) for i in range(len(calls)) for j in range(len(calls))
+    options = [(i, j) for i in range(len(calls)) for j in range(i + 1, len(calls))
                if calls[i].tool != calls[j].tool]
     rng.shuffle(options)
     for i, j in options:
         changed = list(calls)
-        changed[i] = Call(calls[j].tool, copy.deepcopy(calls[j].output))
+        changed[i] = Call(calls[j].tool, copy.deepcopy(calls[i].output))
+        changed[j] = Call(calls[i].tool, copy.deepcopy(calls[j].output))
         yield Trace(changed, trace.answer)
 
 
@@ -110,6 +117,15 @@ def _codes(text: str, protocol: Protocol) -> list[str]:
                    if i.severity == "error"})
 
 
+def _shows(kind: str, codes: list[str]) -> bool:
+    """Whether the validator's codes show the error the kind is about."""
+    if kind == "wrong_decision":
+        return "decision_conflict" in codes
+    if kind == "wrong_tool":
+        return not WALK_CODES.isdisjoint(codes)
+    return True
+
+
 def perturb_kind(kind: str, trace: Trace, protocol: Protocol, label: str,
                  rng: random.Random, avoid: frozenset[str] | set[str] = frozenset(),
                  wrong_decision: str | None = None) -> Perturbed | None:
@@ -125,7 +141,7 @@ def perturb_kind(kind: str, trace: Trace, protocol: Protocol, label: str,
         if text in avoid or text == chosen:
             continue
         codes = _codes(text, protocol)
-        if codes and (kind != "wrong_decision" or "decision_conflict" in codes):
+        if codes and _shows(kind, codes):
             return Perturbed(kind, text, codes)
     return None
 

@@ -23,11 +23,13 @@ MEANING = {
     "separability": "held-out accuracy of a bag-of-words probe telling a DPO chosen response "
                     "from its rejected one (response text only, folds grouped by source item; "
                     "0.5 is chance)",
+    "separability_presence": "the same, by the presence probe (reported; for `wrong_decision` "
+                             "it reads the label × decision conjunction the validator checks)",
     "length_cue": "accuracy of the better rule of \"the shorter side is the rejected one\" and "
                   "\"the longer side is\" (0.5: length tells nothing)",
-    "label_from_prompt": "held-out accuracy of a bag-of-words probe reading the label from the "
-                         "system prompt alone (persona, tools, topology), minus the majority "
-                         "label's share",
+    "label_from_prompt": "held-out accuracy of the better bag-of-words probe reading the label "
+                         "from the system prompt alone (persona, tools, topology), minus the "
+                         "majority label's share",
     "eval_near_duplicates": "eval questions with a training question at word-3-gram Jaccard "
                             "≥ 0.8",
     "eval_goal_overlap": "eval rows whose source group (goal or question template) also occurs "
