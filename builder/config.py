@@ -345,16 +345,20 @@ def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None)
         audit=parse_audit(top.get("audit"), origin))
 
 
-def load_config(path: str | Path) -> BuildConfig:
-    """Read a build TOML file; raises `ConfigError` with the file name on any problem."""
-    path = Path(path)
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's table; raises `ConfigError` naming the file when it cannot be read."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(data, str(path), path.parent)
+
+
+def load_config(path: str | Path) -> BuildConfig:
+    """Read a build TOML file; raises `ConfigError` with the file name on any problem."""
+    path = Path(path)
+    return parse_config(read_toml(path), str(path), path.parent)
 
 
 def preset_text(name: str) -> str:

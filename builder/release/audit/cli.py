@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tomllib
 from pathlib import Path
 
 from safer_toolkit.builder.release.audit.report import plain_table
@@ -27,15 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def thresholds(path: Path) -> AuditThresholds:
     """The `[audit]` bounds of a build file (`ConfigError` naming the file and key)."""
-    from safer_toolkit.builder.config import ConfigError, parse_audit
+    from safer_toolkit.builder.config import parse_audit, read_toml
 
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_audit(data.get("audit"), str(path))
+    return parse_audit(read_toml(path).get("audit"), str(path))
 
 
 def run(args: argparse.Namespace) -> int:
