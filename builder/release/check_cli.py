@@ -1,4 +1,4 @@
-"""`safer-toolkit check-export easyr1 DIR [--cwd LAUNCH_DIR] [-- config=FILE KEY=VALUE ...]`.
+"""`safer-toolkit check-export [--cwd LAUNCH_DIR] easyr1 DIR [-- config=FILE KEY=VALUE ...]`.
 
 Checks an export folder (a release's `easyr1/`, or the release folder holding it) and, given
 the arguments of the authors' trainer (`python3 -m verl.trainer.main ARGS`), whether that
@@ -24,19 +24,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the export folder (DATASET/easyr1) or the dataset folder")
     parser.add_argument("arguments", nargs="*", metavar="KEY=VALUE",
                         help="the trainer's arguments to check, as on its command line "
-                             "(config=examples/config.yaml data.image_dir=… …); put `--` "
-                             "before them")
+                             "(config=examples/config.yaml data.image_dir=… …), after `--`; "
+                             "options go before `easyr1`")
     parser.add_argument("--cwd", type=Path, default=None, metavar="LAUNCH_DIR",
                         help="the directory the trainer is launched from (the fork's "
                              "checkout), against which it resolves relative paths "
                              "(default: the current directory)")
 
 
-def _command(folder: Path) -> str:
+def _command(folder: Path, train_rows: int) -> str:
+    """The recipe for `folder`; a rollout batch larger than the training records (the demo)
+    is cut to the largest power of two that fits, as the fork needs one full batch."""
     from safer_toolkit.builder.release.easyr1_recipe import overrides, reward_file
 
     args = ["config=examples/config.yaml",
             *overrides(str(folder), "/ABSOLUTE/PATH/TO/POLICY", reward_file())]
+    for i, arg in enumerate(args):
+        key, _, value = arg.partition("=")
+        if key in ("data.rollout_batch_size", "worker.actor.global_batch_size") \
+                and 0 < train_rows < int(value):
+            args[i] = f"{key}={1 << (train_rows.bit_length() - 1)}"
     return "python3 -m verl.trainer.main \\\n" + " \\\n".join(
         f"    {shlex.quote(a)}" for a in args)
 
@@ -69,5 +76,5 @@ def run(args: argparse.Namespace) -> int:
     if not args.arguments:
         print("From the fork's checkout (github.com/Duebassx/SaFeR_ToolKit), with your policy "
               f"path filled in (or run {folder.resolve() / 'run_grpo.sh'}):")
-        print(_command(folder.resolve()))
+        print(_command(folder.resolve(), report.rows.get("train.jsonl", 0)))
     return 0

@@ -34,7 +34,8 @@ FORK_DEFAULTS: dict[str, Any] = {
     "train_files": "", "val_files": "", "prompt_key": "prompt", "answer_key": "answer",
     "image_key": "images", "image_dir": None, "format_prompt": None,
     "override_chat_template": None, "max_prompt_length": 512, "rollout_batch_size": 512,
-    "mini_rollout_batch_size": None, "max_pixels": 4194304, "filter_overlong_prompts": True,
+    "mini_rollout_batch_size": None, "min_pixels": 262144, "max_pixels": 4194304,
+    "filter_overlong_prompts": True,
 }
 EXPECTED_KEYS = {"prompt_key": "problem", "answer_key": "answer", "image_key": "images"}
 MAX_LINE_BYTES = 8 * 1024 * 1024
@@ -56,7 +57,9 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)  # file name → usable records
     images: int = 0
-    longest_instruction: int = 0  # characters before the first <image>
+    #: per record: characters of text and the pixel count of each image (for the prompt
+    #: length the fork's `filter_overlong_prompts` measures)
+    prompts: list[tuple[int, list[int]]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -114,6 +117,30 @@ def _check_record(where: str, record: Mapping[str, Any], root: Path,
     return found
 
 
+def _pixels(path: Path) -> int:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:  # reads the header only
+            return image.width * image.height
+    except (OSError, UnidentifiedImageError):
+        return 0
+
+
+def longest_prompt(report: Report, min_pixels: int | None, max_pixels: int | None) -> int:
+    """Estimated tokens of the longest prompt: text at `TOKENS_PER_CHAR`, each image resized
+    into [min_pixels, max_pixels] as the fork's `process_image` does, a token per 28×28."""
+    def tokens(pixels: int) -> int:
+        if max_pixels is not None and pixels > max_pixels:
+            pixels = max_pixels
+        if min_pixels is not None and pixels < min_pixels:
+            pixels = min_pixels
+        return pixels // PIXELS_PER_TOKEN
+
+    return max((int(chars * TOKENS_PER_CHAR) + sum(map(tokens, images))
+                for chars, images in report.prompts), default=0)
+
+
 def check_folder(easyr1_dir: Path, report: Report) -> None:
     """Every record of `train.jsonl` and `val.jsonl`, and every image they name."""
     root = easyr1_dir.resolve()
@@ -129,10 +156,9 @@ def check_folder(easyr1_dir: Path, report: Report) -> None:
             problems = _check_record(where, record, root, seen, protocols)
             bad += problems
             count += not problems
-            problem = record.get("problem")
-            if isinstance(problem, str):
-                report.longest_instruction = max(report.longest_instruction,
-                                                 len(problem.split(IMAGE_TOKEN)[0]))
+            if not problems:
+                report.prompts.append((len(record["problem"]),
+                                       [_pixels(root / n) for n in record["images"]]))
         report.rows[name] = count
         report.errors += bad[:MAX_LISTED]
         if len(bad) > MAX_LISTED:
@@ -251,15 +277,14 @@ def _check_quiet(data: Mapping[str, Any], root: Path, cwd: Path, report: Report)
                                "Qwen2.5-VL set data.override_chat_template="
                                f"{root / CHAT_TEMPLATE_FILE}")
     max_prompt = data.get("max_prompt_length")
-    max_pixels = data.get("max_pixels") or FORK_DEFAULTS["max_pixels"]
     if isinstance(max_prompt, int) and data.get("filter_overlong_prompts", True):
-        estimate = int(report.longest_instruction * TOKENS_PER_CHAR
-                       + max_pixels / PIXELS_PER_TOKEN)
+        estimate = longest_prompt(report, data.get("min_pixels"), data.get("max_pixels"))
         if estimate > max_prompt:
             report.warnings.append(
-                f"data.max_prompt_length={max_prompt}: the longest instruction plus an image of "
-                f"data.max_pixels={max_pixels} may take about {estimate} tokens, and the fork "
-                "silently drops longer prompts; raise max_prompt_length or lower max_pixels")
+                f"data.max_prompt_length={max_prompt}: the longest prompt (instruction, question "
+                f"and image at data.max_pixels={data.get('max_pixels')}) may take about "
+                f"{estimate} tokens, and the fork silently drops longer prompts; raise "
+                "max_prompt_length or lower max_pixels")
     reward = data.get("_reward_function")
     if reward in (None, ""):
         report.errors.append("worker.reward.reward_function is not set; use "
