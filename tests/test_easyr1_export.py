@@ -266,3 +266,14 @@ def test_run_grpo_sh_passes_the_check(release, capsys, fork, tmp_path):
     done = subprocess.run(["bash", str(script)], cwd=fork, env=env, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode != 0 and "MODEL_PATH" in done.stderr
+
+
+def test_the_card_names_the_fork_and_gives_absolute_paths(release):
+    card = (release / "README.md").read_text()
+    section = card[card.index("### The authors' EasyR1 trainer"):]
+    section = section[:section.index("\n## ")]
+    assert "https://github.com/Duebassx/SaFeR_ToolKit" in section and "hiyouga/EasyR1" in section
+    for needed in ("val.jsonl", "run_grpo.sh", "data.format_prompt=null", "check-export",
+                   "data.image_dir=/ABSOLUTE/PATH/TO/DATASET/easyr1", "chat_template.jinja"):
+        assert needed in section
+    assert "repository root" not in section

@@ -179,6 +179,24 @@ def test_the_judge_sees_the_question_and_the_image_file_the_fork_hands_over(dpo_
         assert base64.b64decode(url.split(",", 1)[1]) == image
 
 
+def test_upstream_easyr1_inputs_still_reach_the_judge_with_the_question(dpo_pairs, caplog,
+                                                                        monkeypatch) -> None:
+    """Upstream EasyR1 hands over only `response`, `response_length` and `ground_truth`."""
+    monkeypatch.setattr(easyr1_reward, "_said", set())
+    seen: list[dict] = []
+    chosen = dpo_pairs[0][0]
+    upstream = {k: chosen[k] for k in ("response", "response_length", "ground_truth")}
+    with OpenAIServer(content=lambda body: seen.append(body) or FIXED) as server, \
+            caplog.at_level(logging.WARNING):
+        got = compute_score([upstream] * 2, judge_base_url=server.url, judge_model="test-model")
+    assert [g["judge_failed"] for g in got] == [0.0, 0.0] and got[0]["semantic"] > 0.5
+    parts = seen[0]["messages"][-1]["content"]
+    assert [p["type"] for p in parts] == ["text"]  # no image to send
+    assert json.loads(parts[0]["text"].split("\n", 1)[1])["question"] == \
+        json.loads(chosen["ground_truth"])["question"]
+    assert sum("no image reaches the reward" in r.message for r in caplog.records) == 1
+
+
 def test_a_failed_judge_call_scores_zero_and_is_reported_apart(dpo_pairs, caplog) -> None:
     chosen = dpo_pairs[0][0]
     faults = FaultPlan(script={1: "500"})

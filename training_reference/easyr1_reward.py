@@ -222,6 +222,9 @@ async def _semantic(judge: Judge, inputs: Sequence[Mapping[str, Any]],
                             send_image=judge.send_image)
     texts = [str(i.get("response") or "") for i in inputs]
     asked = [has_blocks(t) for t in texts]  # a missing tag scores 0 without asking
+    if judge.send_image and any("images" not in i for i in inputs):
+        _say_once("no-images", "no image reaches the reward (upstream EasyR1 passes none; the "
+                  "authors' fork does): the judge sees the question and the response only")
     images = []
     for item, ask in zip(inputs, asked, strict=True):
         try:
