@@ -44,6 +44,7 @@ import orjson
 
 from safer_toolkit.training_reference.judge import SemanticScores, gated_semantic
 from safer_toolkit.training_reference.rewards import (
+    RewardWeights,
     SemanticReward,
     depth,
     has_blocks,
@@ -66,23 +67,10 @@ _VISION_END = "<|vision_end|>"
 _TURN_ENDS = ("<|im_end|>", "<|im_start|>assistant")
 
 
-@dataclass(frozen=True)
-class Weights:
-    """Weights of the terms in `overall`; the first three are the authors'."""
-
-    format: float = 0.1
-    depth: float = 0.2
-    semantic: float = 0.7
-    protocol: float = 0.3
-
-    def __post_init__(self) -> None:
-        if min(self.format, self.depth, self.semantic, self.protocol) < 0:
-            raise ValueError(f"reward weights must be ≥ 0, not {self}")
-
-    def overall(self, terms: Mapping[str, float]) -> float:
-        """The weighted mean of the terms present (0 when every present weight is 0)."""
-        total = sum(getattr(self, k) for k in terms)
-        return sum(getattr(self, k) * v for k, v in terms.items()) / total if total else 0.0
+def weighted_mean(weights: RewardWeights, terms: Mapping[str, float]) -> float:
+    """The weighted mean of the terms present (0 when every present weight is 0)."""
+    total = sum(getattr(weights, k) for k in terms)
+    return sum(getattr(weights, k) * v for k, v in terms.items()) / total if total else 0.0
 
 
 @dataclass(frozen=True)
@@ -271,7 +259,9 @@ def compute_score(reward_inputs: list[dict[str, Any]], format_weight: float = 0.
     """
     if not reward_inputs:
         return []
-    weights = Weights(format_weight, depth_weight, semantic_weight, protocol_weight)
+    weights = RewardWeights(format_weight, depth_weight, semantic_weight, protocol_weight)
+    if min(format_weight, depth_weight, semantic_weight, protocol_weight) < 0:
+        raise ValueError(f"reward weights must be ≥ 0, not {weights}")
     targets = [read_target(i.get("ground_truth")) for i in reward_inputs]
     rows = [structural_terms(str(i.get("response") or ""), t)
             for i, t in zip(reward_inputs, targets, strict=True)]
@@ -288,9 +278,9 @@ def compute_score(reward_inputs: list[dict[str, Any]], format_weight: float = 0.
         present = dict(terms)
         if "semantic" in extra:
             present["semantic"] = extra["semantic"]
-        out.append({"overall": weights.overall(present), **terms, **extra})
+        out.append({"overall": weighted_mean(weights, present), **terms, **extra})
     return out
 
 
-__all__ = ["REWARD_NAME", "REWARD_TYPE", "Judge", "Target", "Weights", "compute_score",
-           "judge_from", "read_target", "structural_terms", "user_query"]
+__all__ = ["REWARD_NAME", "REWARD_TYPE", "Judge", "Target", "compute_score", "judge_from",
+           "read_target", "structural_terms", "user_query", "weighted_mean"]
