@@ -3,6 +3,8 @@ fork calls it: `compute_score(reward_inputs, **kwargs)` on the demo release's tr
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import logging
 import math
@@ -14,8 +16,10 @@ from pathlib import Path
 import orjson
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
 from safer_toolkit.builder.release.easyr1 import answer_json
+from safer_toolkit.evaluation.imaging import authors_image
 from safer_toolkit.training_reference import easyr1_reward
 from safer_toolkit.training_reference.easyr1_reward import compute_score
 from safer_toolkit.training_reference.rewards import depth, longest_legal_walk
@@ -166,17 +170,24 @@ def test_the_judge_sees_the_question_and_the_image_file_the_fork_hands_over(dpo_
     with OpenAIServer(content=judge) as server:
         got = compute_score([chosen, foreign], judge_base_url=server.url,
                             judge_model="test-model")
+        compute_score([chosen], judge_base_url=server.url, judge_model="test-model",
+                      judge_image_resize="none")
     assert [g["judge_failed"] for g in got] == [0.0, 0.0]
     assert "protocol" in got[0] and "protocol" not in got[1]
     image = Path(chosen["images"]).read_bytes()
+    sent = []
     for body in seen:
         parts = body["messages"][-1]["content"]
         text = next(p["text"] for p in parts if p["type"] == "text")
         assert json.loads(text.split("\n", 1)[1])["question"] == question
         url = next(p["image_url"]["url"] for p in parts if p["type"] == "image_url")
-        import base64
-
-        assert base64.b64decode(url.split(",", 1)[1]) == image
+        sent.append((url.split(";")[0], base64.b64decode(url.split(",", 1)[1])))
+    # by default as the authors' reward sends it: an RGB JPEG scaled into 338²–512² pixels
+    assert sent[0] == sent[1] and sent[0][0] == "data:image/jpeg"
+    assert sent[0][1] == authors_image(image, "x.png")[0]
+    with Image.open(io.BytesIO(sent[0][1])) as jpeg:
+        assert 338 * 338 - 700 <= jpeg.width * jpeg.height <= 512 * 512
+    assert sent[2] == ("data:image/png", image)  # judge_image_resize="none": the file's bytes
 
 
 def test_upstream_easyr1_inputs_still_reach_the_judge_with_the_question(dpo_pairs, caplog,

@@ -84,6 +84,8 @@ class Judge:
     timeout_s: float = 120.0
     max_retries: int = 3
     send_image: bool = True
+    #: `authors`: the image as the authors' reward sends it; `none`: the file's bytes
+    image_resize: str = "authors"
 
 
 _said: set[str] = set()
@@ -116,7 +118,8 @@ def judge_from(kwargs: Mapping[str, Any], environ: Mapping[str, str] = os.enviro
                                  or kwargs.get("max_workers") or Judge.concurrency),
                  timeout_s=float(kwargs.get("judge_timeout_s", Judge.timeout_s)),
                  max_retries=int(kwargs.get("judge_max_retries", Judge.max_retries)),
-                 send_image=bool(kwargs.get("judge_sees_image", True)))
+                 send_image=bool(kwargs.get("judge_sees_image", True)),
+                 image_resize=str(kwargs.get("judge_image_resize", "authors")))
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,32 @@ _UNTAGGED = {"semantic": 0.0, "task_success": 0.0, "safety_compliance": 0.0,
              "helpfulness": 0.0, "tool_quality": 0.0, "judge_failed": 0.0}
 
 
+def _judge_images(judge: Judge, inputs: Sequence[Mapping[str, Any]],
+                  asked: Sequence[bool]) -> list[tuple[bytes, str] | None]:
+    """What the judge is shown of each input's image: none where it is not asked or sees no
+    image; else the image, read once per distinct file and, with `image_resize="authors"`,
+    preprocessed as the authors' reward sends it (RGB JPEG, 338²–512² pixels)."""
+    from safer_toolkit.evaluation.imaging import authors_image
+
+    done: dict[Any, Any] = {}
+    images = []
+    for item, ask in zip(inputs, asked, strict=True):
+        image = item.get("images") if ask and judge.send_image else None
+        key = image if isinstance(image, str | Path) else id(image)
+        if key not in done:
+            try:
+                data = _image_bytes(image)
+                if judge.image_resize == "authors" and isinstance(data, bytes):
+                    data = authors_image(data, "image")[0]
+                done[key] = data
+            except (OSError, ValueError) as exc:
+                _say_once(f"image:{type(exc).__name__}", "the judge gets no image where it "
+                          "cannot be read (%s); first case only", exc)
+                done[key] = None
+        images.append(done[key])
+    return image_payloads(images)
+
+
 async def _semantic(judge: Judge, inputs: Sequence[Mapping[str, Any]],
                     targets: Sequence[Target]) -> list[dict[str, float]]:
     from safer_toolkit.builder.backends.client import ModelEndpoint, OpenAIChatBackend
@@ -213,16 +242,7 @@ async def _semantic(judge: Judge, inputs: Sequence[Mapping[str, Any]],
     if judge.send_image and any("images" not in i for i in inputs):
         _say_once("no-images", "no image reaches the reward (upstream EasyR1 passes none; the "
                   "authors' fork does): the judge sees the question and the response only")
-    images = []
-    for item, ask in zip(inputs, asked, strict=True):
-        try:
-            images.append(_image_bytes(item.get("images")) if ask and judge.send_image
-                          else None)
-        except (OSError, ValueError) as exc:
-            _say_once(f"image:{type(exc).__name__}", "the judge gets no image where it cannot "
-                      "be read (%s); first case only", exc)
-            images.append(None)
-    payloads = await asyncio.to_thread(image_payloads, images)
+    payloads = await asyncio.to_thread(_judge_images, judge, inputs, asked)
     questions = [t.question if t.question is not None else user_query(str(i.get("query") or ""))
                  for i, t in zip(inputs, targets, strict=True)]
     try:
@@ -254,8 +274,10 @@ def compute_score(reward_inputs: list[dict[str, Any]], format_weight: float = 0.
 
     Keyword arguments beyond the weights: `judge_base_url` (one URL or a list of replicas),
     `judge_model`, `judge_api_key_env` (the *name* of the variable holding the key),
-    `judge_concurrency`, `judge_timeout_s`, `judge_max_retries`, `judge_sees_image`; and the
-    authors' `use_gpt_eval` and `max_workers` (= `judge_concurrency`).
+    `judge_concurrency`, `judge_timeout_s`, `judge_max_retries`, `judge_sees_image`,
+    `judge_image_resize` (`authors`, the default: the image as the authors' reward sends it,
+    an RGB JPEG of 338²–512² pixels; `none`: the file's bytes); and the authors'
+    `use_gpt_eval` and `max_workers` (= `judge_concurrency`).
     """
     if not reward_inputs:
         return []
