@@ -113,14 +113,28 @@ def _sampling(args: argparse.Namespace) -> dict:
     return sampling
 
 
+def _prompt_file(flag: str, spec: str) -> tuple[str, str]:
+    """(text, name) of a prompt file given to `flag`; raises ValueError naming the flag."""
+    from safer_toolkit.evaluation.prompt_files import PromptFileError, read_prompt_file
+
+    try:
+        return read_prompt_file(spec)
+    except PromptFileError as exc:
+        raise ValueError(f"{flag}: {exc}") from None
+
+
+def _rubric(spec: str | None):  # -> FileRubric | None
+    from safer_toolkit.evaluation.rubric import FileRubric
+
+    return FileRubric(*_prompt_file("--rubric", spec)) if spec else None
+
+
 def _settings(args: argparse.Namespace):  # -> EvalSettings
     """The run's settings; raises ValueError with a usage message."""
     import orjson
 
     from safer_toolkit.builder.backends.client import ModelEndpoint
-    from safer_toolkit.evaluation.prompt_files import PromptFileError, read_prompt_file
     from safer_toolkit.evaluation.prompts import GENERIC_SYSTEM_PROMPT, ModelPrompt
-    from safer_toolkit.evaluation.rubric import FileRubric
     from safer_toolkit.evaluation.runner import EvalSettings
 
     needed = [name for name, value in (("--dataset", args.dataset), ("--out", args.out),
@@ -157,16 +171,10 @@ def _settings(args: argparse.Namespace):  # -> EvalSettings
             raise ValueError(f"--model-sampling is not JSON: {exc}") from None
         model = endpoint("model", args.model, args.model_base_url, args.model_api_key_env,
                          sampling)
-    def prompt_file(flag: str, spec: str) -> tuple[str, str]:
-        try:
-            return read_prompt_file(spec)
-        except PromptFileError as exc:
-            raise ValueError(f"{flag}: {exc}") from None
-
     text = GENERIC_SYSTEM_PROMPT
     if args.system_prompt_file:
-        text = prompt_file("--system-prompt-file", args.system_prompt_file)[0]
-    rubric = FileRubric(*prompt_file("--rubric", args.rubric)) if args.rubric else None
+        text = _prompt_file("--system-prompt-file", args.system_prompt_file)[0]
+    rubric = _rubric(args.rubric)
     if rubric is not None and args.judge_sees_reference:
         raise ValueError("--judge-sees-reference works with the toolkit rubric only, not with "
                          "--rubric")

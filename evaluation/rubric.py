@@ -33,6 +33,7 @@ from safer_toolkit.builder.stages.judge import (
     judge_request,
     judge_response,
 )
+from safer_toolkit.builder.stages.retry import with_feedback
 from safer_toolkit.evaluation.items import EvalItem
 
 #: score → the reply keys read for it, first found wins
@@ -111,8 +112,18 @@ class FileRubric:
 
     async def judge(self, backend: ChatBackend, request: ChatRequest,
                     attempts: int) -> Judgement:
-        return await judge_response(backend, request, attempts, parse=parse_reply,
-                                    retry_instruction=RETRY_INSTRUCTION)
+        """The builder's judge loop (`judge_response`) with this rubric's reply format: a
+        malformed reply goes back with the reasons, `attempts` times at most."""
+        error = JudgeOutputInvalid("no attempt made")
+        for _ in range(max(1, attempts)):
+            result = await backend.complete(request)
+            try:
+                return parse_reply(result.content)
+            except JudgeOutputInvalid as exc:
+                error = exc
+                request = with_feedback(request, result.content, [str(exc)],
+                                        RETRY_INSTRUCTION)
+        raise error
 
 
 @dataclass(frozen=True)

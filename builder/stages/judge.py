@@ -8,7 +8,7 @@ reason — never coerced, never silently dropped.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,21 +144,19 @@ def parse_judgement(content: str) -> Judgement:
                      data["rationale"][:MAX_RATIONALE])
 
 
-async def judge_response(backend: ChatBackend, request: ChatRequest, max_attempts: int, *,
-                         parse: Callable[[str], Judgement] = parse_judgement,
-                         retry_instruction: str = RETRY_INSTRUCTION) -> Judgement:
+async def judge_response(backend: ChatBackend, request: ChatRequest,
+                         max_attempts: int) -> Judgement:
     """Ask the judge, sending a malformed reply back with the reasons (bounded).
 
-    `parse` reads a reply (another rubric's reply format, say) and `retry_instruction` says
-    what to send instead. Raises `JudgeOutputInvalid` when every attempt was malformed and
-    `CallFailed` when a call failed; the caller records either as the item's reason.
+    Raises `JudgeOutputInvalid` when every attempt was malformed and `CallFailed` when a call
+    failed; the caller records either as the item's reason.
     """
     error = JudgeOutputInvalid("no attempt made")
     for _ in range(max(1, max_attempts)):
         result = await backend.complete(request)
         try:
-            return parse(result.content)
+            return parse_judgement(result.content)
         except JudgeOutputInvalid as exc:
             error = exc
-            request = with_feedback(request, result.content, [str(exc)], retry_instruction)
+            request = with_feedback(request, result.content, [str(exc)], RETRY_INSTRUCTION)
     raise error
