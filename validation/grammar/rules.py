@@ -2,19 +2,21 @@
 rule references) and its rendering in the dialects servers take.
 
 The compilers build expressions here once; `render` writes them as xgrammar EBNF (vLLM
-`structured_outputs.grammar`, SGLang `ebnf`) or llama.cpp GBNF (`grammar`). Rules are
-deduplicated by content, so a string bound or a JSON body used by many calls is written once.
+`structured_outputs.grammar`, SGLang `ebnf`), llama.cpp GBNF (`grammar`), or llguidance Lark
+(vLLM's guidance backend; the matcher `--check` uses). Rules are deduplicated by content, so a
+string bound or a JSON body used by many calls is written once.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-Dialect = Literal["ebnf", "gbnf"]
-DIALECTS: tuple[str, ...] = ("ebnf", "gbnf")
+Dialect = Literal["ebnf", "gbnf", "lark"]
+DIALECTS: tuple[str, ...] = ("ebnf", "gbnf", "lark")
 MAX_CODEPOINT = 0x10FFFF
 
 
@@ -135,6 +137,9 @@ class RuleSet:
     def __init__(self) -> None:
         self.rules: dict[str, Expr] = {}
         self._by_expr: dict[Expr, str] = {}
+        #: rules that stay parser rules in Lark even when regular (the walk states: as lexemes
+        #: their union would overflow llguidance's lexer)
+        self.structural: set[str] = set()
 
     def name(self, hint: str) -> str:
         """A fresh rule name from `hint` (lowercase letters, digits and hyphens)."""
@@ -148,9 +153,11 @@ class RuleSet:
         self.rules[name] = EMPTY  # reserved until defined
         return name
 
-    def define(self, name: str, expr: Expr) -> Ref:
+    def define(self, name: str, expr: Expr, *, structural: bool = False) -> Ref:
         """Give a reserved name its expression (for recursive or forward-referenced rules)."""
         self.rules[name] = expr
+        if structural:
+            self.structural.add(name)
         return Ref(name)
 
     def rule(self, hint: str, expr: Expr) -> Ref:
@@ -199,16 +206,21 @@ _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 def _escape(char: str, specials: str) -> str:
     """One character in a literal or a class, read alike by xgrammar, llama.cpp and llguidance.
 
-    Only ASCII controls are escaped, as `\\xHH` (llama.cpp reads two hex digits, xgrammar as
-    many as follow, so a caller never lets a hex digit follow); every other character is
-    written as itself (all three read UTF-8). `\\u` is avoided: llguidance's GBNF reader (vLLM's
-    guidance backend) drops its leading zeros and then misreads it."""
+    ASCII controls are escaped as `\\xHH` (llama.cpp reads two hex digits, xgrammar as many as
+    follow, so a caller never lets a hex digit follow); other characters are written as
+    themselves (all three read UTF-8), but for unprintable ones from U+1000 (line separators),
+    as `\\uXXXX`. A `\\u` with a leading zero is avoided: llguidance's GBNF reader (vLLM's
+    guidance backend) drops the zeros and then misreads it."""
     if char in specials:
         return "\\" + char
     named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char)
     if named:
         return named
-    return f"\\x{ord(char):02X}" if ord(char) < 0x20 else char
+    code = ord(char)
+    if code < 0x20:
+        return f"\\x{code:02X}"
+    # an unprintable character from U+1000 on has no leading zero to lose: `\\u` is safe
+    return f"\\u{code:04X}" if 0x1000 <= code <= 0xFFFF and not char.isprintable() else char
 
 
 def _literal(text: str) -> str:
@@ -301,12 +313,71 @@ def _split_repeats(node: Expr) -> Expr:
     return alt(repeat(item, lo, step - 1), seq(block, _split_repeats(repeat(item, 0, rest_hi))))
 
 
+# ---------------------------------------------------------------- lark (llguidance)
+
+def _lark_class(node: Chars) -> str:
+    def one(code: int) -> str:
+        char = chr(code)
+        if char.isalnum() or char in " !\"#%&',:;<=>@_`~" or (code > 0x7F and char.isprintable()):
+            return char
+        return f"\\x{{{code:X}}}"
+
+    parts = [one(lo) if lo == hi else f"{one(lo)}-{one(hi)}" for lo, hi in node.ranges]
+    return "/[" + ("^" if node.negated else "") + "".join(parts) + "]/"
+
+
+def _lark_expr(node: Expr, nested: bool, names: dict[str, str]) -> str:
+    if isinstance(node, Lit):
+        return json.dumps(node.text, ensure_ascii=False)
+    if isinstance(node, Chars):
+        return _lark_class(node)
+    if isinstance(node, Ref):
+        return names[node.name]
+    if isinstance(node, Seq | Alt):
+        sep = " " if isinstance(node, Seq) else " | "
+        text = sep.join(_lark_expr(i, isinstance(node, Seq), names) for i in node.items)
+        return f"({text})" if nested else text
+    item = _lark_expr(node.item, True, names)
+    if isinstance(node.item, Repeat):
+        item = f"({item})"
+    hi = "" if node.max is None else node.max
+    return f"{item}{{{node.min},{hi}}}"
+
+
+def _terminals(rules: RuleSet, names: list[str]) -> set[str]:
+    """Rules that reference only terminals (no recursion): what llguidance's GBNF reader makes
+    lexemes of. Rendering them the same way keeps its lexing (and speed) for the Lark text."""
+    refs = {n: set(_refs(rules.rules[n])) for n in names}
+    found: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for name in names:
+            if name not in found and name not in rules.structural and refs[name] <= found:
+                found.add(name)
+                changed = True
+    return found
+
+
+def _render_lark(rules: RuleSet, lines: list[str]) -> str:
+    order = rules.reachable("root")
+    terminal = _terminals(rules, order)
+    names = {n: ("start" if n == "root" else
+                 n.upper().replace("-", "_") if n in terminal and n != "root" else
+                 n.replace("-", "_")) for n in order}
+    for name in order:
+        lines.append(f"{names[name]}: {_lark_expr(rules.rules[name], False, names)}")
+    return "\n".join(lines) + "\n"
+
+
 def render(rules: RuleSet, dialect: Dialect, header: str = "") -> str:
     """The grammar text for `dialect`: the rules reachable from `root`, `root` first."""
     if dialect not in DIALECTS:
         raise ValueError(f"unknown grammar dialect {dialect!r}; expected one of "
                          f"{', '.join(DIALECTS)}")
     lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    if dialect == "lark":
+        return _render_lark(rules, lines)
     for name in rules.reachable("root"):
         expr = rules.rules[name]
         if dialect == "gbnf":

@@ -69,7 +69,9 @@ class TraceGrammar:
     @property
     def exact(self) -> bool:
         """Whether the grammar accepts every canonical trace the validator accepts."""
-        return self.limits.exact and self.narrowed is None
+        limits = self.limits
+        return (limits.max_string, limits.max_items, limits.max_answer) == (None, None, None) \
+            and self.narrowed is None
 
     def text(self, dialect: Dialect) -> str:
         """The grammar in `dialect` (`ebnf` for xgrammar/vLLM/SGLang, `gbnf` for llama.cpp)."""
@@ -96,40 +98,37 @@ def _ranges(codes: set[int]) -> tuple[tuple[int, int], ...]:
 _SPACE = _ranges({ord(c) for c in WHITESPACE})
 
 
-def _tag_free_text(rules: RuleSet) -> Expr:
-    """Non-blank text that never spells a block tag: an automaton over tag prefixes."""
-    prefixes = sorted({t[:i] for t in BLOCK_TAGS for i in range(len(t))}, key=lambda p: (len(p), p))
-    relevant = sorted(set("".join(BLOCK_TAGS)))
-
-    def step(state: str, char: str) -> str | None:
-        text = state + char
-        if any(text.endswith(t) for t in BLOCK_TAGS):
-            return None  # a tag would be complete
-        return next(text[i:] for i in range(len(text) + 1) if text[i:] in prefixes)
-
-    names = {p: rules.name(f"answer-{i}") for i, p in enumerate(prefixes)}
-    for prefix in prefixes:
-        moves: list[Expr] = [EMPTY]
-        leaving = set()
-        for char in relevant:
-            target = step(prefix, char)
-            if target != "":
-                leaving.add(ord(char))
-                if target is not None:
-                    moves.append(seq(Lit(char), Ref(names[target])))
-        moves.append(seq(Chars(_ranges(leaving), negated=True), Ref(names[""])))
-        rules.define(names[prefix], alt(*moves))
-    first = alt(seq(Lit("<"), Ref(names["<"])),
-                seq(Chars(_ranges({ord("<")} | {ord(c) for c in WHITESPACE}), negated=True),
-                    Ref(names[""])))
-    return seq(repeat(Chars(_SPACE), 0, None), first)
+#: What may follow a `<` in an answer without completing a block tag.
+_TAG_RESTS = tuple(tag[1:] for tag in BLOCK_TAGS)
+_NOT_LT = Chars(((ord("<"), ord("<")),), negated=True)
+_FIRST = Chars(_ranges({ord("<")} | {ord(c) for c in WHITESPACE}), negated=True)
 
 
-def _bounded_text(limit: int) -> Expr:
-    """Generation form: a non-blank first character, then up to `limit` - 1 more, no `<`."""
-    no_tag = Chars(((ord("<"), ord("<")),), negated=True)
-    first = Chars(_ranges({ord("<")} | {ord(c) for c in WHITESPACE}), negated=True)
-    return seq(first, repeat(no_tag, 0, limit - 1))
+def _after_lt(prefix: str = "") -> Expr:
+    """The text between a `<` and the next one (or the end), given it starts with `prefix`:
+    anything that does not begin with the rest of a block tag (a finite trie, no recursion)."""
+    nexts = sorted({rest[len(prefix)] for rest in _TAG_RESTS
+                    if rest.startswith(prefix) and len(rest) > len(prefix)})
+    branches: list[Expr] = [EMPTY,
+                            seq(Chars(_ranges({ord("<")} | {ord(c) for c in nexts}),
+                                      negated=True), repeat(_NOT_LT, 0, None))]
+    for char in nexts:
+        if prefix + char not in _TAG_RESTS:
+            branches.append(seq(Lit(char), _after_lt(prefix + char)))
+    return alt(*branches)
+
+
+def _answer_block(limit: int | None) -> Expr:
+    """The answer and its closing tag: non-blank text that never spells a block tag, then
+    `\\n</answer>`. One non-recursive expression, so a matcher with a lexer (llguidance, as
+    vLLM's guidance backend) reads it as one token and cannot swallow the closing newline.
+    With `limit` (generation): at most that many characters and no `<` at all."""
+    close = Lit("\n</answer>")
+    if limit is not None:
+        return seq(_FIRST, repeat(_NOT_LT, 0, limit - 1), close)
+    segment = seq(Lit("<"), _after_lt())
+    first = alt(seq(_FIRST, repeat(_NOT_LT, 0, None)), segment)
+    return seq(repeat(Chars(_SPACE), 0, None), first, repeat(segment, 0, None), close)
 
 
 def _call_lines(protocol: Protocol, json: JsonGrammar) -> dict[str, list[tuple[Variant, Ref]]]:
@@ -162,7 +161,7 @@ def _walk_rules(rules: RuleSet, automaton: Automaton,
         for symbol, nxt in automaton.transitions[i]:
             line = lines[symbol.tool][symbol.variant][1]
             moves.append(line if names[nxt] is None else Seq((line, Ref(names[nxt]))))
-        rules.define(name, moves[0] if len(moves) == 1 else Alt(tuple(moves)))
+        rules.define(name, moves[0] if len(moves) == 1 else Alt(tuple(moves)), structural=True)
     return Ref(names[0]) if names[0] else EMPTY
 
 
@@ -216,11 +215,9 @@ def compile_grammar(protocol: Protocol | dict[str, Any], limits: GrammarLimits |
     automaton, narrowed = _fit_walks(protocol, {t: [v for v, _ in vs] for t, vs in lines.items()},
                                      decisions, limits, max_explored)
     walk = _walk_rules(rules, automaton, lines)
-    answer = (_tag_free_text(rules) if limits.max_answer is None
-              else _bounded_text(limits.max_answer))
-    answer_ref = rules.rule("answer", answer)
-    rules.define(root, seq(Lit("<thinking>\n"), walk, Lit("</thinking>\n<answer>\n"),
-                           answer_ref, Lit("\n</answer>")))
+    answer = rules.rule("answer", _answer_block(limits.max_answer))
+    rules.define(root, seq(Lit("<thinking>\n"), walk, Lit("</thinking>\n<answer>\n"), answer),
+                 structural=True)
     return TraceGrammar(protocol.id, rules, limits, automaton.size, automaton.explored,
                         narrowed)
 

@@ -1,0 +1,130 @@
+"""Check validator records (SPEC §3) against their protocol's grammar, one report line each.
+
+Records are read by the validator's own reader (`records.py`): JSONL, a JSON array or parquet,
+a response as `response` text, `calls` + `answer` (checked in its canonical text form) or a
+released row's TRL `messages`. Grammars and matchers are built once per distinct protocol.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from safer_toolkit import schemas
+from safer_toolkit.validation.codec import from_stored, to_text
+from safer_toolkit.validation.grammar.matcher import GrammarMatcher, Match, require_matcher
+from safer_toolkit.validation.grammar.options import GrammarError, GrammarLimits
+from safer_toolkit.validation.grammar.trace import compile_grammar
+from safer_toolkit.validation.limits import MAX_TEXT_CHARS, PROTOCOL_CACHE_SIZE
+from safer_toolkit.validation.protocol import ProtocolInvalid
+from safer_toolkit.validation.records import ParseFailure, read_records
+from safer_toolkit.validation.validator import turn_text
+
+_CACHE = 64  # compiled grammars kept (a loop protocol's exact grammar can be large)
+
+
+def _record_text(record: dict[str, Any]) -> str:
+    """The response text of a record, or ValueError saying why there is none."""
+    if "response" in record:
+        text = record["response"]
+        if not isinstance(text, str):
+            raise ValueError("`response` must be a string")
+        return text
+    if "calls" in record or "answer" in record:
+        import jsonschema_rs
+
+        if not jsonschema_rs.Draft202012Validator(
+                schemas.load("trace.schema.json")).is_valid(record):
+            raise ValueError("the stored-form trace breaks trace.schema.json")
+        return to_text(from_stored(record))
+    text = turn_text(record.get("messages"))
+    if text is None:
+        raise ValueError("the record has neither `response`, `calls` + `answer` nor messages")
+    return text
+
+
+class GrammarChecker:
+    """Checks records one by one; `summary()` counts what it saw."""
+
+    def __init__(self, default_protocol: Any = None, limits: GrammarLimits | None = None,
+                 library: str = "default") -> None:
+        require_matcher()  # fail early when the matcher is missing
+        self.default_protocol = default_protocol
+        self.limits = limits or GrammarLimits()
+        self.library = library
+        self._matchers: OrderedDict[bytes, GrammarMatcher | str] = OrderedDict()
+        self.counts = {"records": 0, "accepted": 0, "refused": 0, "no_grammar": 0}
+
+    def _matcher(self, doc: Any) -> GrammarMatcher:
+        if isinstance(doc, str):
+            try:
+                doc = orjson.loads(doc)
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"protocol string is not JSON: {exc}") from None
+        key = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+        found = self._matchers.get(key)
+        if found is None:
+            try:
+                found = GrammarMatcher(compile_grammar(doc, self.limits, library=self.library))
+            except ProtocolInvalid as exc:
+                found = "the protocol is invalid: " + "; ".join(
+                    f"{i.path or '/'}: {i.message}" for i in exc.issues)
+            except GrammarError as exc:
+                found = f"no grammar: {exc}"
+            self._matchers[key] = found
+            if len(self._matchers) > min(_CACHE, PROTOCOL_CACHE_SIZE):
+                self._matchers.popitem(last=False)
+        if isinstance(found, str):
+            raise ValueError(found)
+        return found
+
+    def check(self, record: Any, index: int) -> dict[str, Any]:
+        """One report line: `index`, `id`, `accepted` and, when refused, where and why."""
+        line: dict[str, Any] = {"index": index, "id": None}
+        try:
+            if isinstance(record, ParseFailure):
+                raise ValueError(f"{record.where}: {record.message}")
+            if not isinstance(record, dict):
+                raise ValueError("record is not a JSON object")
+            rid = record.get("id")
+            if isinstance(rid, str | int) and not isinstance(rid, bool):
+                line["id"] = rid
+            doc = record.get("protocol", self.default_protocol)
+            if doc is None:
+                raise ValueError("the record has no protocol and none was given")
+            text = _record_text(record)
+            if len(text) > MAX_TEXT_CHARS:
+                raise ValueError(f"the response is {len(text)} characters; the limit is "
+                                 f"{MAX_TEXT_CHARS}")
+            matcher = self._matcher(doc)
+        except ValueError as exc:
+            self._count(None)
+            return {**line, "accepted": False, "error": str(exc)}
+        match = matcher.match(text)
+        self._count(match)
+        return {**line, **match.to_dict()}
+
+    def _count(self, match: Match | None) -> None:
+        self.counts["records"] += 1
+        if match is None:
+            self.counts["refused"] += 1
+            self.counts["no_grammar"] += 1
+        else:
+            self.counts["accepted" if match.accepted else "refused"] += 1
+
+    def check_files(self, paths: Iterable[str | Path]) -> Iterator[dict[str, Any]]:
+        """Check every record of every file, in order, with one 0-based index across files.
+
+        Raises `RecordSourceError` when a file cannot be opened at all."""
+        index = 0
+        for path in paths:
+            for record in read_records(path):
+                yield self.check(record, index)
+                index += 1
+
+    def summary(self) -> dict[str, int]:
+        return dict(self.counts)
