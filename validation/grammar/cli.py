@@ -2,7 +2,7 @@
 
     safer-toolkit grammar PROTOCOL.json --dialect gbnf > trace.gbnf
     safer-toolkit grammar --library default --topology mesh --dialect ebnf
-    safer-toolkit grammar --check RECORDS.jsonl [PROTOCOL.json] [--report REPORT.jsonl]
+    safer-toolkit grammar [PROTOCOL.json] --check RECORDS.jsonl... [--report REPORT.jsonl]
 
 Exit status: 0 printed / every record accepted, 1 some record refused, 2 usage or I/O error.
 """
