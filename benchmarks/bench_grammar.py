@@ -59,6 +59,14 @@ def _best(fn, runs: int = 3) -> float:
     return min(times)
 
 
+def _timed(compile_one) -> tuple[float, int]:
+    """Seconds to compile and render one grammar (GBNF), and its walk states."""
+    start = time.perf_counter()
+    grammar = compile_one()
+    grammar.text("gbnf")
+    return time.perf_counter() - start, grammar.walk_states
+
+
 def bench_compile(rows: list[dict[str, Any]]) -> None:
     by_topology: dict[str, list[tuple[float, float, float, int, int]]] = {}
     for row in rows:
@@ -66,11 +74,8 @@ def bench_compile(rows: list[dict[str, Any]]) -> None:
         text = row["messages"][-1]["content"][0]["text"]
         record = {"protocol": doc, "response": text}
         validate = _best(lambda record=record: Validator().validate(record), 5)
-        exact = _best(lambda doc=doc: compile_grammar(doc).text("gbnf"), 1)
-        narrowed = _best(lambda doc=doc: compile_grammar(doc, GrammarLimits.generation())
-                         .text("gbnf"), 1)
-        states = compile_grammar(doc).walk_states
-        small = compile_grammar(doc, GrammarLimits.generation()).walk_states
+        exact, states = _timed(lambda doc=doc: compile_grammar(doc))
+        narrowed, small = _timed(lambda doc=doc: compile_grammar(doc, GrammarLimits.generation()))
         by_topology.setdefault(doc["topology"], []).append(
             (validate, exact, narrowed, states, small))
     print("grammar compile time per protocol vs validating one trace (fresh Validator), "

@@ -161,7 +161,7 @@ def test_every_protocol_of_the_demo_build():
     for doc_json, texts in by_protocol.items():
         doc = json.loads(doc_json)
         resolved = resolve_protocol(doc)
-        grammar = compile_grammar(doc, GrammarLimits(max_walk_states=400))
+        grammar = compile_grammar(doc, GrammarLimits(max_walk_states=200))
         if doc["topology"] != "loop":
             assert grammar.exact, doc["id"]
         matcher = GrammarMatcher(grammar)
@@ -255,7 +255,7 @@ def _random_trace(resolved, rng: random.Random) -> Trace:
                  rng.choice(["Fine.", "  Yes: <3 and a < b.", "Line one\nline two"]))
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=generated_protocols(), seed=st.integers(0, 10_000))
 def test_generated_protocols_of_every_topology_both_ways(doc, seed):
     resolved = resolve_protocol(doc)
@@ -267,7 +267,7 @@ def test_generated_protocols_of_every_topology_both_ways(doc, seed):
     matcher = GrammarMatcher(grammar)
     rng = random.Random(seed)
     found_valid = 0
-    for _ in range(40):
+    for _ in range(25):
         trace = _random_trace(resolved, rng)
         text = to_text(trace)
         if check_text(text, resolved).valid:

@@ -177,25 +177,29 @@ class _Walks:
                    - len(self.limited)) if self.limited else protocol.max_calls + 1
         # the call count matters only up to min_calls when the visit limits bound the walk
         self.n_exact = longest > protocol.max_calls
+        self._cap_cache: dict[tuple[str | None, int], tuple[int, ...]] = {}
 
     def start(self) -> tuple:
         return self._canonical(None, (self.protocol.max_visits,) * len(self.limited),
                                (False,) * len(self.required), 0)
 
+    def _caps(self, last: str | None, n: int) -> tuple[int, ...]:
+        """Per limited tool, the most visits a continuation from here could still use."""
+        key = (last, n)
+        found = self._cap_cache.get(key)
+        if found is None:
+            calls_left = self.protocol.max_calls - n if self.n_exact else self.protocol.max_calls
+            reach = self.reach[last]
+            found = tuple(0 if t not in reach  # never called again: its count is forgotten
+                          else calls_left if t in self.self_loop else (calls_left + 1) // 2
+                          for t in self.limited)
+            self._cap_cache[key] = found
+        return found
+
     def _canonical(self, last: str | None, left: tuple[int, ...], seen: tuple[bool, ...],
                    n: int) -> tuple:
         if self.limited:
-            calls_left = self.protocol.max_calls - n if self.n_exact else self.protocol.max_calls
-            reach = self.reach[last]
-            capped = []
-            for t, v in zip(self.limited, left, strict=True):
-                if t not in reach:
-                    v = 0  # never called again: how many visits it had left no longer matters
-                else:
-                    most = calls_left if t in self.self_loop else (calls_left + 1) // 2
-                    v = min(v, most)
-                capped.append(v)
-            left = tuple(capped)
+            left = tuple(map(min, left, self._caps(last, n)))
         return (last, left, seen, n)
 
     def accepting(self, key: tuple) -> bool:
