@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+from bench_validate import best_of  # this folder is on sys.path when run as a script
 
 from safer_toolkit.validation import Validator, check_text, parse_text
 from safer_toolkit.validation.grammar import GrammarLimits, compile_grammar
@@ -50,15 +51,6 @@ def demo_rows(demo: Path | None) -> list[dict[str, Any]]:
     return rows
 
 
-def _best(fn, runs: int = 3) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def _timed(compile_one) -> tuple[float, int]:
     """Seconds to compile and render one grammar (GBNF), and its walk states."""
     start = time.perf_counter()
@@ -73,7 +65,7 @@ def bench_compile(rows: list[dict[str, Any]]) -> None:
         doc = json.loads(row["protocol"])
         text = row["messages"][-1]["content"][0]["text"]
         record = {"protocol": doc, "response": text}
-        validate = _best(lambda record=record: Validator().validate(record), 5)
+        validate = best_of(5, lambda record=record: Validator().validate(record))
         exact, states = _timed(lambda doc=doc: compile_grammar(doc))
         narrowed, small = _timed(lambda doc=doc: compile_grammar(doc, GrammarLimits.generation()))
         by_topology.setdefault(doc["topology"], []).append(

@@ -380,3 +380,23 @@ def test_real_engines_parse_both_dialects_when_installed():
         ran += 1
     if not ran:
         pytest.skip("neither xgrammar nor llama-cpp-python is installed")
+
+
+def test_a_custom_tool_under_a_decision_name_is_tracked_or_refused_with_the_reason():
+    doc = protocol("mesh")
+    shadow = {"name": "INTENT-RADAR", "stage": "reasoning", "purpose": "p",
+              "output": {"type": "object", "additionalProperties": False,
+                         "required": ["intent"],
+                         "properties": {"intent": {"enum": ["benign", "harmful", "unsure"]}}}}
+    doc["tools"] = [shadow if t == "INTENT-RADAR" else t for t in doc["tools"]]
+    matcher = GrammarMatcher(compile_grammar(doc))
+    walk = ["VISUAL-SCAN", "INTENT-RADAR", "SAFETY-GATE"]
+    for intent, verdict in itertools.product(("benign", "harmful", "unsure"), VERDICTS):
+        out = {**OUT, "INTENT-RADAR": {"intent": intent},
+               "SAFETY-GATE": {"verdict": verdict, "reason": "r"}}
+        text = to_text(Trace([Call(t, out[t]) for t in walk], "ok"))
+        valid = check_text(text, resolve_protocol(doc)).valid
+        assert matcher.match(text).accepted == valid, (intent, verdict)
+    shadow["output"]["properties"]["intent"] = {"type": "string", "maxLength": 20}
+    with pytest.raises(GrammarError, match="must be an enum"):
+        compile_grammar(doc)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,19 @@ from safer_toolkit.validation.codec import from_stored, to_text
 from safer_toolkit.validation.grammar.matcher import GrammarMatcher, Match, require_matcher
 from safer_toolkit.validation.grammar.options import GrammarError, GrammarLimits
 from safer_toolkit.validation.grammar.trace import compile_grammar
-from safer_toolkit.validation.limits import MAX_TEXT_CHARS, PROTOCOL_CACHE_SIZE
+from safer_toolkit.validation.limits import MAX_TEXT_CHARS
 from safer_toolkit.validation.protocol import ProtocolInvalid
 from safer_toolkit.validation.records import ParseFailure, read_records
 from safer_toolkit.validation.validator import turn_text
 
 _CACHE = 64  # compiled grammars kept (a loop protocol's exact grammar can be large)
+
+
+@cache
+def _trace_schema() -> Any:
+    import jsonschema_rs
+
+    return jsonschema_rs.Draft202012Validator(schemas.load("trace.schema.json"))
 
 
 def _record_text(record: dict[str, Any]) -> str:
@@ -35,10 +43,7 @@ def _record_text(record: dict[str, Any]) -> str:
             raise ValueError("`response` must be a string")
         return text
     if "calls" in record or "answer" in record:
-        import jsonschema_rs
-
-        if not jsonschema_rs.Draft202012Validator(
-                schemas.load("trace.schema.json")).is_valid(record):
+        if not _trace_schema().is_valid(record):
             raise ValueError("the stored-form trace breaks trace.schema.json")
         return to_text(from_stored(record))
     text = turn_text(record.get("messages"))
@@ -76,7 +81,7 @@ class GrammarChecker:
             except GrammarError as exc:
                 found = f"no grammar: {exc}"
             self._matchers[key] = found
-            if len(self._matchers) > min(_CACHE, PROTOCOL_CACHE_SIZE):
+            if len(self._matchers) > _CACHE:
                 self._matchers.popitem(last=False)
         if isinstance(found, str):
             raise ValueError(found)
