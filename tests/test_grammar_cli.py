@@ -10,7 +10,12 @@ import pytest
 
 from safer_toolkit.builder.stages.plan import plan_schema
 from safer_toolkit.cli import main
-from safer_toolkit.validation import from_stored, library_protocol_document, to_text
+from safer_toolkit.validation import (
+    from_stored,
+    library_protocol_document,
+    resolve_protocol,
+    to_text,
+)
 from safer_toolkit.validation.grammar import GrammarError, compile_grammar
 from safer_toolkit.validation.grammar.json_schema import json_text
 from safer_toolkit.validation.grammar.matcher import GrammarMatcher
@@ -121,6 +126,10 @@ def test_request_extras_per_server_kind():
         assert grammar_extras(grammar, server) == {"grammar": grammar.text("gbnf")}
     with pytest.raises(GrammarError, match="takes no grammar"):
         grammar_extras(grammar, "openai")
+    loop = library_protocol_document("loop")  # a document: compiled under SERVER_LIMITS
+    narrowed = grammar_extras(loop, "sglang")["ebnf"]
+    assert "walk states ≤ 600" in narrowed and len(narrowed) < 400_000
+    assert grammar_extras(resolve_protocol(loop), "sglang")["ebnf"] == narrowed
     with pytest.raises(ValueError, match="unknown server kind"):
         grammar_extras(grammar, "tgi")
     schema = plan_schema()

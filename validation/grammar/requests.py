@@ -24,7 +24,8 @@ from typing import Any, Literal
 from safer_toolkit.validation.grammar.json_schema import JsonGrammar
 from safer_toolkit.validation.grammar.options import GrammarError, GrammarLimits
 from safer_toolkit.validation.grammar.rules import Dialect, RuleSet, render
-from safer_toolkit.validation.grammar.trace import TraceGrammar
+from safer_toolkit.validation.grammar.trace import TraceGrammar, grammar_for
+from safer_toolkit.validation.protocol import Protocol
 
 Server = Literal["vllm", "sglang", "llama.cpp", "llama-cpp-python", "openai"]
 SERVERS: tuple[str, ...] = ("vllm", "sglang", "llama.cpp", "llama-cpp-python", "openai")
@@ -50,10 +51,21 @@ def _grammar_extras(text_for: Any, server: str) -> dict[str, Any]:
     return {"grammar": text}
 
 
-def grammar_extras(grammar: TraceGrammar, server: str) -> dict[str, Any]:
-    """The request-body fields that make `server` generate only texts `grammar` accepts."""
+#: What a server compiles per request by default: the schema's own bounds, walks narrowed past
+#: 600 states (a loop protocol's exact grammar runs to megabytes).
+SERVER_LIMITS = GrammarLimits(max_walk_states=600)
+
+
+def grammar_extras(protocol: TraceGrammar | Protocol | dict[str, Any], server: str,
+                   limits: GrammarLimits | None = None) -> dict[str, Any]:
+    """The request-body fields that make `server` generate only traces the protocol's grammar
+    accepts: a compiled grammar, or a protocol (resolved or a document) compiled here (cached
+    per document) under `limits` (default `SERVER_LIMITS`)."""
     _check(server)
-    return _grammar_extras(grammar.text, server)
+    if not isinstance(protocol, TraceGrammar):
+        doc = protocol.document if isinstance(protocol, Protocol) else protocol
+        protocol = grammar_for(doc, limits or SERVER_LIMITS)
+    return _grammar_extras(protocol.text, server)
 
 
 def schema_grammar(schema: dict[str, Any], dialect: Dialect,
