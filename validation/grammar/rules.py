@@ -223,8 +223,15 @@ def _escape(char: str, specials: str) -> str:
     return f"\\u{code:04X}" if 0x1000 <= code <= 0xFFFF and not char.isprintable() else char
 
 
+_PLAIN_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r",
+                                "\t": "\\t"})
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]|[\u1000-\uffff]")
+
+
 def _literal(text: str) -> str:
     """A quoted literal; where an escape would be followed by a hex digit, a new one starts."""
+    if not _CONTROL.search(text):  # the common case: nothing but the five plain escapes
+        return f'"{text.translate(_PLAIN_ESCAPES)}"'
     chunks, current = [], ""
     for i, char in enumerate(text):
         piece = _escape(char, '"\\')

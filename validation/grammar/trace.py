@@ -118,6 +118,7 @@ def _after_lt(prefix: str = "") -> Expr:
     return alt(*branches)
 
 
+@lru_cache(maxsize=16)
 def _answer_block(limit: int | None) -> Expr:
     """The answer and its closing tag: non-blank text that never spells a block tag, then
     `\\n</answer>`. One non-recursive expression, so a matcher with a lexer (llguidance, as
