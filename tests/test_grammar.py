@@ -223,8 +223,10 @@ def generated_protocols(draw):
     for names in by_stage.values():
         picked = draw(st.lists(st.sampled_from(names), min_size=1, max_size=2, unique=True))
         tools += picked
-    if topology == "shield":
+    if topology == "shield":  # the sentinel screens; a reasoning tool and the gate follow it
         tools = ["JAILBREAK-SENTINEL", *[t for t in tools if t != "JAILBREAK-SENTINEL"]]
+        if not set(tools) & (set(by_stage["reasoning"]) - {"JAILBREAK-SENTINEL"}):
+            tools.append("RISK-SCORER")
         if "SAFETY-GATE" not in tools:
             tools.append("SAFETY-GATE")
     if draw(st.booleans()):
@@ -241,6 +243,12 @@ def generated_protocols(draw):
     if topology == "shield":
         doc["shield_tool"] = "JAILBREAK-SENTINEL"
     return doc
+
+
+def _canonical(text: str) -> str:
+    """The grammar's spelling: a `<` inside a call's JSON (only strings hold one) as \u003c."""
+    head, rest = text.split("</thinking>", 1)
+    return "<thinking>" + head[len("<thinking>"):].replace("<", "\\u003c") + "</thinking>" + rest
 
 
 def _random_trace(resolved, rng: random.Random) -> Trace:
@@ -269,7 +277,7 @@ def test_generated_protocols_of_every_topology_both_ways(doc, seed):
     found_valid = 0
     for _ in range(25):
         trace = _random_trace(resolved, rng)
-        text = to_text(trace)
+        text = _canonical(to_text(trace))
         if check_text(text, resolved).valid:
             found_valid += 1
             assert matcher.match(text).accepted, text
