@@ -2,11 +2,19 @@
 
 Records are read by the validator's own reader (`records.py`): JSONL, a JSON array or parquet,
 a response as `response` text, `calls` + `answer` (checked in its canonical text form) or a
-released row's TRL `messages`. Grammars and matchers are built once per distinct protocol.
+released row's TRL `messages`.
+
+A response is matched against its protocol's grammar restricted to at most as many calls as
+it has lines starting with `[` (never fewer than `min_calls`): every call is such a line, so
+the restricted grammar accepts the response exactly when the full one does, and for a loop
+protocol it is a fraction of the size (the full exact grammar can pass the matcher's limits).
+Where a refused response leaves the grammar is reported for that restricted grammar.
+Grammars and matchers are built once per (protocol, call count).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from functools import cache
@@ -21,7 +29,7 @@ from safer_toolkit.validation.grammar.matcher import GrammarMatcher, Match, requ
 from safer_toolkit.validation.grammar.options import GrammarError, GrammarLimits
 from safer_toolkit.validation.grammar.trace import compile_grammar
 from safer_toolkit.validation.limits import MAX_TEXT_CHARS
-from safer_toolkit.validation.protocol import ProtocolInvalid
+from safer_toolkit.validation.protocol import ProtocolInvalid, resolve_protocol
 from safer_toolkit.validation.records import ParseFailure, read_records
 from safer_toolkit.validation.validator import turn_text
 
@@ -64,17 +72,21 @@ class GrammarChecker:
         self._matchers: OrderedDict[bytes, GrammarMatcher | str] = OrderedDict()
         self.counts = {"records": 0, "accepted": 0, "refused": 0, "no_grammar": 0}
 
-    def _matcher(self, doc: Any) -> GrammarMatcher:
+    def _matcher(self, doc: Any, text: str) -> GrammarMatcher:
         if isinstance(doc, str):
             try:
                 doc = orjson.loads(doc)
             except orjson.JSONDecodeError as exc:
                 raise ValueError(f"protocol string is not JSON: {exc}") from None
-        key = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+        lines = text.count("\n[") + text.startswith("[")
+        key = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS) + b"|%d" % lines
         found = self._matchers.get(key)
         if found is None:
             try:
-                found = GrammarMatcher(compile_grammar(doc, self.limits, library=self.library))
+                protocol = resolve_protocol(doc, self.library)
+                calls = max(min(lines, protocol.max_calls), protocol.min_calls)
+                protocol = dataclasses.replace(protocol, max_calls=calls)
+                found = GrammarMatcher(compile_grammar(protocol, self.limits))
             except ProtocolInvalid as exc:
                 found = "the protocol is invalid: " + "; ".join(
                     f"{i.path or '/'}: {i.message}" for i in exc.issues)
@@ -105,7 +117,7 @@ class GrammarChecker:
             if len(text) > MAX_TEXT_CHARS:
                 raise ValueError(f"the response is {len(text)} characters; the limit is "
                                  f"{MAX_TEXT_CHARS}")
-            matcher = self._matcher(doc)
+            matcher = self._matcher(doc, text)
         except ValueError as exc:
             self._count(None)
             return {**line, "accepted": False, "error": str(exc)}
