@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import os
 import random
 
 import pyarrow.parquet as pq
@@ -202,17 +201,14 @@ def test_every_protocol_of_the_demo_build():
     assert golds >= 200 and accepted >= golds - 60  # only loop traces past the narrowing
 
 
-@pytest.mark.skipif(not os.environ.get("SAFER_TOOLKIT_SLOW_TESTS"),
-                    reason="minutes: set SAFER_TOOLKIT_SLOW_TESTS=1")
 def test_exact_grammars_of_the_demo_loop_protocols_accept_every_gold_trace():
-    """The exact loop grammars (thousands of rules), as `--check` asks them: minutes."""
+    """The exact loop grammars (up to thousands of rules), as `--check` asks them."""
     checker = GrammarChecker()
-    checked = 0
-    for doc_json, text in _demo_traces():
-        if json.loads(doc_json)["topology"] == "loop" and text is not None:
-            assert checker.check({"protocol": doc_json, "response": text}, 0)["accepted"]
-            checked += 1
-    assert checked >= 30
+    pairs = {(doc_json, text) for doc_json, text in _demo_traces()
+             if text is not None and json.loads(doc_json)["topology"] == "loop"}
+    for doc_json, text in sorted(pairs):
+        assert checker.check({"protocol": doc_json, "response": text}, 0)["accepted"]
+    assert len(pairs) >= 15
 
 
 # ------------------------------------------------------------------ generated protocols
