@@ -22,9 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--library", choices=("default",),
                         help="build the protocol from every tool of this library")
     parser.add_argument("--topology", choices=TOPOLOGIES, help="topology for --library")
-    parser.add_argument("--dialect", choices=("ebnf", "gbnf"), default="gbnf",
+    parser.add_argument("--dialect", choices=("ebnf", "gbnf", "lark"), default="gbnf",
                         help="ebnf: xgrammar (vLLM structured_outputs, SGLang); gbnf: llama.cpp "
-                             "(default)")
+                             "(default); lark: llguidance (vLLM's guidance backend)")
     parser.add_argument("--out", metavar="FILE", help="write the grammar here, not to stdout")
     parser.add_argument("--check", nargs="+", metavar="RECORDS",
                         help="check records (JSONL, JSON array or parquet, as `validate` reads "
@@ -49,14 +49,14 @@ def _fail(message: str) -> int:
 
 
 def _limits(args: argparse.Namespace) -> Any:
+    from dataclasses import replace
+
     from safer_toolkit.validation.grammar import GrammarLimits
 
     base = GrammarLimits.generation() if args.generation else GrammarLimits()
     given = {name: getattr(args, name) for name in ("max_string", "max_items", "max_answer",
                                                     "max_walk_states")
              if getattr(args, name) is not None}
-    from dataclasses import replace
-
     return replace(base, **given)
 
 
