@@ -430,3 +430,24 @@ def test_a_custom_tool_under_a_decision_name_is_tracked_or_refused_with_the_reas
     shadow["output"]["properties"]["intent"] = {"type": "string", "maxLength": 20}
     with pytest.raises(GrammarError, match="must be an enum"):
         compile_grammar(doc)
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(0, 3), (-3, 12), (7, 7), (-120, -15), (95, 1005),
+                                        (None, 40), (-8, None), (0.5, 9.5)])
+def test_integer_and_number_ranges_accept_only_what_the_schema_does(lo, hi):
+    from safer_toolkit.validation.grammar.json_schema import accepts
+    from safer_toolkit.validation.grammar.requests import schema_grammar
+
+    bounds = {k: v for k, v in (("minimum", lo), ("maximum", hi)) if v is not None}
+    lo_i = -1200 if lo is None else int(lo) - 15
+    hi_i = 1200 if hi is None else int(hi) + 15
+    for kind in ("integer", "number"):
+        schema = {"type": kind, **bounds}
+        matcher = GrammarMatcher(schema_grammar(schema, "gbnf"))
+        for n in range(lo_i, hi_i + 1):
+            assert matcher.match(str(n)).accepted == accepts(schema, n), (schema, n)
+        if kind == "number":
+            for text in ("0.25", "3.5", "-2.75", "1.0", "-0.5", "12.000", "9.999"):
+                if matcher.match(text).accepted:
+                    assert accepts(schema, float(text)), (schema, text)
+        assert not matcher.match("1e3").accepted and not matcher.match("01").accepted

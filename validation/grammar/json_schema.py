@@ -221,9 +221,11 @@ class JsonGrammar:
         if kind == "string":
             return self.string(schema.get("minLength", 0), schema.get("maxLength"))
         if kind == "integer":
-            return integer_range(*_int_bounds(schema))
+            lo, hi = _int_bounds(schema)
+            return self._number(f"integer-{lo}-{hi}", integer_range(lo, hi))
         if kind == "number":
-            return number_range(schema.get("minimum"), schema.get("maximum"))
+            lo, hi = schema.get("minimum"), schema.get("maximum")
+            return self._number(f"number-{lo}-{hi}", number_range(lo, hi))
         if kind == "boolean":
             return alt(Lit("true"), Lit("false"))
         if kind == "null":
@@ -231,6 +233,12 @@ class JsonGrammar:
         if kind == "array":
             return self._array(schema, hint)
         return self._object(schema, hint)
+
+    def _number(self, hint: str, expr: Expr | None) -> Expr | None:
+        """A number as a rule of its own: a matcher with a lexer (llguidance) then reads it as
+        one token. Inline, its pieces are tokens of their own, and a greedy lexer reads `100`
+        as the literal that starts `1000`-`1005` and refuses it."""
+        return None if expr is None else self.rules.rule(hint, expr)
 
     def _array(self, schema: dict[str, Any], hint: str) -> Expr | None:
         lo = schema.get("minItems", 0)
@@ -286,8 +294,8 @@ class JsonGrammar:
 
     # -- open values (a schema that leaves them free)
     def any_value(self, depth: int) -> Expr:
-        branches = [self.string(), number_range(None, None), Lit("true"), Lit("false"),
-                    Lit("null")]
+        branches = [self.string(), self._number("number", number_range(None, None)),
+                    Lit("true"), Lit("false"), Lit("null")]
         if depth > 0:
             branches += [self.array_of(self.any_value(depth - 1), 0, self.limits.max_items,
                                        f"any-{depth}"),
