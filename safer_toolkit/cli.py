@@ -14,6 +14,8 @@ import sys
 #: subcommand → (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("safer_toolkit.validation.cli", "check traces against protocols (SPEC §4)"),
+    "grammar": ("safer_toolkit.validation.grammar.cli",
+                "a protocol's trace grammar (EBNF/GBNF), or check records against it"),
     "build": ("safer_toolkit.builder.cli", "build the SFT/DPO/GRPO/eval dataset"),
     "serve": ("safer_toolkit.builder.backends.serve_cli",
               "serve the offline backend as an OpenAI-compatible endpoint"),
