@@ -161,9 +161,6 @@ class CachedBackend:
             if sending and not failure.sent:  # it never left the process (no key, no budget)
                 self.stats.sent -= 1
             self.stats.failed[failure.reason] += 1
-            if self.keep_truncated and failure.partial is not None \
-                    and failure.reason == TRUNCATED_REASON:  # a cut reply is used as it is
-                self.stats.used(failure.partial.prompt_tokens, failure.partial.completion_tokens)
             raise
         finally:
             self.stats.ended()

@@ -136,8 +136,10 @@ def _reading_notes(result: ChatResult) -> list[str]:
 
 def _enforced(result: ChatResult) -> bool:
     """Whether a reply under a JSON response format starts as a JSON object, as a server that
-    enforces the format makes it (a cut reply counts: only its start is looked at)."""
-    return strip_think(result.text, Counter()).lstrip().startswith("{")
+    enforces the format makes it (a cut reply counts: only its start is looked at). A reply
+    that is all thinking (empty content) cannot tell, and is taken as enforced."""
+    content = strip_think(result.content, Counter()).lstrip()
+    return not content or content.startswith("{")
 
 
 async def _check(probe: RoleProbe, stats: CallStats) -> RoleCheck:
@@ -146,6 +148,7 @@ async def _check(probe: RoleProbe, stats: CallStats) -> RoleCheck:
     modes = [configured] if configured != AUTO else list(CONSTRAINTS) if json_role \
         else ["json_schema"]
     check = RoleCheck(probe.role, modes[0])
+    refused: list[str] = []
     for i, mode in enumerate(modes):
         try:
             result = await probe.client.send(_probe_request(probe.request, mode), stats,
@@ -154,8 +157,8 @@ async def _check(probe: RoleProbe, stats: CallStats) -> RoleCheck:
             if exc.reason == TRUNCATED_REASON and exc.partial is not None:
                 result = exc.partial
             elif json_role and exc.reason in _REFUSED and i + 1 < len(modes):
-                check.notes.append(f"the server refused `{mode}` ({exc.reason}: "
-                                   f"{exc.detail[:160]}); trying `{modes[i + 1]}`")
+                refused.append(f"the server refused `{mode}` ({exc.reason}: "
+                               f"{exc.detail[:160]})")
                 continue
             elif exc.reason == "http_404":
                 raise PreflightError(
@@ -165,9 +168,11 @@ async def _check(probe: RoleProbe, stats: CallStats) -> RoleCheck:
                 ) from None
             else:
                 tried = f" as `{mode}`" if json_role else ""
-                raise PreflightError(f"{probe.role}: the first call{tried} failed: "
-                                     f"{exc.reason}: {exc.detail}") from None
+                raise PreflightError("; ".join([*refused, f"{probe.role}: the first call{tried} "
+                                                f"failed: {exc.reason}: {exc.detail}"])) from None
         check.constrain = mode
+        if refused:
+            check.notes.append("; ".join(refused) + f"; using `{mode}`")
         check.notes += _reading_notes(result)
         if json_role and mode != "none" and not _enforced(result):
             began = result.text.strip()[:40]
@@ -179,8 +184,6 @@ async def _check(probe: RoleProbe, stats: CallStats) -> RoleCheck:
             else:
                 check.notes.append(f"the server does not enforce `{mode}` (the reply began "
                                    f"{began!r}); replies are validated locally")
-        elif json_role and i:
-            check.notes.append(f"using `{mode}`")
         return check
     raise AssertionError("unreachable: the last mode returns or raises")
 

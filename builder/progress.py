@@ -42,13 +42,9 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _tally(counts: Mapping[str, int]) -> str:
-    """`{"http_429": 3, "timeout": 1}` → `4 (http_429 3, timeout 1)`; `0` when empty."""
-    total = sum(counts.values())
-    if not total:
-        return "0"
-    return f"{total} (" + ", ".join(f"{k} {v}" for k, v in
-                                    sorted(counts.items(), key=lambda kv: -kv[1])) + ")"
+def _breakdown(counts: Mapping[str, int]) -> str:
+    """`{"http_429": 3, "timeout": 1}` → `http_429 3, timeout 1` (largest first)."""
+    return ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _pct(part: int, whole: int) -> str:
@@ -105,16 +101,20 @@ def summary_table(manifest: Mapping[str, Any], run: Mapping[str, Any],
             [[stage, y["first_try"], y["repaired"], y["re_asked"], y["rejected"], y["failed"],
               _pct(y["first_try"] + y["repaired"] + y["re_asked"], sum(y.values()))]
              for stage, y in yields.items() if sum(y.values())]))
-    calls = run["calls"]
+    calls, used = run["calls"], manifest["calls"]
     parts.append(_table(
-        ["model role", "sent", "cached", "retries", "re-asks", "repairs", "cut",
-         "tokens in", "tokens out", "cost $", "billed $"],
-        [[role, c["sent"], c["cache_hits"], _tally(c["retries"]),
-          _tally(manifest["calls"][role]["reasks"]), _tally(manifest["calls"][role]["repairs"]),
-          manifest["calls"][role]["truncations"], manifest["calls"][role]["prompt_tokens"],
-          manifest["calls"][role]["completion_tokens"],
-          f"{manifest['calls'][role]['cost_usd']:.4f}", f"{c['billed_cost_usd']:.4f}"]
+        ["model role", "sent", "cached", "retries", "re-asks", "repairs", "cut", "tokens in",
+         "tokens out", "cost $", "billed $"],
+        [[role, c["sent"], c["cache_hits"], sum(c["retries"].values()),
+          sum(used[role]["reasks"].values()), sum(used[role]["repairs"].values()),
+          used[role]["truncations"], used[role]["prompt_tokens"], used[role]["completion_tokens"],
+          f"{used[role]['cost_usd']:.4f}", f"{c['billed_cost_usd']:.4f}"]
          for role, c in calls.items()]))
+    details = [f"{role} {label}: {_breakdown(counts)}" for role, c in calls.items()
+               for label, counts in (("retries", c["retries"]), ("re-asks", used[role]["reasks"]),
+                                     ("repairs", used[role]["repairs"])) if counts]
+    if details:
+        parts.append("\n".join(details))
     items = run["phases"]["items"]["wall_s"]
     rate = run["sent"] / items if items else 0.0
     phases = ", ".join(f"{name} {p['wall_s']:.1f} s" for name, p in run["phases"].items())

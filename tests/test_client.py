@@ -10,7 +10,8 @@ import time
 import pytest
 
 from safer_toolkit.builder.backends.base import CallFailed, ChatResult
-from safer_toolkit.builder.backends.client import ModelEndpoint, OpenAIChatBackend, _retry_after
+from safer_toolkit.builder.backends.client import ModelEndpoint, OpenAIChatBackend
+from safer_toolkit.builder.backends.pacing import retry_after as _retry_after
 from tests.support.openai_server import FaultPlan, OpenAIServer
 
 FAST = {"backoff_s": 0.01, "backoff_cap_s": 0.05, "timeout_s": 2.0}

@@ -229,11 +229,13 @@ def extract_json(text: str, schema: Mapping[str, Any] | None = None) -> Extracte
     text = _unfence(strip_think(text, repairs), repairs, "{")
     start = text.find("{")
     if start < 0:
-        raise NotDecodable("the reply has no JSON object")
-    if text[:start].strip():
-        repairs["chatter"] += 1
+        try:
+            json.loads(text)
+        except json.JSONDecodeError:
+            raise NotDecodable("not JSON: the reply holds no JSON object") from None
+        raise NotDecodable("not a JSON object")
     value, end = loads_near_json(text[start:], repairs)
-    if text[start + end:].strip():
+    if text[:start].strip() or text[start + end:].strip():
         repairs["chatter"] += 1
     if not isinstance(value, dict):
         raise NotDecodable("not a JSON object")

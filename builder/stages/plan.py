@@ -179,7 +179,7 @@ def read_plan(content: str, reference: Mapping[str, Any] | None) -> Reading[Prot
     try:
         extracted = extract_json(content, plan_schema())
     except NotDecodable as exc:
-        return Reading(None, ["plan_json"], [f"the reply is not a JSON object: {exc}"])
+        return Reading(None, ["plan_json"], [f"the reply cannot be read: {exc}"])
     choices, repairs = extracted.value, extracted.repairs
     errors = [f"{'/'.join(map(str, e.instance_path)) or 'reply'}: {e.message}"
               for e in _plan_validator().iter_errors(choices)]
