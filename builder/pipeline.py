@@ -354,10 +354,11 @@ def _yields(yields: dict[str, Counter[str]]) -> dict[str, dict[str, int]]:
     return {stage: {o: counter[o] for o in OUTCOMES} for stage, counter in yields.items()}
 
 
-async def _preflight(config: BuildConfig, roles: Roles, fills: list[Fill]) -> Preflight:
+async def _preflight(config: BuildConfig, roles: Roles, fills: list[Fill],
+                     cache: CallCache) -> Preflight:
     first = next(f.candidates[0] for f in fills if f.candidates)
     try:
-        checked = await preflight(probes(config, roles, first))
+        checked = await preflight(probes(config, roles, first), cache)
     except PreflightError as exc:
         raise BuildError(f"preflight: {exc}") from None
     roles.apply(checked.roles)
@@ -407,7 +408,7 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
     try:
         try:
             if backend == "openai" and any(f.candidates for f in fills):
-                checked = await _preflight(config, roles, fills)
+                checked = await _preflight(config, roles, fills, cache)
             phases["preflight"] = clock.lap()
             ledger = Ledger(state)
             bars = Progress(_progress_totals(config), enabled=progress)

@@ -16,8 +16,12 @@ the response format the builder asks for. So, once per build:
    replies are validated locally as always. A reply read from the reasoning field, or with
    `<think>` blocks, is noted with how to change the server. Each choice is said in the summary.
 
-Probe calls are not cached and do not count as the roles' calls (they are the preflight's);
-they are counted against the build's budget. The offline backend needs no preflight.
+Probe calls go through the build's cache like any call (a cut probe reply is kept as such), so
+a rerun replays the same findings and the same choices — and with them the same requests, which
+the cache then answers — instead of paying for the probes and, had a choice changed, for every
+call again. Refusals are not cached: a rerun asks a refusing server once more. Probe calls are
+the preflight's, not the roles' (`Preflight.stats`), and count against the build's budget. The
+offline backend needs no preflight.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Any
 from safer_toolkit.builder.backends.base import CallFailed, ChatRequest, ChatResult
 from safer_toolkit.builder.backends.client import OpenAIChatBackend
 from safer_toolkit.builder.backends.stats import CallStats
-from safer_toolkit.builder.cache import TRUNCATED_REASON
+from safer_toolkit.builder.cache import TRUNCATED_REASON, CachedBackend, CallCache
 from safer_toolkit.builder.config import ModelConfig
 from safer_toolkit.builder.stages.constrain import AUTO, CONSTRAINTS, constrained
 from safer_toolkit.builder.stages.extract import strip_think
@@ -83,9 +87,23 @@ class Preflight:
         return {"roles": {r: {"constrain": c.constrain, "notes": c.notes}
                           for r, c in self.roles.items()},
                 "models_listed": {url: ids is not None for url, ids in self.models.items()},
-                "calls": self.stats.attempts,
+                "sent": self.stats.sent, "attempts": self.stats.attempts,
+                "cache_hits": self.stats.cache_hits,
                 "prompt_tokens": self.stats.billed_prompt_tokens,
                 "completion_tokens": self.stats.billed_completion_tokens}
+
+
+class _Probing:
+    """A role's client as the preflight calls it: counted as the preflight's, one retry."""
+
+    def __init__(self, client: OpenAIChatBackend, stats: CallStats) -> None:
+        self.client, self.stats = client, stats
+
+    async def complete(self, request: ChatRequest) -> ChatResult:
+        return await self.client.send(request, self.stats, retries=1)
+
+    async def aclose(self) -> None:
+        """The client is the build's to close."""
 
 
 def _table(role: str) -> str:
@@ -142,34 +160,42 @@ def _enforced(result: ChatResult) -> bool:
     return not content or content.startswith("{")
 
 
-async def _check(probe: RoleProbe, stats: CallStats) -> RoleCheck:
+async def _check(probe: RoleProbe, stats: CallStats, cache: CallCache | None) -> RoleCheck:
     configured = probe.config.constrain
     json_role = (probe.request.response_format or {}).get("type") == "json_schema"
     modes = [configured] if configured != AUTO else list(CONSTRAINTS) if json_role \
         else ["json_schema"]
     check = RoleCheck(probe.role, modes[0])
     refused: list[str] = []
+    backend: Any = _Probing(probe.client, stats)
+    if cache is not None:
+        backend = CachedBackend(backend, cache, stats=stats, keep_truncated=True)
     for i, mode in enumerate(modes):
         try:
-            result = await probe.client.send(_probe_request(probe.request, mode), stats,
-                                             retries=1)
+            result = await backend.complete(_probe_request(probe.request, mode))
         except CallFailed as exc:
             if exc.reason == TRUNCATED_REASON and exc.partial is not None:
                 result = exc.partial
-            elif json_role and exc.reason in _REFUSED and i + 1 < len(modes):
+            elif exc.reason in _REFUSED:
                 refused.append(f"the server refused `{mode}` ({exc.reason}: "
                                f"{exc.detail[:160]})")
-                continue
+                if json_role and i + 1 < len(modes):
+                    continue
+                raise PreflightError(f"{probe.role}: " + "; ".join(refused)) from None
+            elif exc.reason in ("http_401", "http_403"):
+                raise PreflightError(f"{probe.role}: the server refused the key: "
+                                     f"{exc.detail}") from None
             elif exc.reason == "http_404":
                 raise PreflightError(
                     f"{probe.role}: model {probe.config.model!r} at "
                     f"{', '.join(probe.config.base_urls)}: {exc.detail} (check "
                     f"{_table(probe.role)}.model and base_urls, or --model/--base-url)"
                 ) from None
-            else:
-                tried = f" as `{mode}`" if json_role else ""
-                raise PreflightError("; ".join([*refused, f"{probe.role}: the first call{tried} "
-                                                f"failed: {exc.reason}: {exc.detail}"])) from None
+            else:  # a flaky call says nothing about the server: the build copes with those
+                check.constrain = mode
+                check.notes.append(f"the probe as `{mode}` failed ({exc.reason}: "
+                                   f"{exc.detail[:160]}); going on with `{mode}`")
+                return check
         check.constrain = mode
         if refused:
             check.notes.append("; ".join(refused) + f"; using `{mode}`")
@@ -188,9 +214,9 @@ async def _check(probe: RoleProbe, stats: CallStats) -> RoleCheck:
     raise AssertionError("unreachable: the last mode returns or raises")
 
 
-async def preflight(probes: Sequence[RoleProbe]) -> Preflight:
+async def preflight(probes: Sequence[RoleProbe], cache: CallCache | None = None) -> Preflight:
     """Check every role's endpoint (see the module doc); raises `PreflightError`."""
     stats = CallStats()
     models = await _listed(probes)
-    checks = await asyncio.gather(*(_check(p, stats) for p in probes))
+    checks = await asyncio.gather(*(_check(p, stats, cache) for p in probes))
     return Preflight({c.role: c for c in checks}, models, stats)

@@ -121,7 +121,8 @@ def summary_table(manifest: Mapping[str, Any], run: Mapping[str, Any],
     preflight = run.get("preflight")
     parts.append(f"backend {manifest['backend']}; {run['sent']} requests sent "
                  f"({rate:.1f}/s while items ran), {run['cache_hits']} answered from the cache"
-                 + (f", {preflight['calls']} preflight" if preflight else "")
+                 + (f"; preflight {preflight['sent']} sent, {preflight['cache_hits']} cached"
+                    if preflight else "")
                  + f"; {run['wall_s']:.1f} s in all ({phases})")
     said = list(notes or [])
     shortfall = sum(s["shortfall"] for s in splits.values())

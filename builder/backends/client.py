@@ -16,6 +16,8 @@ small and does exactly this:
   dropped connections, timeouts and 200 bodies that are not a completion (`bad_json`);
   a `Retry-After` (seconds, HTTP date, or `retry-after-ms`) is honoured as the wait, and the
   `x-ratelimit-*` headers slow new requests before the server's window runs out (`Pacer`);
+- a 5xx whose message names the response format (llama-cpp-python answers `json_schema` with
+  HTTP 500) fails at once: the server refuses the request form, and the preflight moves on;
 - `finish_reason` `length` / `content_filter` and a refusal fail at once, unretried: the same
   request would most likely end the same way and every retry is paid for; the caller decides
   (the builder re-asks a cut reply with a larger `max_tokens`, `eval` judges it as it stands).
@@ -42,6 +44,7 @@ import asyncio
 import contextlib
 import os
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +64,8 @@ _TRIP_AFTER = 5
 _DETAIL_CHARS = 300
 #: How much of an error body is read for its message (the key is masked in all of it).
 _ERROR_BODY_CHARS = 65536
+#: Words with which a 5xx answer says the response format, not the server, is the problem.
+_FORMAT_WORDS = re.compile(r"response_format|json_schema|json_object", re.I)
 #: The message fields reasoning-model servers put the thinking text in (newest first).
 REASONING_FIELDS = ("reasoning", "reasoning_content")
 
@@ -349,6 +354,10 @@ class OpenAIChatBackend:
             self._on_wire -= 1
         if status != 200:
             detail = server_message(raw, key)
+            if status >= 500 and b'"response_format"' in body and _FORMAT_WORDS.search(detail):
+                # a server that cannot do the response format (llama-cpp-python answers
+                # json_schema with a 500): a refusal of this request, not a fault to retry
+                raise CallFailed(f"http_{status}", detail)
             if status in _RETRY_STATUS or status >= 500:
                 raise _AttemptFailed(f"http_{status}", detail, retry_after=wait,
                                      replica_fault=status != 429)
