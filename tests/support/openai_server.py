@@ -149,7 +149,8 @@ def _mess_json(kind: str, data: dict[str, Any], rng: random.Random) -> str:
         text = orjson.dumps(data).decode()
         return text[:-1] + ",}"  # a trailing comma
     if kind == "key_order":
-        return orjson.dumps({"confidence": 0.9, **dict(reversed(list(data.items())))}).decode()
+        return orjson.dumps({"model_confidence": 0.9,
+                             **dict(reversed(list(data.items())))}).decode()
     if kind == "tool_case":
         data = {k: ([_recase(t, rng) for t in v] if k == "tools" and isinstance(v, list)
                     else _recase(v, rng) if k == "shield_tool" and isinstance(v, str) else v)
@@ -163,7 +164,7 @@ def _mess_trace(kind: str, text: str, rng: random.Random) -> str:
         if kind == "tool_case":
             name = _recase(name, rng)
         elif kind == "key_order":
-            body = {**dict(reversed(list(body.items()))), "note": "extra"}
+            body = {**dict(reversed(list(body.items()))), "model_confidence": 0.9}
         elif kind == "near_json":
             return f"[{name}]: {body!r}"
         return f"[{name}]: {orjson.dumps(body).decode()}"
