@@ -301,7 +301,7 @@ class OpenAIChatBackend:
         avoid: _Replica | None = None
         for attempt in range(retries + 1):
             async with self._slots:
-                await self._pacer.wait()
+                stats.paced_s += await self._pacer.wait()
                 if self.budget is not None:
                     try:
                         self.budget.admit()
@@ -377,6 +377,7 @@ class OpenAIChatBackend:
         except (orjson.JSONDecodeError, LookupError, TypeError, ValueError, AttributeError):
             raise _AttemptFailed("bad_json", server_message(raw, key)) from None
         stats.billed(prompt_tokens, completion_tokens)
+        self._pacer.used(prompt_tokens + completion_tokens)
         if self.budget is not None:
             self.budget.bill(prompt_tokens, completion_tokens, stats.price_in, stats.price_out)
         served = data.get("model")

@@ -69,18 +69,19 @@ class Pacer:
     """Holds new requests while the server's rate window is nearly spent (see module doc).
 
     `observe` is given the headers of every answer and the number of requests still on the
-    wire; `wait` is awaited before each send. `paced_s` sums the time requests were held.
+    wire, `used` the tokens of every call; `wait` is awaited before each send.
     """
 
     def __init__(self) -> None:
         self._until = 0.0
         self._tokens_per_call = 0.0  # a running mean of the tokens one call uses
-        self.paced_s = 0.0
 
-    def observe(self, headers: Mapping[str, Any], on_wire: int, tokens: int = 0) -> None:
-        if tokens:
-            self._tokens_per_call = tokens if not self._tokens_per_call \
-                else 0.9 * self._tokens_per_call + 0.1 * tokens
+    def used(self, tokens: int) -> None:
+        """Count the tokens one call used (the estimate the token window is judged by)."""
+        self._tokens_per_call = tokens if not self._tokens_per_call \
+            else 0.9 * self._tokens_per_call + 0.1 * tokens
+
+    def observe(self, headers: Mapping[str, Any], on_wire: int) -> None:
         now = time.monotonic()
         requests = _count(headers.get("x-ratelimit-remaining-requests"))
         if requests is not None and requests <= on_wire:
@@ -93,7 +94,10 @@ class Pacer:
             if reset:
                 self._until = max(self._until, now + reset)
 
-    async def wait(self) -> None:
+    async def wait(self) -> float:
+        """Hold while the window is spent; the seconds held."""
+        held = 0.0
         while (delay := self._until - time.monotonic()) > 0:
-            self.paced_s += delay
+            held += delay
             await asyncio.sleep(delay)
+        return held
