@@ -108,7 +108,7 @@ def test_keys_in_another_order_and_unknown_keys_are_dropped(tmp_path, clean):
 
 
 def test_cut_replies_are_asked_again_with_more_room(tmp_path, clean):
-    result, server = messy_build(tmp_path, messy=Messy({"length": 0.5}))
+    result, _server = messy_build(tmp_path, messy=Messy({"length": 0.5}))
     assert full(result) and digests(tmp_path / "out") == clean["small"]
     manifest = result.manifest
     cut = {r: manifest["calls"][r]["truncations"] for r in ROLES}
@@ -128,7 +128,7 @@ def test_cut_replies_are_asked_again_with_more_room(tmp_path, clean):
 ])
 def test_a_server_that_refuses_or_ignores_json_schema_gets_a_fallback(
         tmp_path, clean, json_schema, constrain, says):
-    result, server = messy_build(tmp_path, json_schema=json_schema)
+    result, _server = messy_build(tmp_path, json_schema=json_schema)
     assert full(result) and digests(tmp_path / "out") == clean["small"]
     modes = {m["role"]: m.get("constrain") for m in result.manifest["models"]}
     assert modes == {"planner": constrain, "responder[0]": "json_schema", "judge": constrain}
@@ -155,7 +155,7 @@ def test_a_mixed_messy_run_at_30_percent_fills_every_split(tmp_path, clean):
 
 def test_a_rerun_of_a_messy_build_sends_nothing_and_counts_the_same(tmp_path):
     messy = Messy.even(0.3, seed=5)
-    first, server = messy_build(tmp_path, messy=messy)
+    first, _server = messy_build(tmp_path, messy=messy)
     again, server_again = messy_build(tmp_path, messy=messy)
     assert again.run["sent"] == 0 and server_again.total == 0
 
