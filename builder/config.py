@@ -131,13 +131,14 @@ class BuildConfig:
         if max_cost is not None:
             r.number(max_cost, "max_cost", 0.0)
         changes: dict[str, dict[str, Any]] = {role: {} for role in self.roles()}
-        per_role = [("model", models or {}, r.string),
-                    ("base_urls", {**({"": base_url} if base_url else {}), **(base_urls or {})},
+        per_role = [("model", "model", models or {}, r.string),
+                    ("base_urls", "base_url",
+                     {**({"": base_url} if base_url else {}), **(base_urls or {})},
                      lambda v, k: (r.url(v, k),)),
-                    ("api_key_env", api_key_envs or {}, r.key_variable)]
-        for name, given, check in per_role:
+                    ("api_key_env", "api_key_env", api_key_envs or {}, r.key_variable)]
+        for name, flag, given, check in per_role:
             for role, value in given.items():
-                key = f"{role}.{name}" if role else name
+                key = f"{role}.{flag}" if role else flag
                 for target in _targets(r, role, changes, key):
                     changes[target][name] = check(value, key)
         if concurrency is not None:
