@@ -46,6 +46,8 @@ import os
 import random
 import re
 import time
+from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,6 +192,49 @@ class _Replicas:
         self._changed = asyncio.Event()
 
 
+class _Slots:
+    """At most `n` requests on the wire; a retry takes the next free slot before any first
+    attempt, so a call that already waited out a backoff does not queue again behind every
+    call offered since (what made the tail of a faulty run long)."""
+
+    def __init__(self, n: int) -> None:
+        self._free = n
+        self._waiting: tuple[deque[asyncio.Future[None]], ...] = (deque(), deque())
+
+    @contextlib.asynccontextmanager
+    async def held(self, *, retry: bool) -> AsyncIterator[None]:
+        await self._acquire(retry)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, retry: bool) -> None:
+        if self._free and not any(self._waiting):
+            self._free -= 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        queue = self._waiting[0 if retry else 1]
+        queue.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed a slot as it was cancelled: pass it on
+            else:
+                queue.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        for queue in self._waiting:
+            while queue:
+                waiter = queue.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+                    return
+        self._free += 1
+
+
 class _AttemptFailed(Exception):
     """One attempt failed in a way another attempt may fix."""
 
@@ -243,7 +288,7 @@ class OpenAIChatBackend:
         self.stats = stats or CallStats(price_in=endpoint.price_in, price_out=endpoint.price_out)
         self.budget = budget
         self._rng = rng or random.Random()
-        self._slots = asyncio.Semaphore(endpoint.concurrency)
+        self._slots = _Slots(endpoint.concurrency)
         self._replicas = _Replicas(endpoint.base_urls, endpoint.backoff_s, endpoint.backoff_cap_s)
         self._pacer = Pacer()
         self._on_wire = 0
@@ -300,7 +345,7 @@ class OpenAIChatBackend:
         retries = self.endpoint.max_retries if retries is None else retries
         avoid: _Replica | None = None
         for attempt in range(retries + 1):
-            async with self._slots:
+            async with self._slots.held(retry=attempt > 0):
                 stats.paced_s += await self._pacer.wait()
                 if self.budget is not None:
                     try:
