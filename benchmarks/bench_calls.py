@@ -18,9 +18,15 @@ Modes (each a function in `MODES` returning table rows; add a mode by adding one
 - `build-overhead`: the same build at 0 ms: the builder's CPU per call while items run
   (request building with images, validation, judging, perturbation, ledger, cache) relative to
   a bare aiohttp loop against the same server in the same run.
-- `faults`: 200 ms, 64 in flight, 10% 429 (Retry-After 1 s) and 10% 500: what retries cost.
-  Retries wait outside the in-flight bound, so, as in a build, more calls are offered (4×) than
-  may be on the wire.
+- `faults`: 200 ms, 64 in flight, 10% 429 (Retry-After 1 s) and 10% 500: what retries cost,
+  as wall time relative to the same client against the same server without faults, measured in
+  the same run (target ≤ 2×). Retries wait outside the in-flight bound, so, as in a build, more
+  calls are offered (4×) than may be on the wire.
+- `messy`: a whole build against a model whose replies misbehave 30% of the time, vs the same
+  build against a well-behaved one, in the same run: calls per released row (target ≤ 1.35×
+  clean), wall time, every split full.
+- `real` (not in the default set): a few items built against a real 135M-parameter model
+  behind `transformers serve` and behind llama-cpp-python's server, on CPU (see `bench_real`).
 
 Every client is driven the same way: a warm-up, then `--calls` distinct requests pulled by as
 many workers as the concurrency (unless said otherwise); "sustained" counts the middle 80% of
@@ -235,8 +241,10 @@ def build_config(url: str, calls: int, concurrency: int) -> object:
                    "judge": {"model": "safer-offline-judge", **model}}}, "bench")
 
 
-def run_build(url: str, calls: int, concurrency: int) -> tuple[dict, list[float]]:
-    """Build into a scratch folder; (the run report, completion times of the calls sent)."""
+def run_build(url: str, calls: int, concurrency: int,
+              report: list | None = None) -> tuple[dict, list[float]]:
+    """Build into a scratch folder; (the run report, completion times of the calls sent).
+    `report`, when given, receives the `BuildResult`."""
     import sqlite3
 
     from safer_toolkit.builder.pipeline import build
@@ -247,6 +255,8 @@ def run_build(url: str, calls: int, concurrency: int) -> tuple[dict, list[float]
                                    backend="openai", progress=False))
         with sqlite3.connect(out / ".build" / "calls.sqlite") as db:
             done = [t for (t,) in db.execute("SELECT created_at FROM calls ORDER BY 1")]
+    if report is not None:
+        report.append(result)
     return result.run, done
 
 
@@ -279,9 +289,33 @@ def mode_build_overhead(args: argparse.Namespace) -> list[Row]:
     return [bare, ours_row]
 
 
+def mode_messy(args: argparse.Namespace) -> list[Row]:
+    """The same build against a well-behaved model and against one whose replies misbehave 30%
+    of the time (`tests/support/openai_server.py --messy 0.3`: fences, chatter, near-JSON,
+    cut-offs, reasoning-only replies, `<think>` blocks, tool-name case, extra keys), 50 ms per
+    answer. Calls per released row (preflight included) and wall time, messy vs clean."""
+    rows, results = [], []
+    for name, messy in (("clean", 0.0), ("messy 30%", 0.3)):
+        with loopback(0.05, content=OFFLINE_CONTENT, messy=messy, seed=1) as url:
+            run, _ = run_build(url, args.calls, args.concurrency, results)
+        result = results[-1]
+        sent = run["sent"] + run["preflight"]["sent"]
+        per_row = sent / result.rows
+        full = not result.shortfall and result.rows > 0
+        rows.append(Row("messy", name, sent, run["wall_s"], float("nan"),
+                        1000 * run["phases"]["items"]["cpu_s"] / sent,
+                        f"{per_row:.3f} calls/row, {result.rows} rows, "
+                        f"{'all splits full' if full else 'SHORT ' + str(result.shortfall)}"))
+    clean, messy = rows
+    calls_ratio = (messy.calls / results[1].rows) / (clean.calls / results[0].rows)
+    messy.note += (f"; {calls_ratio:.3f}× the clean calls per row (target ≤ 1.35), "
+                   f"wall {messy.wall_s / clean.wall_s:.2f}× clean")
+    return rows
+
+
 MODES: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "latency": mode_latency, "overhead": mode_overhead, "faults": mode_faults,
-    "build": mode_build, "build-overhead": mode_build_overhead}
+    "build": mode_build, "build-overhead": mode_build_overhead, "messy": mode_messy}
 
 
 def print_table(rows: list[Row]) -> None:

@@ -7,13 +7,14 @@ the response format the builder asks for. So, once per build:
 1. `GET /models` on every endpoint: a key the server refuses, or an endpoint that cannot be
    reached, stops the build with the server's own message; a model the endpoint does not list
    stops it naming what it does serve (servers without `/models` are noted and trusted);
-2. one small call per role (`PROBE_TOKENS`), with the role's real first request: a JSON role
-   (planner, judge) under its response format. A server that refuses `json_schema` (HTTP
-   400/422/500/501 — llama-cpp-python answers 500 "Input should be 'text' or 'json_object'")
-   is asked with `json_object` plus the schema, then with a plain prompt (`stages.constrain`);
-   a server that takes the format but does not enforce it (the reply does not start as a JSON
-   object: `transformers serve` ignores `response_format`) gets the plain prompt too, and its
-   replies are validated locally as always. A reply read from the reasoning field, or with
+2. one small call per role (`PROBE_TOKENS`) with the first item's image, asking for plain
+   words; a JSON role (planner, judge) asks it under its response format. A server that
+   refuses `json_schema` (HTTP 400/422/500/501 — llama-cpp-python answers 500 "Input should
+   be 'text' or 'json_object'") is asked with `json_object` plus the schema, then with no
+   format (`stages.constrain`); a server that takes the format but does not enforce it (the
+   reply is the plain words asked for, not a JSON object: `transformers serve` ignores
+   `response_format`) has the role run with the schema in its prompt and no format. Every
+   reply is validated locally whatever the mode. A reply read from the reasoning field, or with
    `<think>` blocks, is noted with how to change the server. Each choice is said in the summary.
 
 Probe calls go through the build's cache like any call (a cut probe reply is kept as such), so
@@ -55,7 +56,7 @@ class PreflightError(RuntimeError):
 
 @dataclass(frozen=True)
 class RoleProbe:
-    """One role to check: its config, its client, and its first request."""
+    """One role to check: its config, its client, and its probe (`roles.probes`)."""
 
     role: str
     config: ModelConfig
@@ -134,10 +135,12 @@ async def _listed(probes: Sequence[RoleProbe]) -> dict[str, list[str] | None]:
 
 
 def _probe_request(request: ChatRequest, mode: str) -> ChatRequest:
+    """The probe as `mode` sends it: its response format, but not the schema in the prompt (the
+    probe asks for plain words, so only a format the server enforces makes the reply JSON)."""
     sampling = dict(request.sampling)
     key = "max_completion_tokens" if "max_completion_tokens" in sampling else "max_tokens"
     sampling[key] = PROBE_TOKENS
-    return replace(constrained(request, mode), sampling=sampling)
+    return replace(constrained(request, mode), messages=request.messages, sampling=sampling)
 
 
 def _reading_notes(result: ChatResult) -> list[str]:

@@ -24,15 +24,12 @@ from safer_toolkit.builder.preflight import RoleCheck, RoleProbe
 from safer_toolkit.builder.sources.base import SourceItem
 from safer_toolkit.builder.stages.ask import Asker
 from safer_toolkit.builder.stages.content import image_content
-from safer_toolkit.builder.stages.judge import judge_request
-from safer_toolkit.builder.stages.plan import plan_request
+from safer_toolkit.builder.stages.judge import JUDGE_FORMAT
+from safer_toolkit.builder.stages.plan import plan_format
 from safer_toolkit.builder.stages.respond import Responder
 
 BACKENDS = ("offline", "openai")
 OFFLINE_ITEMS_IN_FLIGHT = 32
-#: What the judge's preflight probe is asked to score.
-PROBE_RESPONSE = ("<thinking>\n</thinking>\n<answer>\nI cannot tell what is in the picture."
-                  "\n</answer>")
 
 
 @dataclass
@@ -110,26 +107,20 @@ def make_roles(config: BuildConfig, backend: str, cache: CallCache,
                  stats, clients, unique, concurrency, budget)
 
 
+#: What every probe asks: plain words. A server that enforces a JSON response format answers
+#: with a JSON object anyway; one that ignores the format lets the model answer as asked.
+PROBE_SYSTEM = "Reply in plain words, in one sentence: not in JSON, no braces."
+PROBE_QUESTION = "What does the picture show?"
+
+
 def probes(config: BuildConfig, roles: Roles, item: SourceItem) -> list[RoleProbe]:
-    """Each role's preflight probe, built from the first item the build will ask about."""
-    named = config.roles()
-    sampling = {role: {**m.sampling, "seed": config.seed} for role, m in named.items()}
-    found = []
-    for role, m in named.items():
-        if role == "planner":
-            request = plan_request(m.model, item, sampling[role])
-        elif role == "judge":
-            request = judge_request(m.model, image=item.image, image_name=item.image_name,
-                                    question=item.question, response=PROBE_RESPONSE,
-                                    label=item.label or "benign",
-                                    risk_category=item.risk_category or "benign",
-                                    sampling=sampling[role])
-        else:
-            request = ChatRequest(m.model, [
-                {"role": "system", "content": "You are a careful assistant."},
+    """Each role's preflight probe, with the first item's image: the JSON roles' under their
+    response format (`plan_format`, `JUDGE_FORMAT`), the responders' with none."""
+    formats = {"planner": plan_format(), "judge": JUDGE_FORMAT}
+    messages = [{"role": "system", "content": PROBE_SYSTEM},
                 {"role": "user", "content": [image_content(item.image, item.image_name),
-                                             {"type": "text", "text": "Say what the picture "
-                                                                      "shows, in one line."}]},
-            ], sampling[role])
-        found.append(RoleProbe(role, m, roles.clients[role], request))
-    return found
+                                             {"type": "text", "text": PROBE_QUESTION}]}]
+    return [RoleProbe(role, m, roles.clients[role], ChatRequest(
+                m.model, messages, {**m.sampling, "seed": config.seed}, formats.get(role),
+                "preflight"))
+            for role, m in config.roles().items()]

@@ -226,8 +226,9 @@ class Messy:
 
 def as_role(body: dict[str, Any]) -> dict[str, Any]:
     """A body without a json_schema format (a client that fell back to `json_object` or a plain
-    prompt) given the json_schema name of the role its payload names, so a content function
-    that dispatches on the format name answers the same role."""
+    prompt) given the json_schema name of the role its payload — or its `json_object` schema,
+    which this server enforces as llama.cpp does — names, so a content function that
+    dispatches on the format name answers the same role."""
     from safer_toolkit.builder.prompts.wire import (
         JUDGE_FORMAT_NAME,
         JUDGE_PAYLOAD_HEADER,
@@ -241,10 +242,12 @@ def as_role(body: dict[str, Any]) -> dict[str, Any]:
     text = "\n".join(p.get("text", "") for m in body.get("messages", [])
                      if m.get("role") == "user" and isinstance(m.get("content"), list)
                      for p in m["content"] if isinstance(p, dict))
-    for header, name in ((PLAN_PAYLOAD_HEADER, PLAN_FORMAT_NAME),
-                         (JUDGE_PAYLOAD_HEADER, JUDGE_FORMAT_NAME)):
-        if header in text:
-            schema = fmt.get("schema") if isinstance(fmt.get("schema"), dict) else {}
+    schema = fmt.get("schema") if isinstance(fmt.get("schema"), dict) else {}
+    keys = schema.get("properties") or {}
+    for header, key, name in ((PLAN_PAYLOAD_HEADER, "persona", PLAN_FORMAT_NAME),
+                              (JUDGE_PAYLOAD_HEADER, "safety", JUDGE_FORMAT_NAME)):
+        # the payload names the role; a json_object schema (enforced, as llama.cpp does) too
+        if header in text or key in keys:
             return {**body, "response_format": {"type": "json_schema", "json_schema": {
                 "name": name, "schema": schema}}}
     return body
