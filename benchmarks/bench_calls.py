@@ -381,15 +381,15 @@ def real_server(kind: str, gguf: Path, log: Path, start_s: float) -> Iterator[tu
 def real_config(url: str, model: str) -> str:
     """A build of a few items with short replies (the tiny model writes ≈ 6 tokens/s on CPU)."""
     role = {"model": model, "base_url": url, "concurrency": 1, "timeout_s": 600,
-            "max_retries": 1, "max_tokens_cap": 192,
-            "sampling": {"temperature": 0.0, "max_tokens": 96}}
+            "max_retries": 1, "max_tokens_cap": 96,
+            "sampling": {"temperature": 0.0, "max_tokens": 48}}
     import tomli_w
 
     return tomli_w.dumps({
         "seed": 0, "reserve": 0.0, "max_draw": 1.0,
         "sizes": {"sft": 1, "dpo": 3, "grpo": 1, "eval": 1},
         "models": {"planner": role, "responders": [role],
-                   "judge": {**role, "sampling": {"temperature": 0.0, "max_tokens": 64}}}})
+                   "judge": role}})
 
 
 def mode_real(args: argparse.Namespace) -> list[Row]:
