@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("safer_toolkit.builder.backends.serve_cli",
               "serve the offline backend as an OpenAI-compatible endpoint"),
     "push": ("safer_toolkit.builder.release.cli", "upload a built dataset folder to the Hub"),
+    "check-export": ("safer_toolkit.builder.release.check_cli",
+                     "check an export (easyr1) and a trainer command line against it"),
     "train": ("safer_toolkit.training_reference.cli", "reference SFT → DPO → GRPO trainer"),
     "eval": ("safer_toolkit.evaluation.cli", "evaluate a model on the eval config"),
 }
