@@ -95,7 +95,8 @@ class SourceLog:
             self.kept.append(str(bad))
 
 
-def source_items(config: BuildConfig, needed: int, on_bad: SourceLog) -> Iterator[SourceItem]:
+def source_items(config: BuildConfig, needed: int,
+                 on_bad: Callable[[Any], None]) -> Iterator[SourceItem]:
     """Every configured source's items, in configuration order."""
     for i, spec in enumerate(config.sources):
         kind = spec.get("kind")
