@@ -304,19 +304,16 @@ class OpenAIChatBackend:
         role's own counters."""
         return RoleClient(self, stats)
 
-    def _key(self, attempted: bool = False) -> str | None:
+    def _auth(self) -> tuple[str | None, dict[str, str]]:
+        """(the key, the headers carrying it), read from the environment now."""
         name = self.endpoint.api_key_env
         if name is None:
-            return None
+            return None, {}
         key = os.environ.get(name)
         if not key:
             raise CallFailed("no_api_key", f"environment variable {name} is not set",
-                             sent=attempted)
-        return key
-
-    def _headers(self) -> dict[str, str]:
-        key = self._key()
-        return {"Authorization": f"Bearer {key}"} if key else {}
+                             sent=False)
+        return key, {"Authorization": f"Bearer {key}"}
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -338,8 +335,7 @@ class OpenAIChatBackend:
         """`complete`, counting into `stats` (default `self.stats`), with at most `retries`
         retries (default: the endpoint's)."""
         stats = stats or self.stats
-        key = self._key()
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        key, headers = self._auth()
         body = orjson.dumps(request.body())
         self._open()
         retries = self.endpoint.max_retries if retries is None else retries
@@ -446,8 +442,7 @@ class OpenAIChatBackend:
         Raises `CallFailed` when a replica cannot be reached or refuses the key — the server's
         own message in the detail."""
         session = self._open()
-        headers = self._headers()
-        key = headers.get("Authorization", "").removeprefix("Bearer ") or None
+        key, headers = self._auth()
         listed: dict[str, list[str] | None] = {}
         for base in self.endpoint.base_urls:
             url = base.rstrip("/") + "/models"
