@@ -381,7 +381,7 @@ def real_server(kind: str, gguf: Path, log: Path, start_s: float) -> Iterator[tu
 def real_config(url: str, model: str) -> str:
     """A build of a few items with short replies (the tiny model writes ≈ 6 tokens/s on CPU)."""
     role = {"model": model, "base_url": url, "concurrency": 1, "timeout_s": 600,
-            "max_retries": 1, "max_tokens_cap": 96,
+            "max_retries": 1, "max_tokens_cap": 96, "images": False,  # a text-only model
             "sampling": {"temperature": 0.0, "max_tokens": 48}}
     import tomli_w
 
@@ -401,6 +401,8 @@ def mode_real(args: argparse.Namespace) -> list[Row]:
 
     rows = []
     for kind in REAL_SERVERS:
+        if args.real_servers and kind.split()[0].split(".")[0] not in args.real_servers:
+            continue
         if not REAL_GGUF.is_file() or importlib.util.find_spec(REAL_MODULES[kind]) is None:
             rows.append(Row("real", kind, 0, 0.0, float("nan"), float("nan"),
                             f"skipped: needs {REAL_GGUF} and {REAL_MODULES[kind]}"))
@@ -421,8 +423,13 @@ def mode_real(args: argparse.Namespace) -> list[Row]:
                     capture_output=True, text=True, timeout=3600)
                 wall = time.monotonic() - t0
             released = (out / "manifest.json").exists()
-            manifest = orjson.loads((out / "manifest.json" if released else
-                                     out / ".build" / "manifest.json").read_bytes())
+            report = out / "manifest.json" if released else out / ".build" / "manifest.json"
+            if not report.exists():  # the build stopped before any item (the preflight, say)
+                said = (done.stdout + done.stderr).strip().splitlines()[-3:]
+                rows.append(Row("real", kind, 0, wall, float("nan"), float("nan"),
+                                f"exit {done.returncode}, no report: " + " | ".join(said)))
+                continue
+            manifest = orjson.loads(report.read_bytes())
         run = manifest["run"]
         sent = run["sent"] + run.get("preflight", {}).get("sent", 0)
         rows_out = sum(s["rows"] for s in manifest["counts"]["splits"].values())
@@ -462,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
                              "real)")
     parser.add_argument("--real-calls", type=int, default=8,
                         help="real mode: the build's --max-calls (default: 8)")
+    parser.add_argument("--real-servers", default="",
+                        help="real mode: only these, comma-separated: transformers, llama_cpp")
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--json", type=Path, help="also write the rows here")

@@ -42,7 +42,8 @@ class ModelConfig:
     `constrain` is how a JSON role's reply is constrained on the wire (`auto`: the preflight
     picks `json_schema`, `json_object` or `none` — see `stages.constrain`); `max_tokens_cap`
     bounds how far a reply cut at `max_tokens` is re-asked with more room (0: 4× the sampling
-    `max_tokens`, 8,192 without one)."""
+    `max_tokens`, 8,192 without one). `images = false` sends the role text only (a text-only
+    model or server: it then sees the question, not the picture)."""
 
     model: str
     base_urls: tuple[str, ...] = (DEFAULT_BASE_URL,)
@@ -56,6 +57,7 @@ class ModelConfig:
     samples: int = 1  # responders only: samples per item
     constrain: str = "auto"
     max_tokens_cap: int = 0
+    images: bool = True
 
     def to_toml(self, responder: bool = False) -> dict[str, Any]:
         data = asdict(self)
@@ -266,6 +268,11 @@ class _Reader:
                                  "digits, underscores), not a key")
         return value
 
+    def boolean(self, value: Any, key: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(key, f"must be true or false, not {value!r}")
+        return value
+
     def choice(self, value: Any, key: str, choices: tuple[str, ...]) -> str:
         if value not in choices:
             raise self.fail(key, f"must be one of {', '.join(choices)}, not {value!r}")
@@ -297,7 +304,8 @@ class _Reader:
             constrain=self.choice(t.get("constrain", d["constrain"]), f"{key}.constrain",
                                   CONSTRAIN_CHOICES),
             max_tokens_cap=self.integer(t.get("max_tokens_cap", d["max_tokens_cap"]),
-                                        f"{key}.max_tokens_cap", 0, 1_000_000))
+                                        f"{key}.max_tokens_cap", 0, 1_000_000),
+            images=self.boolean(t.get("images", d["images"]), f"{key}.images"))
 
 
 def _source(r: _Reader, spec: dict[str, Any], key: str, base: Path | None) -> dict[str, Any]:

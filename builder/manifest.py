@@ -30,7 +30,7 @@ def _model(role: str, m: ModelConfig, backend: str,
     if backend == "openai":  # endpoints and prices only mean something for real calls
         entry.update(base_urls=list(m.base_urls), api_key_env=m.api_key_env or None,
                      price_in=m.price_in, price_out=m.price_out,
-                     max_tokens_cap=m.max_tokens_cap)
+                     max_tokens_cap=m.max_tokens_cap, images=m.images)
         if constrain and role in constrain:  # what the preflight chose: it shaped the requests
             entry["constrain"] = constrain[role]
     if role.startswith("responder"):

@@ -180,11 +180,17 @@ async def _check(probe: RoleProbe, stats: CallStats, cache: CallCache | None) ->
             if exc.reason == TRUNCATED_REASON and exc.partial is not None:
                 result = exc.partial
             elif exc.reason in _REFUSED:
-                refused.append(f"the server refused `{mode}` ({exc.reason}: "
+                what = f"`{mode}`" if json_role else "the request"
+                refused.append(f"the server refused {what} ({exc.reason}: "
                                f"{exc.detail[:160]})")
                 if json_role and i + 1 < len(modes):
                     continue
-                raise PreflightError(f"{probe.role}: " + "; ".join(refused)) from None
+                hint = ""
+                if probe.config.images:
+                    hint = ("; the requests carry the item's image as a content part: for a "
+                            f"text-only model or server set {_table(probe.role)}.images = "
+                            "false")
+                raise PreflightError(f"{probe.role}: " + "; ".join(refused) + hint) from None
             elif exc.reason in ("http_401", "http_403"):
                 raise PreflightError(f"{probe.role}: the server refused the key: "
                                      f"{exc.detail}") from None
@@ -221,5 +227,9 @@ async def preflight(probes: Sequence[RoleProbe], cache: CallCache | None = None)
     """Check every role's endpoint (see the module doc); raises `PreflightError`."""
     stats = CallStats()
     models = await _listed(probes)
-    checks = await asyncio.gather(*(_check(p, stats, cache) for p in probes))
+    checks = await asyncio.gather(*(_check(p, stats, cache) for p in probes),
+                                  return_exceptions=True)
+    for found in checks:  # every probe finishes; the first problem, in role order, is said
+        if isinstance(found, BaseException):
+            raise found
     return Preflight({c.role: c for c in checks}, models, stats)

@@ -23,7 +23,7 @@ from safer_toolkit.builder.config import BuildConfig, ModelConfig
 from safer_toolkit.builder.preflight import RoleCheck, RoleProbe
 from safer_toolkit.builder.sources.base import SourceItem
 from safer_toolkit.builder.stages.ask import Asker
-from safer_toolkit.builder.stages.content import image_content
+from safer_toolkit.builder.stages.content import image_content, text_only
 from safer_toolkit.builder.stages.judge import JUDGE_FORMAT
 from safer_toolkit.builder.stages.plan import plan_format
 from safer_toolkit.builder.stages.respond import Responder
@@ -98,10 +98,10 @@ def make_roles(config: BuildConfig, backend: str, cache: CallCache,
 
     def asker(role: str) -> Asker:
         m = named[role]
-        return Asker(cached[role], m.max_tokens_cap, role=role)
+        return Asker(cached[role], m.max_tokens_cap, role=role, images=m.images)
 
     responders = [Responder(cached[f"responder[{i}]"], r.model, r.sampling, r.samples,
-                            r.max_tokens_cap, f"responder[{i}]")
+                            r.max_tokens_cap, f"responder[{i}]", r.images)
                   for i, r in enumerate(config.responders)]
     return Roles(asker("planner"), responders, asker("judge") if "judge" in named else None,
                  stats, clients, unique, concurrency, budget)
@@ -120,7 +120,10 @@ def probes(config: BuildConfig, roles: Roles, item: SourceItem) -> list[RoleProb
     messages = [{"role": "system", "content": PROBE_SYSTEM},
                 {"role": "user", "content": [image_content(item.image, item.image_name),
                                              {"type": "text", "text": PROBE_QUESTION}]}]
-    return [RoleProbe(role, m, roles.clients[role], ChatRequest(
-                m.model, messages, {**m.sampling, "seed": config.seed}, formats.get(role),
-                "preflight"))
-            for role, m in config.roles().items()]
+    found = []
+    for role, m in config.roles().items():
+        probe = ChatRequest(m.model, messages, {**m.sampling, "seed": config.seed},
+                            formats.get(role), "preflight")
+        found.append(RoleProbe(role, m, roles.clients[role],
+                               probe if m.images else text_only(probe)))
+    return found

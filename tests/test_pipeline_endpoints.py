@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +143,21 @@ def test_a_preset_runs_against_a_server_from_the_command_line(tmp_path, flags, c
                           if not (tmp_path / "out" / "manifest.json").exists()
                           else (tmp_path / "out" / "manifest.json").read_text())
     assert {m["base_urls"][0] for m in manifest["models"]} == {server.url}
+
+
+def test_a_text_only_server_is_named_and_a_text_only_role_is_served(tmp_path, capsys):
+    with OpenAIServer(content=OfflineBackend().answer_body, models=SERVED,
+                      text_only=True) as server:
+        config_path = write_config(tmp_path / "b.toml", base_url=server.url, **SMALL)
+        assert cli(config_path, tmp_path / "refused") == 1
+        err = capsys.readouterr().err
+        assert 'can only concatenate str (not "list") to str' in err
+        assert "set models.planner.images = false" in err
+        refused = server.total
+        config = load_config(config_path)
+        text = replace(config, planner=replace(config.planner, images=False),
+                       responders=(replace(config.responders[0], images=False),),
+                       judge=replace(config.judge, images=False))
+        result = asyncio.run(build(text, tmp_path / "text", backend="openai", progress=False))
+    assert refused <= 14 and result.rows > 0 and server.total > refused
+    assert all(m["images"] is False for m in result.manifest["models"])

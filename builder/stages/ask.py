@@ -30,6 +30,7 @@ from safer_toolkit.builder.backends.base import CallFailed, ChatBackend, ChatReq
 from safer_toolkit.builder.backends.stats import CallStats
 from safer_toolkit.builder.cache import TRUNCATED_REASON
 from safer_toolkit.builder.stages.constrain import constrained
+from safer_toolkit.builder.stages.content import text_only
 
 T = TypeVar("T")
 Row = TypeVar("Row", contravariant=True)
@@ -76,12 +77,14 @@ class Asker:
 
     `max_tokens_cap` bounds how far a truncated reply's `max_tokens` grows (0: 4× the
     request's own, or 8× `DEFAULT_MAX_TOKENS` without one); `constrain` is the role's response
-    format mode; `role` names the role's config table in messages."""
+    format mode; `role` names the role's config table in messages; without `images` the
+    requests go without their image parts (a text-only model)."""
 
     backend: ChatBackend
     max_tokens_cap: int = 0
     constrain: str = "json_schema"
     role: str = ""
+    images: bool = True
 
     @property
     def stats(self) -> CallStats:
@@ -116,7 +119,8 @@ class Exchange(Generic[T]):
     def __init__(self, asker: Asker, request: ChatRequest, read: Callable[[str], Reading[T]],
                  instruction: str) -> None:
         self.asker, self.read, self.instruction = asker, read, instruction
-        self.request = constrained(request, asker.constrain)
+        self.request = constrained(request if asker.images else text_only(request),
+                                   asker.constrain)
         self.readings: list[Reading[T]] = []
         self.truncations = 0
         self.failure: CallFailed | None = None

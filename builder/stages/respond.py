@@ -47,10 +47,11 @@ class Responder:
     samples: int = 1
     max_tokens_cap: int = 0
     role: str = "responder"
+    images: bool = True
 
     @property
     def asker(self) -> Asker:
-        return Asker(self.backend, self.max_tokens_cap, role=self.role)
+        return Asker(self.backend, self.max_tokens_cap, role=self.role, images=self.images)
 
 
 @dataclass

@@ -15,7 +15,8 @@ names in another case, keys reordered with an extra one — each behaviour at it
 per request body (so a resend of the same request gets the same mess, as a fixed `seed` does on
 vLLM). `json_schema` makes the server refuse that response format (`reject_400`, or `reject_500`
 as llama-cpp-python does) or `ignore` it (free text around the JSON); `check_model` answers an
-unknown model name with a 404. Requests that come without a json_schema format (a client that
+unknown model name with a 404; `text_only` answers content parts (an image) with llama.cpp's
+500 for a text model's chat template. Requests that come without a json_schema format (a client that
 fell back to `json_object` or to a plain prompt) are answered as the role their payload names.
 From the command line:
 
@@ -239,9 +240,10 @@ def as_role(body: dict[str, Any]) -> dict[str, Any]:
     fmt = body.get("response_format") or {}
     if fmt.get("type") == "json_schema":
         return body
-    text = "\n".join(p.get("text", "") for m in body.get("messages", [])
-                     if m.get("role") == "user" and isinstance(m.get("content"), list)
-                     for p in m["content"] if isinstance(p, dict))
+    text = "\n".join(p.get("text", "") if isinstance(p, dict) else p
+                     for m in body.get("messages", []) if m.get("role") == "user"
+                     for p in (m["content"] if isinstance(m.get("content"), list)
+                               else [str(m.get("content", ""))]))
     schema = fmt.get("schema") if isinstance(fmt.get("schema"), dict) else {}
     keys = schema.get("properties") or {}
     for header, key, name in ((PLAN_PAYLOAD_HEADER, "persona", PLAN_FORMAT_NAME),
@@ -260,13 +262,15 @@ class OpenAIServer:
                  content: Content = default_content, models: tuple[str, ...] = ("test-model",),
                  require_key: str | None = None, host: str = "127.0.0.1", port: int = 0,
                  messy: Messy | None = None, json_schema: str = "accept",
-                 check_model: bool = False, rate_limit: tuple[int, float] | None = None) -> None:
+                 check_model: bool = False, rate_limit: tuple[int, float] | None = None,
+                 text_only: bool = False) -> None:
         if json_schema not in JSON_SCHEMA_MODES:
             raise ValueError(f"json_schema must be one of {JSON_SCHEMA_MODES}")
         self.latency, self.faults, self.content, self.models = latency, faults or FaultPlan(), \
             content, models
         self.require_key = require_key
         self.messy, self.json_schema, self.check_model = messy, json_schema, check_model
+        self.text_only = text_only  # content parts refused, as llama.cpp's text chat templates do
         self.mess_counts: Counter[str] = Counter()
         self.rate_limit = rate_limit  # (requests, window seconds): OpenAI-style headers and 429s
         self.rate_limited = 0
@@ -320,13 +324,18 @@ class OpenAIServer:
                 "message": f"The model `{model}` does not exist.", "type": "NotFoundError",
                 "code": "model_not_found"}}, status=404)
         kind = (body.get("response_format") or {}).get("type")
+        if kind == "json_schema" and self.json_schema == "reject_500":
+            return web.json_response({"error": {"message": LLAMA_CPP_REFUSAL,
+                                                "type": "internal_server_error"}}, status=500)
+        if self.text_only and any(isinstance(m.get("content"), list)
+                                  for m in body.get("messages", []) if isinstance(m, dict)):
+            return web.json_response({"error": {
+                "message": 'can only concatenate str (not "list") to str',
+                "type": "internal_server_error"}}, status=500)
         if kind == "json_schema" and self.json_schema == "reject_400":
             return web.json_response({"error": {
                 "message": "response_format of type json_schema is not supported by this "
                            "server", "type": "invalid_request_error"}}, status=400)
-        if kind == "json_schema" and self.json_schema == "reject_500":
-            return web.json_response({"error": {"message": LLAMA_CPP_REFUSAL,
-                                                "type": "internal_server_error"}}, status=500)
         return None
 
     def _rate(self) -> tuple[dict[str, str], bool]:
