@@ -27,7 +27,7 @@ Modes (each a function in `MODES` returning table rows; add a mode by adding one
   build against a well-behaved one, in the same run: calls per released row (target ≤ 1.35×
   clean), wall time, every split full.
 - `real` (not in the default set; minutes per server on CPU): `safer-toolkit build` of a few
-  items with `--max-calls` (`--real-calls`, default 8) against SmolLM2-135M-Instruct (GGUF;
+  items with `--max-calls` (`--real-calls`, default 12) against SmolLM2-135M-Instruct (GGUF;
   `SAFER_SMOKE_GGUF` to point elsewhere) behind `transformers serve` and behind
   `python -m llama_cpp.server`, each started niced: exit code, calls, rows, whether a release
   was written, the yield, the loss reasons and the summary's notes on the server.
@@ -467,8 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default=",".join(DEFAULT_MODES),
                         help=f"comma-separated, from: {', '.join(MODES)} (default: all but "
                              "real)")
-    parser.add_argument("--real-calls", type=int, default=8,
-                        help="real mode: the build's --max-calls (default: 8)")
+    parser.add_argument("--real-calls", type=int, default=12,
+                        help="real mode: the build's --max-calls (default: 12)")
     parser.add_argument("--real-servers", default="",
                         help="real mode: only these, comma-separated: transformers, llama_cpp")
     parser.add_argument("--calls", type=int, default=2000)

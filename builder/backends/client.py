@@ -265,7 +265,7 @@ def server_message(raw: bytes, key: str | None) -> str:
             text = found
         elif found is not None:
             text = orjson.dumps(found).decode()
-    return text[:_DETAIL_CHARS]
+    return " ".join(text.split())[:_DETAIL_CHARS]  # one line, for logs and the summary
 
 
 def _text_field(message: dict[str, Any], name: str) -> str:
