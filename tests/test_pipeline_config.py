@@ -74,6 +74,8 @@ model = "r"
     ("[models.judge]\nmodel = 'j'\nbase_urls = ['ftp://x']\n", "models.judge.base_urls",
      "http(s) URLs"),
     ("[models.judge]\nmodel = 'j'\nsamples = 2\n", "models.judge", "unknown key(s) samples"),
+    ("[models.judge]\nmodel = 'j'\nimages = 'no'\n", "models.judge.images",
+     "must be true or false"),
     ("exclusion = 'missing.txt'\n", "exclusion", "no exclusion list"),
     ("[[sources]]\nkind = 'ftp'\n", "sources[0].kind", "expected seed, local or hub"),
     ("[[sources]]\nkind = 'seed'\ncolour = 1\n", "sources[0]", "unknown key(s) colour"),
