@@ -477,5 +477,12 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
     notes = checked.notes() if checked is not None else []
     if roles.budget.exhausted:
         notes.append(f"stopped at the budget: {roles.budget.describe()}")
+    drained = [f.split for f in fills if f.kept < f.target and f.next >= f.limit]
+    if drained and not roles.budget.exhausted:
+        notes.append(f"{', '.join(drained)} tried as many candidates as max_draw allows "
+                     f"({config.max_draw:g}× the split's prompts): raise max_draw, or fix the "
+                     "losses below")
+    elif any(f.kept < f.target for f in fills) and draws.exhausted:
+        notes.append("the sources have no unused item left: add sources")
     return BuildResult(manifest, release, summary_table(manifest, run, notes), shortfall,
                        internal, run)

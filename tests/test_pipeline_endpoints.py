@@ -86,6 +86,7 @@ def test_a_build_with_no_surviving_row_releases_nothing_and_says_why(tmp_path, c
     out = capsys.readouterr()
     assert "NO ROWS" in out.err and "plan:plan_json" in out.err
     assert "does not enforce it" in out.out  # the preflight saw free text under json_schema
+    assert "sft, dpo, grpo, eval tried as many candidates as max_draw allows" in out.out
     state = tmp_path / "out" / ".build"
     manifest = json.loads((state / "manifest.json").read_text())
     splits = manifest["counts"]["splits"]
