@@ -36,6 +36,7 @@ _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_-]*)[ \t]*\n(.*?)(?:\n[ \t]*```|\Z)",
 _CALL_LINE = re.compile(r"^[ \t]*\[([^\[\]\n]{1,64})\][ \t]*:[ \t]*(.*?)[ \t]*$")
 _TOOL_NAME = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*$")
 _JSON_WORDS = {"true": "True", "false": "False", "null": "None"}
+_DECODER = json.JSONDecoder()
 
 
 class NotDecodable(ValueError):
@@ -143,9 +144,8 @@ def _json_compatible(value: Any) -> bool:
 def loads_near_json(text: str, repairs: Counter[str]) -> tuple[Any, int]:
     """The JSON value at the start of `text` and where it ends; trailing commas and Python-style
     quoting are repaired when the value then reads unambiguously. Raises `NotDecodable`."""
-    decoder = json.JSONDecoder()
     try:
-        return decoder.raw_decode(text)
+        return _DECODER.raw_decode(text)
     except json.JSONDecodeError as exc:
         error = exc
     if len(text) > MAX_REPAIR_CHARS or text[:1] not in "{[":
@@ -192,26 +192,28 @@ def conform(value: Any, schema: Mapping[str, Any], repairs: Counter[str], *,
     names in an enum of tool names matched up to case and separator (`tool_name`), and — with
     `reorder` — object keys in the schema's order (`key_order`). Nothing else changes: values
     of the wrong type or out of range are left for the validator to report."""
-    if isinstance(value, dict) and isinstance(schema.get("properties"), dict):
-        props = schema["properties"]
-        if schema.get("additionalProperties") is False:
+    kind = type(value)
+    if kind is dict:
+        props = schema.get("properties")
+        if not isinstance(props, dict):
+            return value
+        if schema.get("additionalProperties") is False and not props.keys() >= value.keys():
             unknown = [k for k in value if k not in props]
-            if unknown:
-                repairs["unknown_key"] += len(unknown)
-                value = {k: v for k, v in value.items() if k in props}
-        value = {k: conform(v, props[k], repairs, reorder=reorder) if k in props else v
-                 for k, v in value.items()}
-        if reorder:
-            ordered = {k: value[k] for k in props if k in value}
-            ordered.update((k, v) for k, v in value.items() if k not in ordered)
-            if list(ordered) != list(value):
-                repairs["key_order"] += 1
-            value = ordered
+            repairs["unknown_key"] += len(unknown)
+            value = {k: v for k, v in value.items() if k in props}
+        value = {k: conform(v, props[k], repairs, reorder=reorder) if _nested(v, props.get(k))
+                 else v for k, v in value.items()}
+        if reorder and list(value) != [k for k in props if k in value]:
+            repairs["key_order"] += 1
+            value = {k: value[k] for k in props if k in value}
         return value
-    if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [conform(v, schema["items"], repairs, reorder=reorder) for v in value]
+    if kind is list:
+        items = schema.get("items")
+        if not value or not isinstance(items, dict) or not _nested(value[0], items):
+            return value
+        return [conform(v, items, repairs, reorder=reorder) for v in value]
     enum = schema.get("enum")
-    if isinstance(value, str) and isinstance(enum, list) and value not in enum:
+    if kind is str and enum and value not in enum:
         names = [e for e in enum if isinstance(e, str)]
         if names and all(_TOOL_NAME.match(e) for e in names):
             found = match_name(value, names)
@@ -219,6 +221,11 @@ def conform(value: Any, schema: Mapping[str, Any], repairs: Counter[str], *,
                 repairs["tool_name"] += 1
                 return found
     return value
+
+
+def _nested(value: Any, schema: Any) -> bool:
+    """Whether `conform` has anything to do for `value` under `schema`."""
+    return isinstance(schema, dict) and (type(value) in (dict, list) or "enum" in schema)
 
 
 def extract_json(text: str, schema: Mapping[str, Any] | None = None) -> Extracted:
