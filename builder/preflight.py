@@ -82,7 +82,10 @@ class Preflight:
     stats: CallStats
 
     def notes(self) -> list[str]:
-        return [f"{c.role}: {n}" for c in self.roles.values() for n in c.notes]
+        unlisted = [url for url, ids in self.models.items() if ids is None]
+        said = [f"{url} lists no models (GET /models): the model names were checked by the "
+                "first calls" for url in unlisted]
+        return said + [f"{c.role}: {n}" for c in self.roles.values() for n in c.notes]
 
     def to_json(self) -> dict[str, Any]:
         return {"roles": {r: {"constrain": c.constrain, "notes": c.notes}
