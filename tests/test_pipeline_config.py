@@ -126,6 +126,11 @@ def test_what_a_file_leaves_out_is_the_dataclass_default():
     ({"seed": 2**31}, "seed", "between 0 and 2147483647"),
     ({"concurrency": 0}, "concurrency", "between 1 and 4096"),
     ({"base_url": "ftp://h/v1"}, "base_url", "http(s) URL"),
+    ({"models": {"critic": "m"}}, "critic.model", "unknown role 'critic'"),
+    ({"models": {"responder[3]": "m"}}, "responder[3].model", "unknown role"),
+    ({"api_key_envs": {"judge": "sk-123"}}, "judge.api_key_env", "NAME of an environment"),
+    ({"base_urls": {"planner": "localhost:8000"}}, "planner.base_url", "http(s) URL"),
+    ({"max_calls": -1}, "max_calls", "at least 0"),
 ])
 def test_overrides_are_checked_as_the_file_keys_are(overrides, key, message):
     with pytest.raises(ConfigError) as caught:
@@ -147,20 +152,6 @@ def test_roles_are_overridden_one_by_one_or_all_at_once():
     assert (config.max_calls, config.max_cost) == (50, 1.5)
     again = parse_config(tomllib.loads(config.to_toml()), "round trip")
     assert again == config
-
-
-@pytest.mark.parametrize(("overrides", "key", "message"), [
-    ({"models": {"critic": "m"}}, "critic.model", "unknown role 'critic'"),
-    ({"models": {"responder[3]": "m"}}, "responder[3].model", "unknown role"),
-    ({"api_key_envs": {"judge": "sk-123"}}, "judge.api_key_env", "NAME of an environment"),
-    ({"base_urls": {"planner": "localhost:8000"}}, "planner.base_url", "http(s) URL"),
-    ({"max_calls": -1}, "max_calls", "at least 0"),
-])
-def test_role_overrides_name_the_role_and_the_key(overrides, key, message):
-    with pytest.raises(ConfigError) as caught:
-        load_preset("demo").with_overrides(**overrides, origin="command line")
-    assert str(caught.value).startswith(f"command line: {key}: ")
-    assert message in str(caught.value)
 
 
 def test_constrain_and_the_token_cap_are_checked():
