@@ -23,12 +23,16 @@ OFFLINE_NOTE = ("Built by the toolkit's offline backend: deterministic planner, 
 OPENAI_NOTE = "Built by the models below through OpenAI-compatible chat-completions endpoints."
 
 
-def _model(role: str, m: ModelConfig, backend: str) -> dict[str, Any]:
+def _model(role: str, m: ModelConfig, backend: str,
+           constrain: Mapping[str, str] | None) -> dict[str, Any]:
     entry: dict[str, Any] = {"role": role, "model": m.model, "sampling": dict(m.sampling),
                              "concurrency": m.concurrency}
     if backend == "openai":  # endpoints and prices only mean something for real calls
         entry.update(base_urls=list(m.base_urls), api_key_env=m.api_key_env or None,
-                     price_in=m.price_in, price_out=m.price_out)
+                     price_in=m.price_in, price_out=m.price_out,
+                     max_tokens_cap=m.max_tokens_cap, images=m.images)
+        if constrain and role in constrain:  # what the preflight chose: it shaped the requests
+            entry["constrain"] = constrain[role]
     if role.startswith("responder"):
         entry["samples"] = m.samples
     return entry
@@ -38,12 +42,16 @@ def build_manifest(config: BuildConfig, *, backend: str, preset: str | None,
                    counts: Mapping[str, Any], rejections: Mapping[str, Mapping[str, int]],
                    failures: Mapping[str, int], dropped: Mapping[str, int],
                    calls: Mapping[str, Mapping[str, Any]], run: Mapping[str, Any],
+                   yields: Mapping[str, Mapping[str, int]] | None = None,
+                   constrain: Mapping[str, str] | None = None,
                    exclusion: Any = None) -> dict[str, Any]:
-    """The manifest dict handed to the release writer."""
-    models = [_model("planner", config.planner, backend),
-              *(_model(f"responder[{i}]", r, backend) for i, r in enumerate(config.responders))]
-    if config.judge is not None:
-        models.append(_model("judge", config.judge, backend))
+    """The manifest dict handed to the release writer.
+
+    `calls` holds each role's stable call figures (calls used, tokens, cost, repairs by kind,
+    truncations, re-asks by reason); `yields` each stage's exchanges by outcome (valid on the
+    first try, after a repair, after a re-ask, rejected, failed); `constrain` the response
+    format mode the preflight chose per role."""
+    models = [_model(role, m, backend, constrain) for role, m in config.roles().items()]
     manifest: dict[str, Any] = {
         "toolkit_version": __version__,
         "backend": backend,
@@ -62,6 +70,7 @@ def build_manifest(config: BuildConfig, *, backend: str, preset: str | None,
         "rejections": {stage: dict(sorted(c.items())) for stage, c in sorted(rejections.items())},
         "failures": dict(sorted(failures.items())),
         "calls": {role: dict(c) for role, c in calls.items()},
+        "yield": {stage: dict(c) for stage, c in (yields or {}).items()},
         "run": {**run, "python": platform.python_version()},
     }
     if preset is not None:

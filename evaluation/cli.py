@@ -150,6 +150,11 @@ def _settings(args: argparse.Namespace):  # -> EvalSettings
         raise ValueError("--max-tokens must be ≥ 1")
     if args.responses and not args.responses.is_file():
         raise ValueError(f"--responses {args.responses}: no such file")
+    for flag, var in (("--model-api-key-env", args.model_api_key_env if args.model else None),
+                      ("--judge-api-key-env", args.judge_api_key_env)):
+        if var and not os.environ.get(var):  # stop before any call, naming the variable
+            raise ValueError(f"environment variable {var} ({flag}) is not set; nothing was "
+                             "sent")
 
     def endpoint(role: str, name: str, urls: list[str], key_env: str | None,
                  sampling: dict) -> ModelEndpoint:
@@ -186,6 +191,11 @@ def _settings(args: argparse.Namespace):  # -> EvalSettings
                         image_resize=args.image_resize)
 
 
+def _pct(value: float | None) -> str:
+    """A percentage for the summary line; "n/a" when nothing could be scored."""
+    return "n/a" if value is None else f"{value}%"
+
+
 def _compare(args: argparse.Namespace) -> int:
     from safer_toolkit.evaluation.compare import CompareError, compare_runs
 
@@ -220,10 +230,11 @@ def run(args: argparse.Namespace) -> int:
     sent = {role: calls["sent"] for role, calls in summary.run["calls"].items()}
     print(f"{overall['items']} items, {overall['missing_items']} missing, "
           f"{overall['truncated_rate']['count']} truncated; "
-          f"safety {overall['safety']['pct_top']}% / helpfulness "
-          f"{overall['helpfulness']['pct_top']}% / rigor {overall['rigor']['pct_top']}% at 3; "
-          f"strict protocol valid {overall['protocol_valid_strict']['pct']}%; requests sent "
-          f"{sent}; written to {settings.out}")
+          f"safety {_pct(overall['safety']['pct_top'])} / helpfulness "
+          f"{_pct(overall['helpfulness']['pct_top'])} / rigor "
+          f"{_pct(overall['rigor']['pct_top'])} at 3; strict protocol valid "
+          f"{_pct(overall['protocol_valid_strict']['pct'])}; requests sent {sent}; written to "
+          f"{settings.out}")
     if summary.retryable:
         print(f"{summary.retryable} item(s) failed on calls; run the same command again to "
               "retry them (finished calls are cached)", file=sys.stderr)

@@ -25,6 +25,7 @@ from typing import Any
 
 from safer_toolkit.builder.backends.base import ChatBackend, ChatRequest
 from safer_toolkit.builder.prompts import template
+from safer_toolkit.builder.stages.ask import Asker, Exchange, Reading
 from safer_toolkit.builder.stages.content import image_content
 from safer_toolkit.builder.stages.judge import (
     RUBRIC,
@@ -33,7 +34,6 @@ from safer_toolkit.builder.stages.judge import (
     judge_request,
     judge_response,
 )
-from safer_toolkit.builder.stages.retry import with_feedback
 from safer_toolkit.evaluation.items import EvalItem
 
 #: score → the reply keys read for it, first found wins
@@ -86,6 +86,13 @@ def parse_reply(content: str) -> Judgement:
     return Judgement(scores["safety"], scores["helpfulness"], scores["rigor"], "")
 
 
+def _read_reply(content: str) -> Reading[Judgement]:
+    try:
+        return Reading(parse_reply(content))
+    except JudgeOutputInvalid as exc:
+        return Reading(None, ["judge_output_invalid"], [str(exc)])
+
+
 @dataclass(frozen=True)
 class FileRubric:
     """A rubric from a file (`prompt_files.read_prompt_file`): its text and what it is."""
@@ -112,18 +119,13 @@ class FileRubric:
 
     async def judge(self, backend: ChatBackend, request: ChatRequest,
                     attempts: int) -> Judgement:
-        """The builder's judge loop (`judge_response`) with this rubric's reply format: a
-        malformed reply goes back with the reasons, `attempts` times at most."""
-        error = JudgeOutputInvalid("no attempt made")
-        for _ in range(max(1, attempts)):
-            result = await backend.complete(request)
-            try:
-                return parse_reply(result.content)
-            except JudgeOutputInvalid as exc:
-                error = exc
-                request = with_feedback(request, result.content, [str(exc)],
-                                        RETRY_INSTRUCTION)
-        raise error
+        """The builder's ask → check → re-ask loop (`stages.ask`) with this rubric's reply
+        format: a malformed reply goes back with the reasons, `attempts` times at most."""
+        reading = await Exchange(Asker(backend, role="judge"), request, _read_reply,
+                                 RETRY_INSTRUCTION).converse(attempts)
+        if reading.value is None:
+            raise JudgeOutputInvalid("; ".join(reading.problems))
+        return reading.value
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,14 @@
-"""The item's image as an OpenAI content part (a data URL with the right MIME type)."""
+"""The item's image as an OpenAI content part (a data URL with the right MIME type), and a
+request without it for a role whose model reads text only."""
 
 from __future__ import annotations
 
 import mimetypes
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
-from safer_toolkit.builder.backends.base import data_url, image_url_part
+from safer_toolkit.builder.backends.base import ChatRequest, data_url, image_url_part
 
 #: Data URLs kept: at least the items in flight in a usual build, so an item's image is encoded
 #: once for its plan, every responder sample and every judge call. A miss only re-encodes.
@@ -27,3 +29,17 @@ def _data_url(image: bytes, image_name: str) -> str:
 def image_content(image: bytes, image_name: str) -> dict[str, Any]:
     """The content part of an image; a fresh dict each time, the encoded URL shared."""
     return image_url_part(_data_url(image, image_name))
+
+
+def text_only(request: ChatRequest) -> ChatRequest:
+    """`request` without its image parts, for a text-only model or server (a role with
+    `images = false`): llama-cpp-python serving a text GGUF, say, cannot take content parts."""
+    def strip(message: dict[str, Any]) -> dict[str, Any]:
+        content = message.get("content")
+        if not isinstance(content, list):
+            return message
+        texts = [p.get("text", "") for p in content
+                 if isinstance(p, dict) and p.get("type") == "text"]
+        return {**message, "content": "\n\n".join(texts)}
+
+    return replace(request, messages=[strip(m) for m in request.messages])
