@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,8 @@ CREATE TABLE IF NOT EXISTS calls (
     prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL,
     request TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    reasoning TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS failures (
     key TEXT NOT NULL,
@@ -63,23 +65,28 @@ class CallCache:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+        if "reasoning" not in columns:  # a cache written before reasoning replies were kept
+            self._db.execute("ALTER TABLE calls ADD COLUMN reasoning TEXT NOT NULL DEFAULT ''")
 
     def __repr__(self) -> str:
         return f"CallCache({str(self.path)!r})"
 
     def get(self, key: str) -> ChatResult | None:
         row = self._db.execute(
-            "SELECT content, finish_reason, prompt_tokens, completion_tokens, model "
+            "SELECT content, finish_reason, prompt_tokens, completion_tokens, model, reasoning "
             "FROM calls WHERE key = ?", (key,)).fetchone()
-        return None if row is None else ChatResult(*row, from_cache=True)
+        return None if row is None else ChatResult(*row[:5], from_cache=True, reasoning=row[5])
 
     def put(self, request: ChatRequest, result: ChatResult, key: str | None = None) -> None:
         """Store a finished call (committed when this returns)."""
         self._db.execute(
-            "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO calls (key, model, content, finish_reason, prompt_tokens, "
+            "completion_tokens, request, created_at, reasoning) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (key or request.key(), result.model, result.content, result.finish_reason,
              result.prompt_tokens, result.completion_tokens, request.described.decode(),
-             time.time()))
+             time.time(), result.reasoning))
 
     def record_failure(self, key: str, model: str, failure: CallFailed) -> None:
         """Log a failed call for audit; it stays uncached, so the next run sends it again."""
@@ -129,6 +136,7 @@ class CachedBackend:
     async def complete(self, request: ChatRequest) -> ChatResult:
         self.stats.started()
         key = request.key()
+        sending = False
         try:
             result = self.cache.get(key)
             if result is not None and result.finish_reason == TRUNCATED:
@@ -146,9 +154,12 @@ class CachedBackend:
                 task = asyncio.ensure_future(self._send(key, request))
                 self._in_flight[key] = task
                 task.add_done_callback(lambda done: self._forget(key, done))
+                sending = True
                 self.stats.sent += 1
                 result = await asyncio.shield(task)
         except CallFailed as failure:
+            if sending and not failure.sent:  # it never left the process (no key, no budget)
+                self.stats.sent -= 1
             self.stats.failed[failure.reason] += 1
             raise
         finally:
@@ -189,5 +200,4 @@ def _truncated(partial: ChatResult) -> CallFailed:
 
 
 def _reused(result: ChatResult) -> ChatResult:
-    return ChatResult(result.content, result.finish_reason, result.prompt_tokens,
-                      result.completion_tokens, result.model, from_cache=True)
+    return replace(result, from_cache=True)

@@ -1,7 +1,13 @@
 """`safer-toolkit build`: build the SFT/DPO/GRPO/eval dataset into a folder.
 
     safer-toolkit build (--preset demo|paper | --config BUILD.toml) --out DIR
-                        [--backend offline|openai] [--base-url URL] [--concurrency N] [--seed N]
+                        [--backend offline|openai] [--model [ROLE=]NAME] [--base-url [ROLE=]URL]
+                        [--api-key-env [ROLE=]VAR] [--max-calls N] [--max-cost USD]
+                        [--concurrency N] [--seed N]
+
+Exit status: 0 every split full; 1 a shortfall, no row at all (nothing released), an endpoint
+the preflight refused, or an internal error; 2 bad usage or configuration (an unset key
+variable included: nothing is sent).
 """
 
 from __future__ import annotations
@@ -12,8 +18,12 @@ import sys
 from pathlib import Path
 
 from safer_toolkit.builder.config import PRESETS, ConfigError, load_config, load_preset
-from safer_toolkit.builder.pipeline import BACKENDS, STATE_DIR, BuildError, build
+from safer_toolkit.builder.pipeline import BACKENDS, STATE_DIR, BuildError, build, missing_keys
+from safer_toolkit.builder.progress import loss_hint
 from safer_toolkit.builder.release.export import ExportError
+
+ROLES_HELP = "ROLE is planner, responder (every responder), responder[N] or judge; no ROLE= " \
+             "means every role"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,9 +39,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=BACKENDS, default="offline",
                         help="offline: the built-in generator, no model needed (default); "
                              "openai: the configured OpenAI-compatible endpoints")
-    parser.add_argument("--base-url", metavar="URL",
-                        help="with --backend openai: send every model role to this endpoint "
-                             "(e.g. http://127.0.0.1:8000/v1)")
+    parser.add_argument("--model", action="append", default=[], metavar="[ROLE=]NAME",
+                        help=f"the model a role asks for (repeatable); {ROLES_HELP}")
+    parser.add_argument("--base-url", action="append", default=[], metavar="[ROLE=]URL",
+                        help="with --backend openai: the API root a role calls, e.g. "
+                             f"http://127.0.0.1:8000/v1 (repeatable); {ROLES_HELP}")
+    parser.add_argument("--api-key-env", action="append", default=[], metavar="[ROLE=]VAR",
+                        help="the environment variable holding a role's API key (repeatable); "
+                             f"{ROLES_HELP}")
+    parser.add_argument("--max-calls", type=int, metavar="N",
+                        help="send at most N requests in all (retries and preflight included)")
+    parser.add_argument("--max-cost", type=float, metavar="USD",
+                        help="stop sending once this many dollars are billed (per-role prices)")
     parser.add_argument("--concurrency", type=int, metavar="N",
                         help="requests in flight per model endpoint (overrides the config)")
     parser.add_argument("--seed", type=int, metavar="N", help="override the config's seed")
@@ -43,6 +62,19 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _per_role(values: list[str], flag: str, *, url: bool = False) -> dict[str, str]:
+    """`[ROLE=]VALUE` flags as {role: value} ("" = every role, applied first)."""
+    found: dict[str, str] = {}
+    for value in values:
+        role, sep, rest = value.partition("=")
+        if not sep or (url and role.startswith(("http://", "https://"))):
+            role, rest = "", value
+        if not rest:
+            raise ConfigError(f"command line: {flag}: {value!r} has no value")
+        found[role] = rest
+    return dict(sorted(found.items(), key=lambda kv: kv[0] != ""))
+
+
 def run(args: argparse.Namespace) -> int:
     if args.base_url and args.backend != "openai":
         return _fail("--base-url needs --backend openai")
@@ -50,10 +82,17 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--out {args.out} exists and is not a folder")
     try:
         config = load_preset(args.preset) if args.preset else load_config(args.config)
-        config = config.with_overrides(seed=args.seed, base_url=args.base_url,
-                                       concurrency=args.concurrency, origin="command line")
+        config = config.with_overrides(
+            seed=args.seed, concurrency=args.concurrency,
+            models=_per_role(args.model, "--model"),
+            base_urls=_per_role(args.base_url, "--base-url", url=True),
+            api_key_envs=_per_role(args.api_key_env, "--api-key-env"),
+            max_calls=args.max_calls, max_cost=args.max_cost, origin="command line")
     except ConfigError as exc:
         return _fail(str(exc))
+    if args.backend == "openai" and (missing := missing_keys(config)):
+        return _fail("; ".join(f"environment variable {var} is not set ({role}'s api_key_env)"
+                               for role, var in missing.items()) + "; nothing was sent")
     try:
         result = asyncio.run(build(config, args.out, backend=args.backend, preset=args.preset,
                                    progress=not args.quiet))
@@ -61,6 +100,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"safer-toolkit build: {exc}", file=sys.stderr)
         return 1
     print(result.summary)
+    state = args.out / STATE_DIR
+    if result.release is None:
+        print(f"safer-toolkit build: NO ROWS — no item survived, so nothing was released; the "
+              f"report is {state / 'manifest.json'} and the build state stays in {state}/ for "
+              f"a rerun. Top losses: {loss_hint(result.manifest) or 'none'}", file=sys.stderr)
+        return 1
     if result.audit is not None:
         from safer_toolkit.builder.release.audit import plain_table
 
@@ -75,11 +120,11 @@ def run(args: argparse.Namespace) -> int:
     if result.shortfall:
         short = ", ".join(f"{split} {n}" for split, n in result.shortfall.items())
         print(f"safer-toolkit build: SHORTFALL — too few items survived to fill every split "
-              f"(rows missing: {short}); see {args.out / STATE_DIR}/ and the summary above",
-              file=sys.stderr)
+              f"(rows missing: {short}); top losses: {loss_hint(result.manifest)}; see "
+              f"{state}/ and the summary above", file=sys.stderr)
         status = 1
     if result.internal_errors:
         print(f"safer-toolkit build: {result.internal_errors} item(s) hit an internal error; "
-              f"tracebacks are in {args.out / STATE_DIR / 'failures.jsonl'}", file=sys.stderr)
+              f"tracebacks are in {state / 'failures.jsonl'}", file=sys.stderr)
         status = 1
     return status

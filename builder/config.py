@@ -22,6 +22,7 @@ from safer_toolkit.builder.backends.offline import OFFLINE_MODELS
 from safer_toolkit.builder.release.audit.thresholds import AuditThresholds
 from safer_toolkit.builder.sources import SOURCE_KINDS, kinds_text
 from safer_toolkit.builder.sources.intake import Columns
+from safer_toolkit.builder.stages.constrain import CHOICES as CONSTRAIN_CHOICES
 from safer_toolkit.builder.stages.judge import RUBRIC
 
 PRESETS = ("demo", "paper")
@@ -37,7 +38,13 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """One model role. `api_key_env` is the name of an environment variable, or ""."""
+    """One model role. `api_key_env` is the name of an environment variable, or "".
+
+    `constrain` is how a JSON role's reply is constrained on the wire (`auto`: the preflight
+    picks `json_schema`, `json_object` or `none` — see `stages.constrain`); `max_tokens_cap`
+    bounds how far a reply cut at `max_tokens` is re-asked with more room (0: 4× the sampling
+    `max_tokens`, 8,192 without one). `images = false` sends the role text only (a text-only
+    model or server: it then sees the question, not the picture)."""
 
     model: str
     base_urls: tuple[str, ...] = (DEFAULT_BASE_URL,)
@@ -49,6 +56,9 @@ class ModelConfig:
     price_in: float = 0.0
     price_out: float = 0.0
     samples: int = 1  # responders only: samples per item
+    constrain: str = "auto"
+    max_tokens_cap: int = 0
+    images: bool = True
 
     def to_toml(self, responder: bool = False) -> dict[str, Any]:
         data = asdict(self)
@@ -75,6 +85,9 @@ class BuildConfig:
     judge_attempts: int = 2
     max_items_in_flight: int = 0  # 0: twice the total model concurrency
     exclusion: str = "default"  # benchmark exclusion list: "default" (shipped), "none" or a path
+    max_draw: float = 3.0  # candidates per split at most this multiple of its prompts
+    max_calls: int = 0  # requests sent at most (0: no limit)
+    max_cost: float = 0.0  # dollars billed at most (0: no limit)
     planner: ModelConfig = ModelConfig(OFFLINE_MODELS["planner"])
     responders: tuple[ModelConfig, ...] = (ModelConfig(OFFLINE_MODELS["responder"]),)
     judge: ModelConfig | None = ModelConfig(OFFLINE_MODELS["judge"])
@@ -88,36 +101,70 @@ class BuildConfig:
         """Prompts each split needs (DPO pairs divided by rejected sides per prompt)."""
         return {s: self.dpo_prompts if s == "dpo" else self.sizes[s] for s in SPLITS}
 
+    def roles(self) -> dict[str, ModelConfig]:
+        """Every model role by name: `planner`, `responder[i]`, `judge`."""
+        named = {"planner": self.planner}
+        named.update((f"responder[{i}]", r) for i, r in enumerate(self.responders))
+        if self.judge is not None:
+            named["judge"] = self.judge
+        return named
+
+    def key_variables(self) -> dict[str, str]:
+        """role → the environment variable its key is read from (roles that name one)."""
+        return {role: m.api_key_env for role, m in self.roles().items() if m.api_key_env}
+
     def with_overrides(self, *, seed: int | None = None, base_url: str | None = None,
-                       concurrency: int | None = None, origin: str = "overrides"
-                       ) -> BuildConfig:
-        """The command line's `--seed`, `--base-url` and `--concurrency` applied, each checked
-        as the file's own keys are (`ConfigError` naming `origin` and the key)."""
+                       concurrency: int | None = None,
+                       models: Mapping[str, str] | None = None,
+                       base_urls: Mapping[str, str] | None = None,
+                       api_key_envs: Mapping[str, str] | None = None,
+                       max_calls: int | None = None, max_cost: float | None = None,
+                       origin: str = "overrides") -> BuildConfig:
+        """The command line applied, each value checked as the file's own keys are
+        (`ConfigError` naming `origin` and the key): `--seed`, `--concurrency`, `--max-calls`,
+        `--max-cost`, and per role (`ROLE=VALUE`; `planner`, `responder` for every responder,
+        `responder[i]`, `judge`, or "" for every role) `--model`, `--base-url` and
+        `--api-key-env`. `base_url` is `--base-url` for every role."""
         r = _Reader(origin)
         if seed is not None:
             r.integer(seed, "seed", 0, MAX_SEED)
-        if base_url:
-            r.url(base_url, "base_url")
         if concurrency is not None:
             r.integer(concurrency, "concurrency", 1, MAX_CONCURRENCY)
+        if max_calls is not None:
+            r.integer(max_calls, "max_calls", 0)
+        if max_cost is not None:
+            r.number(max_cost, "max_cost", 0.0)
+        changes: dict[str, dict[str, Any]] = {role: {} for role in self.roles()}
+        per_role = [("model", "model", models or {}, r.string),
+                    ("base_urls", "base_url",
+                     {**({"": base_url} if base_url else {}), **(base_urls or {})},
+                     lambda v, k: (r.url(v, k),)),
+                    ("api_key_env", "api_key_env", api_key_envs or {}, r.key_variable)]
+        for name, flag, given, check in per_role:
+            for role, value in given.items():
+                key = f"{role}.{flag}" if role else flag
+                for target in _targets(r, role, changes, key):
+                    changes[target][name] = check(value, key)
+        if concurrency is not None:
+            for change in changes.values():
+                change["concurrency"] = concurrency
 
-        def model(m: ModelConfig) -> ModelConfig:
-            changes: dict[str, Any] = {}
-            if base_url:
-                changes["base_urls"] = (base_url,)
-            if concurrency is not None:
-                changes["concurrency"] = concurrency
-            return replace(m, **changes)
+        def model(role: str, m: ModelConfig) -> ModelConfig:
+            return replace(m, **changes[role])
 
         return replace(self, seed=self.seed if seed is None else seed,
-                       planner=model(self.planner),
-                       responders=tuple(model(r) for r in self.responders),
-                       judge=None if self.judge is None else model(self.judge))
+                       max_calls=self.max_calls if max_calls is None else max_calls,
+                       max_cost=self.max_cost if max_cost is None else max_cost,
+                       planner=model("planner", self.planner),
+                       responders=tuple(model(f"responder[{i}]", m)
+                                        for i, m in enumerate(self.responders)),
+                       judge=None if self.judge is None else model("judge", self.judge))
 
     def to_toml(self) -> str:
         """The resolved configuration as TOML (copied into the dataset as `build.toml`)."""
         data: dict[str, Any] = {
-            "seed": self.seed, "reserve": self.reserve,
+            "seed": self.seed, "reserve": self.reserve, "max_draw": self.max_draw,
+            "max_calls": self.max_calls, "max_cost": self.max_cost,
             "max_items_in_flight": self.max_items_in_flight, "exclusion": self.exclusion,
             "sizes": dict(self.sizes), "dpo": {"rejected_per_prompt": self.rejected_per_prompt},
             "thresholds": dict(self.thresholds),
@@ -148,9 +195,24 @@ def _defaults(cls: type) -> dict[str, Any]:
     return found
 
 
-_TOP = {"seed", "reserve", "max_items_in_flight", "exclusion", "sizes", "dpo", "thresholds",
-        "plan", "respond", "judge", "sources", "models", "audit"}
+_TOP = {"seed", "reserve", "max_draw", "max_calls", "max_cost", "max_items_in_flight",
+        "exclusion", "sizes", "dpo", "thresholds", "plan", "respond", "judge", "sources",
+        "models", "audit"}
 _MODEL_KEYS = {f.name for f in fields(ModelConfig)}
+
+
+def _targets(r: _Reader, role: str, changes: Mapping[str, Any], key: str) -> list[str]:
+    """The roles a command-line `ROLE=` names (`""` every role, `responder` every responder)."""
+    if role == "":
+        return list(changes)
+    if role == "responder":
+        return [name for name in changes if name.startswith("responder[")]
+    if role.startswith("responders["):
+        role = role.removeprefix("responders[").join(("responder[", ""))
+    if role not in changes:
+        raise r.fail(key, f"unknown role {role!r}; expected planner, responder, responder[N] "
+                          f"or judge (this build has {', '.join(changes)})")
+    return [role]
 
 
 def _is_url(value: Any) -> bool:
@@ -203,6 +265,22 @@ class _Reader:
             raise self.fail(key, f"must be a string, not {value!r}")
         return value
 
+    def key_variable(self, value: Any, key: str) -> str:
+        if not isinstance(value, str) or (value and not value.replace("_", "").isalnum()):
+            raise self.fail(key, "must be the NAME of an environment variable (letters, "
+                                 "digits, underscores), not a key")
+        return value
+
+    def boolean(self, value: Any, key: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(key, f"must be true or false, not {value!r}")
+        return value
+
+    def choice(self, value: Any, key: str, choices: tuple[str, ...]) -> str:
+        if value not in choices:
+            raise self.fail(key, f"must be one of {', '.join(choices)}, not {value!r}")
+        return value
+
     def model(self, data: Any, key: str, responder: bool = False) -> ModelConfig:
         allowed = (_MODEL_KEYS | {"base_url"}) - (set() if responder else {"samples"})
         t = self.table(data, key, allowed)
@@ -214,10 +292,7 @@ class _Reader:
         sampling = t.get("sampling", d["sampling"])
         if not isinstance(sampling, dict):
             raise self.fail(f"{key}.sampling", "must be a table")
-        env = t.get("api_key_env", d["api_key_env"])
-        if not isinstance(env, str) or (env and not env.replace("_", "").isalnum()):
-            raise self.fail(f"{key}.api_key_env", "must be the NAME of an environment variable "
-                                                  "(letters, digits, underscores), not a key")
+        env = self.key_variable(t.get("api_key_env", d["api_key_env"]), f"{key}.api_key_env")
         return ModelConfig(
             model=self.string(t["model"], f"{key}.model"), base_urls=tuple(urls),
             api_key_env=env, sampling=dict(sampling),
@@ -228,7 +303,12 @@ class _Reader:
                                      f"{key}.max_retries", 0, 100),
             price_in=self.number(t.get("price_in", d["price_in"]), f"{key}.price_in", 0.0),
             price_out=self.number(t.get("price_out", d["price_out"]), f"{key}.price_out", 0.0),
-            samples=self.integer(t.get("samples", d["samples"]), f"{key}.samples", 1, 64))
+            samples=self.integer(t.get("samples", d["samples"]), f"{key}.samples", 1, 64),
+            constrain=self.choice(t.get("constrain", d["constrain"]), f"{key}.constrain",
+                                  CONSTRAIN_CHOICES),
+            max_tokens_cap=self.integer(t.get("max_tokens_cap", d["max_tokens_cap"]),
+                                        f"{key}.max_tokens_cap", 0, 1_000_000),
+            images=self.boolean(t.get("images", d["images"]), f"{key}.images"))
 
 
 def parse_audit(data: Any, origin: str) -> AuditThresholds:
@@ -316,6 +396,7 @@ def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None)
     if judge_enabled and "judge" not in models:
         raise r.fail("models.judge", "judge.enabled is true but no [models.judge] is given")
     reserve = r.number(top.get("reserve", d["reserve"]), "reserve", 0.0)
+    max_draw = r.number(top.get("max_draw", d["max_draw"]), "max_draw", 1.0)
     exclusion = r.string(top.get("exclusion", d["exclusion"]), "exclusion")
     if exclusion not in ("default", "none"):
         path = Path(exclusion)
@@ -337,7 +418,9 @@ def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None)
                                  "judge.max_attempts", 1, 20),
         max_items_in_flight=r.integer(top.get("max_items_in_flight", d["max_items_in_flight"]),
                                       "max_items_in_flight", 0, 1_000_000),
-        exclusion=exclusion,
+        exclusion=exclusion, max_draw=max_draw,
+        max_calls=r.integer(top.get("max_calls", d["max_calls"]), "max_calls", 0),
+        max_cost=r.number(top.get("max_cost", d["max_cost"]), "max_cost", 0.0),
         planner=r.model(models["planner"], "models.planner"),
         responders=tuple(r.model(m, f"models.responders[{i}]", responder=True)
                          for i, m in enumerate(responders)),

@@ -41,7 +41,8 @@ def offline_models(names: Any) -> bool:
     return bool(names) and all(n in OFFLINE_MODELS.values() for n in names)
 
 
-def _model(role: str, m: ModelConfig, backend: str, calls: Mapping[str, Any]) -> dict[str, Any]:
+def _model(role: str, m: ModelConfig, backend: str, constrain: Mapping[str, str] | None,
+           calls: Mapping[str, Any]) -> dict[str, Any]:
     """One role: the model that answered (`model`; every name it answered as in `answered_by`)
     beside the configured one (`configured_model`), and how it was called."""
     entry: dict[str, Any] = {"role": role, "model": _answered(calls) or m.model,
@@ -50,7 +51,10 @@ def _model(role: str, m: ModelConfig, backend: str, calls: Mapping[str, Any]) ->
                              "sampling": dict(m.sampling), "concurrency": m.concurrency}
     if backend == "openai":  # endpoints and prices only mean something for real calls
         entry.update(base_urls=list(m.base_urls), api_key_env=m.api_key_env or None,
-                     price_in=m.price_in, price_out=m.price_out)
+                     price_in=m.price_in, price_out=m.price_out,
+                     max_tokens_cap=m.max_tokens_cap, images=m.images)
+        if constrain and role in constrain:  # what the preflight chose: it shaped the requests
+            entry["constrain"] = constrain[role]
     if role.startswith("responder"):
         entry["samples"] = m.samples
     return entry
@@ -60,14 +64,19 @@ def build_manifest(config: BuildConfig, *, backend: str, preset: str | None,
                    counts: Mapping[str, Any], rejections: Mapping[str, Mapping[str, int]],
                    failures: Mapping[str, int], dropped: Mapping[str, int],
                    calls: Mapping[str, Mapping[str, Any]], run: Mapping[str, Any],
+                   yields: Mapping[str, Mapping[str, int]] | None = None,
+                   constrain: Mapping[str, str] | None = None,
                    exclusion: Any = None, judge: Mapping[str, Any] | None = None
                    ) -> dict[str, Any]:
-    """The manifest dict handed to the release writer."""
-    models = [_model("planner", config.planner, backend, calls.get("planner", {})),
-              *(_model(f"responder[{i}]", r, backend, calls.get(f"responder[{i}]", {}))
-                for i, r in enumerate(config.responders))]
-    if config.judge is not None:
-        models.append(_model("judge", config.judge, backend, calls.get("judge", {})))
+    """The manifest dict handed to the release writer.
+
+    `calls` holds each role's stable call figures (calls used, tokens, cost, repairs by kind,
+    truncations, re-asks by reason, the models that answered); `yields` each stage's exchanges
+    by outcome (valid on the first try, after a repair, after a re-ask, rejected, failed);
+    `constrain` the response format mode the preflight chose per role; `judge` how the (blind)
+    judge scored the candidates."""
+    models = [_model(role, m, backend, constrain, calls.get(role, {}))
+              for role, m in config.roles().items()]
     answered = [name for m in models for name in m["answered_by"]]
     if backend == "offline":
         note = OFFLINE_NOTE
@@ -92,6 +101,7 @@ def build_manifest(config: BuildConfig, *, backend: str, preset: str | None,
         "rejections": {stage: dict(sorted(c.items())) for stage, c in sorted(rejections.items())},
         "failures": dict(sorted(failures.items())),
         "calls": {role: dict(c) for role, c in calls.items()},
+        "yield": {stage: dict(c) for stage, c in (yields or {}).items()},
         "run": {**run, "python": platform.python_version()},
     }
     if preset is not None:

@@ -3,128 +3,78 @@ export, with items flowing through the stages concurrently.
 
 There is no stage barrier: each item runs its own chain of calls as an asyncio task, so while one
 item waits for its judge another is being planned, and every endpoint stays busy up to its
-concurrency. Each split is filled in candidate order: an item that is rejected or fails is
-replaced by the next reserve candidate of the same split, and the kept set is always the first N
-survivors in candidate order — whatever the timing — so a build is deterministic.
+concurrency. Splits are filled in candidate order, with more candidates drawn when losses run
+above the reserve (`fill`), so the kept set — and the bytes of every split — depend only on the
+inputs, the config and the seed.
 
-Every call goes through the content-addressed cache, so `kill -9` and a rerun finish the same
-build without resending a finished call, and a rerun of a finished build sends nothing.
+Against real endpoints a build first checks the keys (an unset key variable stops it before any
+call) and runs the preflight (`preflight`: model names, keys, what response format each server
+takes). Every model call goes through one ask → check → re-ask loop (`stages.ask`) and the
+content-addressed cache, so `kill -9` and a rerun finish the same build without resending a
+finished call, and a rerun of a finished build sends nothing. A build whose splits end empty
+writes no release (its state stays in `.build/` for the rerun).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 import traceback
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from safer_toolkit.builder import assemble
-from safer_toolkit.builder.backends.base import CallFailed, ChatBackend
-from safer_toolkit.builder.backends.client import ModelEndpoint, OpenAIChatBackend
-from safer_toolkit.builder.backends.offline import OfflineBackend
-from safer_toolkit.builder.backends.stats import CallStats
-from safer_toolkit.builder.cache import CachedBackend, CallCache
+from safer_toolkit.builder.backends.base import CallFailed
+from safer_toolkit.builder.cache import CallCache
 from safer_toolkit.builder.config import SPLITS, BuildConfig, ModelConfig
-from safer_toolkit.builder.ledger import FAILED, KEPT, REJECTED, Ledger, Outcome
+from safer_toolkit.builder.fill import Draws, Fill, draw_limit, run_items
+from safer_toolkit.builder.ledger import FAILED, REJECTED, Ledger, Outcome
 from safer_toolkit.builder.manifest import build_manifest
+from safer_toolkit.builder.preflight import Preflight, PreflightError, preflight
 from safer_toolkit.builder.progress import Progress, summary_table
 from safer_toolkit.builder.prompts import render_toolkit_instruction
+from safer_toolkit.builder.roles import BACKENDS, Roles, make_roles, probes
 from safer_toolkit.builder.sources import SOURCE_KINDS, SourceItem, kinds_text
-from safer_toolkit.builder.stages.judge import (
-    JudgeOutputInvalid,
-    JudgeTally,
-    judge_request,
-    judge_response,
-)
+from safer_toolkit.builder.stages.ask import OUTCOMES
+from safer_toolkit.builder.stages.judge import JudgeTally, judge_exchange, judge_request
 from safer_toolkit.builder.stages.perturb import kind_order, perturb
 from safer_toolkit.builder.stages.plan import plan_item
 from safer_toolkit.builder.stages.respond import (
     Candidate,
-    Responder,
     sample_candidates,
     select_best,
     write_wrong_decision,
 )
 
-BACKENDS = ("offline", "openai")
+__all__ = ["BACKENDS", "STATE_DIR", "BuildError", "BuildResult", "MissingKey", "build",
+           "make_roles"]
+
 STATE_DIR = ".build"
-OFFLINE_ITEMS_IN_FLIGHT = 32
+#: Stages whose calls are counted in the yield (`stages.ask.OUTCOMES` each).
+YIELD_STAGES = ("plan", "respond", "judge")
 
 
 class BuildError(RuntimeError):
-    """The build cannot start or finish (bad sources, an export that refuses the rows)."""
+    """The build cannot start or finish (bad sources, an endpoint that cannot serve it, an
+    export that refuses the rows)."""
 
 
-# -- model roles ---------------------------------------------------------------------------
-
-@dataclass
-class Roles:
-    """The cached backend of every model role, plus what must be closed at the end."""
-
-    planner: CachedBackend
-    responders: list[Responder]
-    judge: CachedBackend | None
-    stats: dict[str, CallStats]
-    wire: dict[str, CallStats]  # per endpoint group (openai only): attempts, retries, billed
-    inner: list[ChatBackend]
-    concurrency: int
-
-    async def aclose(self) -> None:
-        for backend in self.inner:
-            await backend.aclose()
+class MissingKey(BuildError):
+    """A role names an API-key variable that is not set (nothing was sent)."""
 
 
-def _endpoint_key(m: ModelConfig) -> tuple[Any, ...]:
-    """Roles alike in all of this share one client; prices too, as the client bills the wire
-    (attempts and retries included) at its endpoint's prices."""
-    return (m.base_urls, m.api_key_env, m.timeout_s, m.max_retries, m.price_in, m.price_out)
-
-
-def make_roles(config: BuildConfig, backend: str, cache: CallCache) -> Roles:
-    """One cached backend per role. Roles that name the same endpoint (at the same prices)
-    share one client: a deployment serves so many requests at a time whichever role sends them,
-    so its in-flight bound is the largest concurrency among them."""
-    named: list[tuple[str, ModelConfig]] = [("planner", config.planner)]
-    named += [(f"responder[{i}]", r) for i, r in enumerate(config.responders)]
-    if config.judge is not None:
-        named.append(("judge", config.judge))
-    inner: dict[str, ChatBackend] = {}
-    wire: dict[str, CallStats] = {}
-    concurrency = 0
-    if backend == "offline":
-        offline = OfflineBackend()
-        inner = {role: offline for role, _ in named}
-        concurrency = OFFLINE_ITEMS_IN_FLIGHT
-    else:
-        groups: dict[tuple[Any, ...], list[tuple[str, ModelConfig]]] = {}
-        for role, m in named:
-            groups.setdefault(_endpoint_key(m), []).append((role, m))
-        for members in groups.values():
-            first = members[0][1]
-            bound = max(m.concurrency for _, m in members)
-            concurrency += bound
-            client = OpenAIChatBackend(ModelEndpoint(
-                role="+".join(r for r, _ in members), model=first.model,
-                base_urls=list(first.base_urls), api_key_env=first.api_key_env or None,
-                concurrency=bound, timeout_s=first.timeout_s, max_retries=first.max_retries,
-                price_in=first.price_in, price_out=first.price_out))
-            wire[client.endpoint.role] = client.stats
-            for role, _ in members:
-                inner[role] = client
-    free = backend == "offline"  # nothing is billed: configured prices do not apply
-    stats = {role: CallStats(price_in=0.0 if free else m.price_in,
-                             price_out=0.0 if free else m.price_out) for role, m in named}
-    cached = {role: CachedBackend(inner[role], cache, stats=stats[role]) for role, _ in named}
-    responders = [Responder(cached[f"responder[{i}]"], r.model, r.sampling, r.samples)
-                  for i, r in enumerate(config.responders)]
-    unique = list({id(b): b for b in inner.values()}.values())
-    return Roles(cached["planner"], responders, cached.get("judge"), stats, wire, unique,
-                 concurrency)
+def missing_keys(config: BuildConfig) -> dict[str, str]:
+    """role → the key variable it names that the environment does not set."""
+    return {role: var for role, var in config.key_variables().items()
+            if not os.environ.get(var)}
 
 
 # -- sources and splits ----------------------------------------------------------------------
@@ -150,7 +100,8 @@ class SourceLog:
             self.kept.append(str(bad))
 
 
-def source_items(config: BuildConfig, needed: int, on_bad: SourceLog) -> Iterator[SourceItem]:
+def source_items(config: BuildConfig, needed: int,
+                 on_bad: Callable[[Any], None]) -> Iterator[SourceItem]:
     """Every configured source's items, in configuration order."""
     for i, spec in enumerate(config.sources):
         kind = spec.get("kind")
@@ -184,21 +135,37 @@ def exclusion_list(config: BuildConfig) -> tuple[Any, dict[str, Any] | None]:
                    "questions": len(found.questions)}
 
 
-def assign(config: BuildConfig, on_bad: SourceLog) -> tuple[Any, dict[str, Any] | None]:
+@dataclass
+class Assigned:
+    """The split assignment, the pool it was drawn from, and how to load a bigger pool."""
+
+    assignment: Any  # stages.split.SplitAssignment
+    exclusion: dict[str, Any] | None
+    pool: Any  # stages.split.DedupPool
+    needed: int
+    load: Callable[[int], Any]  # needed → a fresh DedupPool of the sources loaded for it
+
+
+def assign(config: BuildConfig, on_bad: SourceLog) -> Assigned:
     """Dedup and split assignment; the reserve shrinks to nothing before the build gives up."""
     from safer_toolkit.builder.stages.split import PoolTooSmall, dedup_pool, draw_splits
 
     exclude, described = exclusion_list(config)
     sizes = split_sizes(config)
-    pool = dedup_pool(source_items(config, sum(sizes.values()), on_bad), config.seed, exclude)
+
+    def load(needed: int, log: Callable[[Any], None] = lambda bad: None) -> Any:
+        return dedup_pool(source_items(config, needed, log), config.seed, exclude)
+
+    needed = sum(sizes.values())
+    pool = load(needed, on_bad)
     try:
-        return draw_splits(pool, sizes), described
+        assignment = draw_splits(pool, sizes)
     except PoolTooSmall:
-        pass
-    try:
-        return draw_splits(pool, config.prompt_counts()), described
-    except PoolTooSmall as exc:
-        raise BuildError(f"not enough source items: {exc}") from None
+        try:
+            assignment = draw_splits(pool, config.prompt_counts())
+        except PoolTooSmall as exc:
+            raise BuildError(f"not enough source items: {exc}") from None
+    return Assigned(assignment, described, pool, needed, load)
 
 
 # -- one item ------------------------------------------------------------------------------
@@ -209,6 +176,8 @@ class Build:
     roles: Roles
     ledger: Ledger
     progress: Progress
+    yields: dict[str, Counter[str]] = field(
+        default_factory=lambda: {stage: Counter() for stage in YIELD_STAGES})
     judged: JudgeTally = field(default_factory=JudgeTally)  # for the card (blind judge)
 
     def _sampling(self, m: ModelConfig) -> dict[str, Any]:
@@ -222,17 +191,22 @@ class Build:
                                 label=doc["label"], risk_category=doc["risk_category"],
                                 show_reference=False, description=item.description,
                                 sampling=self._sampling(judge))
+        exchange = judge_exchange(self.roles.judge, request)
         try:
-            candidate.judgement = await judge_response(self.roles.judge, request,
-                                                       self.config.judge_attempts)
-            self.judged.add(candidate.judgement, doc["label"], assemble.trace_decision(
-                candidate.trace, doc["label"]) in ("refuse", "redirect"), self.config.thresholds)
-        except JudgeOutputInvalid as exc:
-            candidate.judge_failure = "bad_output"
-            self.ledger.reject("judge", ["judge_output_invalid"], item=item.source_id,
-                               problem=str(exc))
+            reading = await exchange.converse(self.config.judge_attempts)
         except CallFailed as exc:
             candidate.judge_failure = exc.reason
+        else:
+            if reading.value is not None:
+                candidate.judgement = replace(reading.value, model=reading.model)
+                self.judged.add(candidate.judgement, doc["label"], assemble.trace_decision(
+                    candidate.trace, doc["label"]) in ("refuse", "redirect"),
+                    self.config.thresholds)
+            else:
+                candidate.judge_failure = "bad_output"
+                self.ledger.reject("judge", ["judge_output_invalid"], item=item.source_id,
+                                   problem="; ".join(reading.problems))
+        self.yields["judge"][exchange.outcome] += 1
         self.progress.advance("judge")
 
     async def process(self, split: str, ordinal: int, item: SourceItem) -> Outcome:
@@ -253,9 +227,13 @@ class Build:
 
     async def _process(self, outcome: Outcome, item: SourceItem) -> Outcome:
         config, split = self.config, outcome.split
-        plan = await _staged("plan", plan_item(self.roles.planner, config.planner.model, item,
-                                               self._sampling(config.planner),
-                                               config.plan_attempts))
+        try:
+            plan = await plan_item(self.roles.planner, config.planner.model, item,
+                                   self._sampling(config.planner), config.plan_attempts)
+        except CallFailed as exc:
+            self.yields["plan"]["failed"] += 1
+            raise StageFailed("plan", exc) from None
+        self.yields["plan"][plan.outcome] += 1
         self.progress.advance("plan")
         for attempt in plan.rejected:
             self.ledger.reject("plan", attempt.codes, split=split, item=item.source_id,
@@ -272,9 +250,10 @@ class Build:
         if split == "grpo":
             outcome.payload = {"protocol": doc, "instruction": instruction, "models": models}
             return outcome
-        candidates = await _staged("respond", sample_candidates(
-            self.roles.responders, item, doc, protocol, instruction,
-            config.seed, config.repair_attempts))
+        sampled = await sample_candidates(self.roles.responders, item, doc, protocol,
+                                          instruction, config.seed, config.repair_attempts)
+        self.yields["respond"].update(sampled.outcomes)
+        candidates = sampled.candidates
         self.progress.advance("respond", len(candidates))
         for c in candidates:
             if not c.valid:
@@ -283,6 +262,8 @@ class Build:
                                    text=c.text[:20_000])
         valid = [c for c in candidates if c.valid]
         if not valid:
+            if sampled.failure is not None:
+                raise StageFailed("respond", sampled.failure)
             codes = sorted({code for c in candidates for code in c.codes})
             outcome.status, outcome.reason = REJECTED, "respond:" + "+".join(codes)
             return outcome
@@ -313,8 +294,12 @@ class Build:
             key = f"{item.source_dataset}/{item.source_id}"
             wrong = None  # the responder writes the wrong-decision side when the item uses one
             if "wrong_decision" in kind_order(config.seed, key)[:config.rejected_per_prompt]:
-                wrong = await _staged("perturb", write_wrong_decision(
-                    self.roles.responders[best.order[0]], item, doc, instruction, config.seed))
+                try:
+                    wrong = await write_wrong_decision(
+                        self.roles.responders[best.order[0]], item, protocol, instruction,
+                        config.seed)
+                except CallFailed as exc:
+                    raise StageFailed("perturb", exc) from None
             rejected = perturb(trace, protocol, doc["label"], key=key, seed=config.seed,
                                count=config.rejected_per_prompt, wrong_decision=wrong)
             if len(rejected) < config.rejected_per_prompt:
@@ -334,72 +319,21 @@ class StageFailed(Exception):
         self.stage, self.failure = stage, failure
 
 
-async def _staged(stage: str, awaitable: Any) -> Any:
-    """Await, naming the stage of a `CallFailed`."""
-    try:
-        return await awaitable
-    except CallFailed as exc:
-        raise StageFailed(stage, exc) from None
-
-
-# -- scheduling ------------------------------------------------------------------------------
-
-@dataclass
-class Fill:
-    """One split being filled from its candidates, in order."""
-
-    split: str
-    candidates: list[SourceItem]
-    target: int
-    next: int = 0
-    kept: int = 0
-    in_flight: int = 0
-
-    def ready(self) -> bool:
-        return self.next < len(self.candidates) and self.kept + self.in_flight < self.target
-
-
-async def run_items(build: Build, fills: list[Fill], cap: int) -> None:
-    """Keep up to `cap` items in flight, round-robin over the splits, until each is full.
-
-    A split launches a candidate only while kept + in flight < target, so it ends with the
-    shortest prefix of its candidates that holds `target` survivors (or all of them).
-    """
-    tasks: dict[asyncio.Task[Outcome], Fill] = {}
-    while True:
-        launched = True
-        while launched and len(tasks) < cap:
-            launched = False
-            for fill in fills:
-                if len(tasks) < cap and fill.ready():
-                    item = fill.candidates[fill.next]
-                    task = asyncio.ensure_future(build.process(fill.split, fill.next, item))
-                    tasks[task] = fill
-                    fill.next += 1
-                    fill.in_flight += 1
-                    launched = True
-        if not tasks:
-            return
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            fill = tasks.pop(task)
-            outcome = task.result()
-            fill.in_flight -= 1
-            fill.kept += outcome.status == KEPT
-            build.ledger.record(outcome)
-
-
 # -- the whole build -------------------------------------------------------------------------
 
 @dataclass
 class BuildResult:
     manifest: dict[str, Any]
-    release: dict[str, Any]
+    release: dict[str, Any] | None  # None: no row survived, nothing was released
     summary: str
     shortfall: dict[str, int]
     internal_errors: int
     run: dict[str, Any]  # this run: wall time and CPU per phase, requests sent, cache hits
     audit: dict[str, Any] | None = None  # the release audit's result (`release.audit`)
+
+    @property
+    def rows(self) -> int:
+        return sum(s["rows"] for s in self.manifest["counts"]["splits"].values())
 
 
 class _Clock:
@@ -437,6 +371,21 @@ def _counts(config: BuildConfig, fills: list[Fill], ledger: Ledger) -> dict[str,
     return {"splits": splits, "reasons": dict(sorted(ledger.reasons.items()))}
 
 
+def _yields(yields: dict[str, Counter[str]]) -> dict[str, dict[str, int]]:
+    return {stage: {o: counter[o] for o in OUTCOMES} for stage, counter in yields.items()}
+
+
+async def _preflight(config: BuildConfig, roles: Roles, fills: list[Fill],
+                     cache: CallCache) -> Preflight:
+    first = next(f.candidates[0] for f in fills if f.candidates)
+    try:
+        checked = await preflight(probes(config, roles, first), cache)
+    except PreflightError as exc:
+        raise BuildError(f"preflight: {exc}") from None
+    roles.apply(checked.roles)
+    return checked
+
+
 async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
                 preset: str | None = None, progress: bool = True) -> BuildResult:
     """Run a whole build into `out_dir` (see the module docstring); returns its report."""
@@ -444,6 +393,10 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
 
     if backend not in BACKENDS:
         raise BuildError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if backend == "openai" and (missing := missing_keys(config)):
+        raise MissingKey("; ".join(
+            f"environment variable {var} is not set ({role}'s api_key_env)"
+            for role, var in missing.items()) + "; nothing was sent")
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.monotonic()
     out_dir = Path(out_dir)
@@ -452,7 +405,7 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
     clock = _Clock()
     bad_records = SourceLog()
     try:
-        assignment, exclusion = assign(config, bad_records)
+        assigned = assign(config, bad_records)
     except BuildError as exc:
         if bad_records.count:
             raise BuildError(f"{exc}; {bad_records.count} source record(s) were skipped, "
@@ -461,46 +414,80 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
     finally:
         if bad_records.kept:
             (state / "bad_records.txt").write_text("\n".join(bad_records.kept) + "\n")
+    assignment = assigned.assignment
     phases = {"sources": clock.lap()}
     targets = config.prompt_counts()
-    fills = [Fill(s, list(assignment.splits.get(s, [])), targets[s]) for s in SPLITS]
+    fills = []
+    for s in SPLITS:
+        candidates = list(assignment.splits.get(s, []))
+        fills.append(Fill(s, candidates, targets[s],
+                          draw_limit(targets[s], len(candidates), config.max_draw)))
     cache = CallCache(state / "calls.sqlite")
     roles = make_roles(config, backend, cache)
-    ledger = Ledger(state)
-    bars = Progress(_progress_totals(config), enabled=progress)
-    cap = config.max_items_in_flight or max(8, 2 * roles.concurrency)
-    job = Build(config, roles, ledger, bars)
+    checked: Preflight | None = None
+    ledger: Ledger | None = None
     try:
-        await run_items(job, fills, cap)
-    finally:
-        bars.close()
-        await roles.aclose()
+        try:
+            if backend == "openai" and any(f.candidates for f in fills):
+                checked = await _preflight(config, roles, fills, cache)
+            phases["preflight"] = clock.lap()
+            ledger = Ledger(state)
+            bars = Progress(_progress_totals(config), enabled=progress)
+            cap = config.max_items_in_flight or max(8, 2 * roles.concurrency)
+            job = Build(config, roles, ledger, bars)
+            draws = Draws(assigned.pool, assigned.needed,
+                          (item for items in assignment.splits.values() for item in items),
+                          assigned.load)
+            try:
+                await run_items(job.process, ledger.record, fills, cap, draws=draws,
+                                stopped=lambda: roles.budget.exhausted)
+            finally:
+                bars.close()
+        finally:
+            await roles.aclose()
+    except BaseException:
+        if ledger is not None:
+            ledger.close()
+        cache.close()
+        raise
     phases["items"] = clock.lap()
     counts = _counts(config, fills, ledger)
     calls_run = {role: s.run() for role, s in roles.stats.items()}
     run = {"started_at": started_at, "wall_s": round(time.monotonic() - t0, 3),
            "phases": phases, "calls": calls_run,
-           "endpoints": {name: {k: v for k, v in s.run().items() if k in
-                                ("attempts", "retries", "billed_prompt_tokens",
-                                 "billed_completion_tokens", "billed_cost_usd")}
-                         for name, s in roles.wire.items()},
            "sent": sum(c["sent"] for c in calls_run.values()),
-           "cache_hits": sum(c["cache_hits"] for c in calls_run.values())}
+           "cache_hits": sum(c["cache_hits"] for c in calls_run.values()),
+           "draw_rounds": draws.rounds}
+    if checked is not None:
+        run["preflight"] = checked.to_json()
+    if roles.budget.max_calls is not None or roles.budget.max_cost is not None:
+        run["budget"] = {"max_calls": roles.budget.max_calls, "max_cost": roles.budget.max_cost,
+                         "calls": roles.budget.calls, "cost_usd": round(roles.budget.cost, 6),
+                         "exhausted": roles.budget.exhausted}
     manifest = build_manifest(
         config, backend=backend, preset=preset, counts=counts, rejections=ledger.rejections,
         failures=ledger.failures,
         dropped={**assignment.dropped, **({"bad_record": bad_records.count}
                                           if bad_records.count else {})},
-        calls={role: s.stable() for role, s in roles.stats.items()}, run=run,
-        exclusion=exclusion, judge=job.judged.to_json() if config.judge else None)
+        calls={role: s.stable() for role, s in roles.stats.items()}, yields=_yields(job.yields),
+        constrain={role: c.constrain for role, c in checked.roles.items()} if checked else None,
+        run=run, exclusion=assigned.exclusion,
+        judge=job.judged.to_json() if config.judge else None)
 
     def rows(fill: Fill) -> Iterator[dict[str, Any]]:
         for ordinal, kept in ledger.kept(fill.split, fill.target):
             yield from assemble.rows_for(fill.split, fill.candidates[ordinal], kept)
 
+    released = any(min(f.kept, f.target) for f in fills)
     try:
-        release = write_dataset(out_dir, {f.split: rows(f) for f in fills}, manifest=manifest,
-                                build_config=config.to_toml(), audit=config.audit)
+        if released:
+            release = write_dataset(out_dir, {f.split: rows(f) for f in fills},
+                                    manifest=manifest, build_config=config.to_toml(),
+                                    audit=config.audit)
+        else:  # nothing to release: the report stays with the build state for the rerun
+            release = None
+            (state / "manifest.json").write_bytes(
+                orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
     finally:
         ledger.close()
         cache.close()
@@ -509,5 +496,15 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
     internal = sum(n for reason, n in ledger.failures.items()
                    if reason.startswith("internal_error"))
     shortfall = {s: c["shortfall"] for s, c in counts["splits"].items() if c["shortfall"]}
-    return BuildResult(manifest, release, summary_table(manifest, run), shortfall, internal,
-                       run, release.get("audit"))
+    notes = checked.notes() if checked is not None else []
+    if roles.budget.exhausted:
+        notes.append(f"stopped at the budget: {roles.budget.describe()}")
+    drained = [f.split for f in fills if f.kept < f.target and f.next >= f.limit]
+    if drained and not roles.budget.exhausted:
+        notes.append(f"{', '.join(drained)} tried as many candidates as max_draw allows "
+                     f"({config.max_draw:g}× the split's prompts): raise max_draw, or fix the "
+                     "losses below")
+    elif any(f.kept < f.target for f in fills) and draws.exhausted:
+        notes.append("the sources have no unused item left: add sources")
+    return BuildResult(manifest, release, summary_table(manifest, run, notes), shortfall,
+                       internal, run, release.get("audit") if release else None)

@@ -49,8 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--prompt", choices=("generic", "toolkit"), default="generic",
                        help="generic: thinking/answer prompt as the authors evaluate; toolkit: "
                             "the toolkit instruction from each row's protocol (default: generic)")
-    model.add_argument("--system-prompt-file", type=Path, metavar="FILE",
-                       help="replace the generic prompt's text with this file's")
+    model.add_argument("--system-prompt-file", metavar="FILE[:NAME]",
+                       help="replace the generic prompt's text with this file's: a text file, "
+                            "or a string constant in a Python file (the authors' "
+                            "eval/utils/prompts.py:SYSTEM_PROMPT_THINKING), read, never run")
+    model.add_argument("--image-resize", choices=("none", "authors"), default="none",
+                       help="none: send the release's image bytes; authors: RGB JPEG "
+                            "(quality 92) scaled into 338²–512² pixels, as the authors' "
+                            "evaluation sends them to model and judge (default: none)")
     # the authors' inference settings (greedy, 2,048 new tokens); their repetition_penalty 1.1
     # is a vLLM extra, passed with --model-sampling where the server accepts it
     model.add_argument("--max-tokens", type=int, default=2048,
@@ -72,6 +78,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="also show the judge each item's reference label and risk category "
                             "(the builder's informed judge); by default the judge sees image, "
                             "question and response only, as the authors' evaluation judge does")
+    judge.add_argument("--rubric", metavar="FILE[:NAME]",
+                       help="judge with this rubric instead of the toolkit's: a text file, or "
+                            "a string constant in a Python file (the authors' "
+                            "eval/utils/eval_prompt.py:system_prompt from a checkout of their "
+                            "code), read, never run")
     judge.add_argument("--judge-attempts", type=int, default=3,
                        help="judge replies per item before it is recorded as missing "
                             "(default: 3)")
@@ -102,6 +113,22 @@ def _sampling(args: argparse.Namespace) -> dict:
     return sampling
 
 
+def _prompt_file(flag: str, spec: str) -> tuple[str, str]:
+    """(text, name) of a prompt file given to `flag`; raises ValueError naming the flag."""
+    from safer_toolkit.evaluation.prompt_files import PromptFileError, read_prompt_file
+
+    try:
+        return read_prompt_file(spec)
+    except PromptFileError as exc:
+        raise ValueError(f"{flag}: {exc}") from None
+
+
+def _rubric(spec: str | None):  # -> FileRubric | None
+    from safer_toolkit.evaluation.rubric import FileRubric
+
+    return FileRubric(*_prompt_file("--rubric", spec)) if spec else None
+
+
 def _settings(args: argparse.Namespace):  # -> EvalSettings
     """The run's settings; raises ValueError with a usage message."""
     import orjson
@@ -123,6 +150,11 @@ def _settings(args: argparse.Namespace):  # -> EvalSettings
         raise ValueError("--max-tokens must be ≥ 1")
     if args.responses and not args.responses.is_file():
         raise ValueError(f"--responses {args.responses}: no such file")
+    for flag, var in (("--model-api-key-env", args.model_api_key_env if args.model else None),
+                      ("--judge-api-key-env", args.judge_api_key_env)):
+        if var and not os.environ.get(var):  # stop before any call, naming the variable
+            raise ValueError(f"environment variable {var} ({flag}) is not set; nothing was "
+                             "sent")
 
     def endpoint(role: str, name: str, urls: list[str], key_env: str | None,
                  sampling: dict) -> ModelEndpoint:
@@ -146,15 +178,22 @@ def _settings(args: argparse.Namespace):  # -> EvalSettings
                          sampling)
     text = GENERIC_SYSTEM_PROMPT
     if args.system_prompt_file:
-        try:
-            text = args.system_prompt_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"--system-prompt-file {args.system_prompt_file}: {exc}") from None
+        text = _prompt_file("--system-prompt-file", args.system_prompt_file)[0]
+    rubric = _rubric(args.rubric)
+    if rubric is not None and args.judge_sees_reference:
+        raise ValueError("--judge-sees-reference works with the toolkit rubric only, not with "
+                         "--rubric")
     return EvalSettings(dataset=args.dataset, out=args.out, judge=judge, model=model,
                         responses=args.responses, prompt=ModelPrompt(args.prompt, text),
                         config=args.config, split=args.split,
                         judge_attempts=args.judge_attempts,
-                        judge_sees_reference=args.judge_sees_reference)
+                        judge_sees_reference=args.judge_sees_reference, rubric=rubric,
+                        image_resize=args.image_resize)
+
+
+def _pct(value: float | None) -> str:
+    """A percentage for the summary line; "n/a" when nothing could be scored."""
+    return "n/a" if value is None else f"{value}%"
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -191,10 +230,11 @@ def run(args: argparse.Namespace) -> int:
     sent = {role: calls["sent"] for role, calls in summary.run["calls"].items()}
     print(f"{overall['items']} items, {overall['missing_items']} missing, "
           f"{overall['truncated_rate']['count']} truncated; "
-          f"safety {overall['safety']['pct_top']}% / helpfulness "
-          f"{overall['helpfulness']['pct_top']}% / rigor {overall['rigor']['pct_top']}% at 3; "
-          f"strict protocol valid {overall['protocol_valid_strict']['pct']}%; requests sent "
-          f"{sent}; written to {settings.out}")
+          f"safety {_pct(overall['safety']['pct_top'])} / helpfulness "
+          f"{_pct(overall['helpfulness']['pct_top'])} / rigor "
+          f"{_pct(overall['rigor']['pct_top'])} at 3; strict protocol valid "
+          f"{_pct(overall['protocol_valid_strict']['pct'])}; requests sent {sent}; written to "
+          f"{settings.out}")
     if summary.retryable:
         print(f"{summary.retryable} item(s) failed on calls; run the same command again to "
               "retry them (finished calls are cached)", file=sys.stderr)

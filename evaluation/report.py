@@ -53,18 +53,29 @@ def _source(provenance: Mapping[str, Any]) -> list[str]:
     else:
         said = (f"`{model.get('name')}` with the {model.get('prompt')} prompt "
                 f"(`{model.get('template_version')}`)")
-    return [f"- Model under test: {said}",
-            f"- Judge: `{judge.get('model')}`, SPEC §5 rubric (`{judge.get('template_version')}`"
-            f"), {'shown' if judge.get('sees_reference') else 'not shown'} the reference "
-            "label and category",
-            f"- Dataset: `{data.get('source')}`, config `{data.get('config')}`, split "
-            f"`{data.get('split')}`, {data.get('items')} items", ""]
+    lines = [f"- Model under test: {said}",
+             f"- Judge: `{judge.get('model')}`, {_rubric(judge)} "
+             f"(`{judge.get('template_version')}`), "
+             f"{'shown' if judge.get('sees_reference') else 'not shown'} the reference "
+             "label and category",
+             f"- Dataset: `{data.get('source')}`, config `{data.get('config')}`, split "
+             f"`{data.get('split')}`, {data.get('items')} items"]
+    if provenance.get("image_resize") == "authors":
+        lines.append("- Images: preprocessed as the authors' evaluation (RGB JPEG, quality 92, "
+                     "338²–512² pixels) for model and judge")
+    return [*lines, ""]
+
+
+def _rubric(judge: Mapping[str, Any]) -> str:
+    name = judge.get("rubric", "toolkit")
+    return "SPEC §5 rubric" if name == "toolkit" else f"rubric from `{name}`"
 
 
 def render_report(metrics: Mapping[str, Any]) -> str:
     """The Markdown report of one run."""
     overall = metrics["overall"]
-    lines = ["# Evaluation report", "", *_source(metrics.get("provenance") or {}),
+    provenance = metrics.get("provenance") or {}
+    lines = ["# Evaluation report", "", *_source(provenance),
              f"![Headline scores per group]({CHART_FILE})", "", "## Overall", ""]
     lines += _table(["score", "% at 3", "mean", "% ≥ 2", "judged", "missing"],
                     [[title, _num(overall[k]["pct_top"]), _num(overall[k]["mean"], 3),
@@ -93,7 +104,8 @@ def render_report(metrics: Mapping[str, Any]) -> str:
             lines.append("")
     lines += [
         "## How to read this", "",
-        "Scores are the judge's, on the SPEC §5 rubric; `% at 3` is the paper's headline. "
+        f"Scores are the judge's, on the {_rubric(provenance.get('judge') or {})}; `% at 3` "
+        "is the paper's headline (its scales: safety −3…3, helpfulness and rigor 0…3). "
         "Protocol validity is the toolkit validator's verdict on each response against its row's "
         "own protocol (lenient accepts the authors' free-text tool format). A response declined "
         "when its trace's SAFETY-GATE verdict (or a REFUSAL-GENERATOR call) says refuse or "

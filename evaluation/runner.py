@@ -21,22 +21,25 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
+from PIL import Image
 
 from safer_toolkit.builder.backends.base import CallFailed, ChatBackend
 from safer_toolkit.builder.backends.client import ModelEndpoint, OpenAIChatBackend
 from safer_toolkit.builder.cache import TRUNCATED_REASON, CachedBackend, CallCache
-from safer_toolkit.builder.stages.judge import JudgeOutputInvalid, judge_request, judge_response
+from safer_toolkit.builder.stages.judge import JudgeOutputInvalid
+from safer_toolkit.evaluation.imaging import IMAGE_RESIZES, authors_image
 from safer_toolkit.evaluation.items import EvalItem, load_eval_items
 from safer_toolkit.evaluation.metrics import compute_metrics
 from safer_toolkit.evaluation.prompts import ModelPrompt, PromptError
 from safer_toolkit.evaluation.report import write_report
 from safer_toolkit.evaluation.responses import ResponseFile, read_responses
 from safer_toolkit.evaluation.results import Checker, item_result, missing, write_results
+from safer_toolkit.evaluation.rubric import Rubric, ToolkitRubric
 from safer_toolkit.validation.report import AtomicWriter
 
 METRICS_FORMAT = 1
@@ -64,12 +67,24 @@ class EvalSettings:
     #: show the judge the item's reference label and category (the builder's informed judge);
     #: off by default, as the authors' evaluation judge sees image, question and response only
     judge_sees_reference: bool = False
+    #: the judge's rubric; None = the toolkit's (`rubric.ToolkitRubric`)
+    rubric: Rubric | None = None
+    #: `none` sends the release's image bytes; `authors` preprocesses as the authors' eval
+    image_resize: str = "none"
 
     def __post_init__(self) -> None:
         if (self.model is None) == (self.responses is None):
             raise ValueError("give either a model endpoint or a responses file, not both")
         if self.judge_attempts < 1:
             raise ValueError("judge_attempts must be at least 1")
+        if self.image_resize not in IMAGE_RESIZES:
+            raise ValueError(f"image_resize must be one of {', '.join(IMAGE_RESIZES)}")
+        if self.rubric is not None and self.judge_sees_reference:
+            raise ValueError("the judge sees the reference only with the toolkit rubric")
+
+    @property
+    def judge_rubric(self) -> Rubric:
+        return self.rubric or ToolkitRubric(self.judge_sees_reference)
 
 
 @dataclass(frozen=True)
@@ -134,14 +149,10 @@ class _Evaluation:
         if response is None:
             return item_result(item, response=None, checker=self.checker, why_missing=why)
         said = {"finish_reason": reply.finish_reason}
-        image, image_name = item.images[0]
-        request = judge_request(self.s.judge.model, image=image, image_name=image_name,
-                                question=item.question, response=response, label=item.label,
-                                risk_category=item.risk_category,
-                                show_reference=self.s.judge_sees_reference,
-                                sampling=self.s.judge.sampling)
+        rubric = self.s.judge_rubric
+        request = rubric.request(self.s.judge.model, item, response, self.s.judge.sampling)
         try:
-            judgement = await judge_response(self.judge, request, self.s.judge_attempts)
+            judgement = await rubric.judge(self.judge, request, self.s.judge_attempts)
         except JudgeOutputInvalid as exc:
             why = missing("judge", "judge_invalid",
                           f"no valid rubric object in {self.s.judge_attempts} attempt(s); "
@@ -157,7 +168,6 @@ class _Evaluation:
 
 def _provenance(s: EvalSettings, items: list[EvalItem], stats: dict[str, Any]) -> dict[str, Any]:
     from safer_toolkit import __version__, schemas
-    from safer_toolkit.builder.prompts import template
     from safer_toolkit.builder.release.export import sha256_file  # heavy: only when writing
 
     ids = "\n".join(item.id for item in items).encode()
@@ -173,9 +183,10 @@ def _provenance(s: EvalSettings, items: list[EvalItem], stats: dict[str, Any]) -
         "dataset": {"source": s.dataset, "config": s.config, "split": s.split,
                     "items": len(items), "ids_sha256": hashlib.sha256(ids).hexdigest()},
         "model": model,
-        "judge": {"model": s.judge.model, "template_version": template("judge").version,
+        "judge": {"model": s.judge.model, **s.judge_rubric.describe(),
                   "sees_reference": s.judge_sees_reference,
                   "sampling": s.judge.sampling, "max_attempts": s.judge_attempts},
+        "image_resize": s.image_resize,
         "schemas": schemas.schema_hashes(),
         "calls": stats,
     }
@@ -215,6 +226,18 @@ async def _run(s: EvalSettings, items: list[EvalItem],
             {k: v.run() for k, v in roles.items()})
 
 
+def _resized(item: EvalItem) -> EvalItem:
+    """The item with its images preprocessed as the authors' evaluation does (one that cannot
+    be decoded makes the item a `bad_row`, reported like any other)."""
+    if item.problem is not None:
+        return item
+    try:
+        return replace(item, images=tuple(authors_image(data, name)
+                                          for data, name in item.images))
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        return replace(item, problem=f"image cannot be preprocessed as the authors' ({exc})")
+
+
 def _retryable(reason: str) -> bool:
     return reason not in FINAL_REASONS and not reason.endswith(FINAL_CALL_OUTCOMES)
 
@@ -227,6 +250,8 @@ def evaluate(s: EvalSettings) -> RunSummary:
     """
     started = time.monotonic()
     items = load_eval_items(s.dataset, s.config, s.split)
+    if s.image_resize == "authors":
+        items = [_resized(item) for item in items]
     responses = None
     problems: dict[str, list[str]] = {"dataset_problems": [i.problem for i in items if i.problem]}
     if s.responses is not None:

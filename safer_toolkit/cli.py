@@ -14,12 +14,16 @@ import sys
 #: subcommand → (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("safer_toolkit.validation.cli", "check traces against protocols (SPEC §4)"),
+    "grammar": ("safer_toolkit.validation.grammar.cli",
+                "a protocol's trace grammar (EBNF/GBNF), or check records against it"),
     "build": ("safer_toolkit.builder.cli", "build the SFT/DPO/GRPO/eval dataset"),
     "serve": ("safer_toolkit.builder.backends.serve_cli",
               "serve the offline backend as an OpenAI-compatible endpoint"),
     "audit": ("safer_toolkit.builder.release.audit.cli",
               "measure a built dataset's shortcuts against the build's bounds"),
     "push": ("safer_toolkit.builder.release.cli", "upload a built dataset folder to the Hub"),
+    "check-export": ("safer_toolkit.builder.release.check_cli",
+                     "check an export (easyr1) and a trainer command line against it"),
     "train": ("safer_toolkit.training_reference.cli", "reference SFT → DPO → GRPO trainer"),
     "eval": ("safer_toolkit.evaluation.cli", "evaluate a model on the eval config"),
 }

@@ -10,8 +10,10 @@ import time
 import pytest
 
 from safer_toolkit.builder.backends.base import CallFailed, ChatResult
-from safer_toolkit.builder.backends.client import ModelEndpoint, OpenAIChatBackend, _retry_after
-from tests.support.openai_server import FaultPlan, OpenAIServer
+from safer_toolkit.builder.backends.client import ModelEndpoint, OpenAIChatBackend
+from safer_toolkit.builder.backends.pacing import Pacer, duration_s
+from safer_toolkit.builder.backends.pacing import retry_after as _retry_after
+from tests.support.openai_server import FaultPlan, Messy, OpenAIServer
 
 FAST = {"backoff_s": 0.01, "backoff_cap_s": 0.05, "timeout_s": 2.0}
 
@@ -277,3 +279,84 @@ def test_usage_and_cost_are_accounted() -> None:
     assert prompt > 0 and completion == 8
     assert (run["billed_prompt_tokens"], run["billed_completion_tokens"]) == (prompt, completion)
     assert run["billed_cost_usd"] == round((prompt * 2.0 + completion * 10.0) / 1e6, 6)
+
+
+def test_rate_limit_headers_slow_requests_before_the_server_says_429() -> None:
+    with OpenAIServer(rate_limit=(8, 0.5), latency=0.02) as server:
+        ep = endpoint(server.url, concurrency=8)
+        backend = OpenAIChatBackend(ep)
+        results = asyncio.run(call_all(backend, [ask(ep, f"q{i}") for i in range(40)]))
+    assert all(isinstance(r, ChatResult) for r in results)
+    assert server.rate_limited <= 2  # ≈ 80 without the pacing, measured in this setup
+    assert backend.stats.paced_s > 1.0 and server.total == 40 + server.rate_limited
+
+
+def test_token_windows_pace_too() -> None:
+    pacer = Pacer()
+    pacer.used(1000)
+    pacer.observe({"x-ratelimit-remaining-tokens": "1500", "x-ratelimit-reset-tokens": "250ms"},
+                  on_wire=1)  # two calls' worth left, one on the wire and one about to go
+    held = asyncio.run(pacer.wait())
+    assert 0.2 < held < 1.0
+    pacer.observe({"x-ratelimit-remaining-tokens": "90000", "x-ratelimit-reset-tokens": "1s",
+                   "x-ratelimit-remaining-requests": "50"}, on_wire=1)
+    assert asyncio.run(pacer.wait()) == 0.0
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("1s", 1.0), ("6m0s", 360.0), ("20ms", 0.02), ("1h2m", 600.0), ("2.5", 2.5),
+    ("soon", None), ("", None)])
+def test_reset_durations_are_read_as_openai_writes_them(text, seconds) -> None:
+    assert duration_s(text) == seconds
+
+
+def test_a_reasoning_only_reply_is_an_answer_not_a_server_fault() -> None:
+    with OpenAIServer(messy=Messy({"reasoning": 1.0})) as server:
+        result, backend = run_one(endpoint(server.url))
+    assert isinstance(result, ChatResult) and result.content == ""
+    assert result.reasoning.endswith("echo: hello") and result.text == result.reasoning
+    assert backend.stats.attempts == 1 and not backend.stats.retries
+
+
+def test_a_5xx_that_names_the_response_format_is_a_refusal_and_not_retried() -> None:
+    fmt = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
+    with OpenAIServer(json_schema="reject_500") as server:
+        ep = endpoint(server.url)
+        result, _backend = run_one(ep, ask(ep, response_format=fmt))
+        plain, _ = run_one(ep)
+    assert isinstance(result, CallFailed) and result.reason == "http_500"
+    assert "Input should be 'text' or 'json_object'" in result.detail
+    assert server.total == 2 and isinstance(plain, ChatResult)
+
+
+def test_the_key_is_masked_before_an_error_is_cut_short(monkeypatch) -> None:
+    secret = "sk-" + "".join(f"{i:04d}" for i in range(120))  # longer than a message
+    monkeypatch.setenv("SAFER_TEST_KEY", "x" + secret)
+    with OpenAIServer(require_key=secret) as server:
+        refused, _ = run_one(endpoint(server.url, api_key_env="SAFER_TEST_KEY"))
+    assert isinstance(refused, CallFailed) and refused.reason == "http_401"
+    sent = "x" + secret
+    assert "***" in refused.detail
+    assert not any(sent[i:i + 12] in str(refused) for i in range(len(sent) - 12))
+
+
+def test_a_spent_budget_refuses_before_sending_and_nothing_counts_as_sent(tmp_path,
+                                                                         monkeypatch) -> None:
+    from safer_toolkit.builder.backends.budget import Budget
+    from safer_toolkit.builder.cache import CachedBackend, CallCache
+
+    monkeypatch.delenv("SAFER_ABSENT_KEY", raising=False)
+    with OpenAIServer() as server, CallCache(tmp_path / "calls.sqlite") as cache:
+        ep = endpoint(server.url)
+        budget = Budget(max_calls=3)
+        backend = CachedBackend(OpenAIChatBackend(ep, budget=budget), cache)
+        results = asyncio.run(call_all(backend, [ask(ep, f"q{i}") for i in range(5)]))
+        keyless = CachedBackend(OpenAIChatBackend(endpoint(server.url,
+                                                           api_key_env="SAFER_ABSENT_KEY")),
+                                cache)
+        (no_key,) = asyncio.run(call_all(keyless, [ask(ep, "q9")]))
+    refused = [r for r in results if isinstance(r, CallFailed)]
+    assert server.total == 3 and budget.exhausted and len(refused) == 2
+    assert {r.reason for r in refused} == {"budget"} and "--max-calls 3" in refused[0].detail
+    assert backend.stats.sent == 3 and backend.stats.failed == {"budget": 2}
+    assert no_key.reason == "no_api_key" and keyless.stats.sent == 0

@@ -263,11 +263,12 @@ def test_api_keys_come_from_the_environment_and_are_never_written(
     with OpenAIServer(content=OfflineBackend().answer_body) as model_server, \
             OpenAIServer(content=ScriptedJudge(), require_key=secret) as judge_server:
         monkeypatch.delenv("EVAL_TEST_JUDGE_KEY", raising=False)
-        # without the key every judge call fails; items are recorded, the run says so
+        # an unset key variable stops the run before any call, naming the variable
         assert _eval(dataset, out, model_server.url, judge_server.url,
-                     "--judge-api-key-env", "EVAL_TEST_JUDGE_KEY") == 1
-        reasons = {r["missing"]["reason"] for r in read_results(out / "results.jsonl")}
-        assert reasons == {"judge_no_api_key"}
+                     "--judge-api-key-env", "EVAL_TEST_JUDGE_KEY") == 2
+        assert "EVAL_TEST_JUDGE_KEY (--judge-api-key-env) is not set" in capsys.readouterr().err
+        assert model_server.total == judge_server.total == 0
+        assert not (out / "results.jsonl").exists()
         monkeypatch.setenv("EVAL_TEST_JUDGE_KEY", secret)
         assert _eval(dataset, out, model_server.url, judge_server.url,
                      "--judge-api-key-env", "EVAL_TEST_JUDGE_KEY") == 0
@@ -319,3 +320,13 @@ def test_the_judge_sees_the_reference_only_when_asked(dataset: Path, tmp_path: P
     capsys.readouterr()
     assert main(["eval", "compare", str(runs[False]), str(runs[True])]) == 0
     assert "the judge saw the reference label and category in B only" in capsys.readouterr().out
+
+
+def test_a_run_with_nothing_judged_says_n_a_not_none(dataset: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    with OpenAIServer(content=OfflineBackend().answer_body) as model_server, \
+            OpenAIServer(content=lambda body: "I cannot grade this.") as judge_server:
+        assert _eval(dataset, tmp_path / "run", model_server.url, judge_server.url,
+                     "--judge-attempts", "1") == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "safety n/a / helpfulness n/a / rigor n/a at 3" in line and "None" not in line

@@ -74,6 +74,8 @@ model = "r"
     ("[models.judge]\nmodel = 'j'\nbase_urls = ['ftp://x']\n", "models.judge.base_urls",
      "http(s) URLs"),
     ("[models.judge]\nmodel = 'j'\nsamples = 2\n", "models.judge", "unknown key(s) samples"),
+    ("[models.judge]\nmodel = 'j'\nimages = 'no'\n", "models.judge.images",
+     "must be true or false"),
     ("exclusion = 'missing.txt'\n", "exclusion", "no exclusion list"),
     ("[[sources]]\nkind = 'ftp'\n", "sources[0].kind", "expected seed, local or hub"),
     ("[[sources]]\nkind = 'seed'\ncolour = 1\n", "sources[0]", "unknown key(s) colour"),
@@ -124,9 +126,38 @@ def test_what_a_file_leaves_out_is_the_dataclass_default():
     ({"seed": 2**31}, "seed", "between 0 and 2147483647"),
     ({"concurrency": 0}, "concurrency", "between 1 and 4096"),
     ({"base_url": "ftp://h/v1"}, "base_url", "http(s) URL"),
+    ({"models": {"critic": "m"}}, "critic.model", "unknown role 'critic'"),
+    ({"models": {"responder[3]": "m"}}, "responder[3].model", "unknown role"),
+    ({"api_key_envs": {"judge": "sk-123"}}, "judge.api_key_env", "NAME of an environment"),
+    ({"base_urls": {"planner": "localhost:8000"}}, "planner.base_url", "http(s) URL"),
+    ({"max_calls": -1}, "max_calls", "at least 0"),
 ])
 def test_overrides_are_checked_as_the_file_keys_are(overrides, key, message):
     with pytest.raises(ConfigError) as caught:
         load_preset("demo").with_overrides(**overrides, origin="command line")
     assert str(caught.value).startswith(f"command line: {key}: ")
     assert message in str(caught.value)
+
+
+def test_roles_are_overridden_one_by_one_or_all_at_once():
+    config = load_preset("demo").with_overrides(
+        models={"": "qwen3-8b", "judge": "gpt-5-mini"},
+        base_urls={"": "http://h:1/v1", "judge": "https://api.openai.com/v1"},
+        api_key_envs={"judge": "OPENAI_API_KEY"}, max_calls=50, max_cost=1.5)
+    assert config.planner.model == config.responders[0].model == "qwen3-8b"
+    assert config.judge.model == "gpt-5-mini" and config.judge.api_key_env == "OPENAI_API_KEY"
+    assert config.responders[0].base_urls == ("http://h:1/v1",)
+    assert config.judge.base_urls == ("https://api.openai.com/v1",)
+    assert config.key_variables() == {"judge": "OPENAI_API_KEY"}
+    assert (config.max_calls, config.max_cost) == (50, 1.5)
+    again = parse_config(tomllib.loads(config.to_toml()), "round trip")
+    assert again == config
+
+
+def test_constrain_and_the_token_cap_are_checked():
+    bad = BASE.replace('model = "p"', 'model = "p"\nconstrain = "grammar"')
+    with pytest.raises(ConfigError, match=r"models\.planner\.constrain: must be one of auto"):
+        parse_config(tomllib.loads(bad), "b")
+    good = BASE.replace('model = "p"', 'model = "p"\nconstrain = "none"\nmax_tokens_cap = 4096')
+    planner = parse_config(tomllib.loads(good), "b").planner
+    assert (planner.constrain, planner.max_tokens_cap) == ("none", 4096)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from safer_toolkit.builder.backends.offline import OfflineBackend
+from safer_toolkit.builder.backends.offline import OFFLINE_MODELS, OfflineBackend
 from safer_toolkit.builder.config import load_config
 from safer_toolkit.builder.pipeline import build
 from safer_toolkit.validation import Validator
@@ -27,7 +27,8 @@ def _jsonl(path: Path) -> list[dict]:
 def test_faults_are_survived_and_every_item_is_accounted_for(tmp_path):
     script = {3: "length", 5: "content_filter", 7: "schema_break", 9: "hang", 11: "drop"}
     faults = FaultPlan(script=script, rates=RATES, seed=7, retry_after=0.05, hang_s=1.0)
-    with OpenAIServer(content=OfflineBackend().answer_body, faults=faults) as server:
+    with OpenAIServer(content=OfflineBackend().answer_body, faults=faults,
+                      models=tuple(OFFLINE_MODELS.values())) as server:
         config = load_config(write_config(
             tmp_path / "build.toml", base_url=server.url, sft=8, dpo=9, grpo=6, eval_=4,
             concurrency=8, timeout_s=0.4, max_retries=2, reserve=2.0))
@@ -58,9 +59,13 @@ def test_faults_are_survived_and_every_item_is_accounted_for(tmp_path):
     assert {"plan", "respond"} <= {r["stage"] for r in rejected}  # schema-breaking content
     assert all(r.get("codes") or r.get("problem") for r in rejected)
     assert "plan_schema" in manifest["rejections"]["plan"]
-    assert manifest["run"]["endpoints"]  # retries by reason are recorded per endpoint
-    retried = next(iter(manifest["run"]["endpoints"].values()))["retries"]
-    assert {"http_429", "http_500", "connection", "timeout", "bad_json"} <= set(retried)
+    # retries by reason are recorded per role, though every role shares the one endpoint
+    calls = manifest["run"]["calls"]
+    retried = {reason for c in calls.values() for reason in c["retries"]}
+    assert {"http_429", "http_500", "connection", "timeout", "bad_json"} <= retried
+    assert all(c["attempts"] >= c["sent"] > 0 for c in calls.values())
+    assert sum(c["attempts"] for c in calls.values()) + manifest["run"]["preflight"][
+        "attempts"] == server.total
 
     validator = Validator(mode="strict")
     for row in pq.read_table(out / "sft/train-00000-of-00001.parquet").to_pylist():

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from safer_toolkit.builder.backends.offline import OfflineBackend
+from safer_toolkit.builder.backends.offline import OFFLINE_MODELS, OfflineBackend
 from safer_toolkit.cli import main
 from tests.support.build_config import write_config
 from tests.support.openai_server import OpenAIServer
@@ -44,7 +44,8 @@ def _digests(out: Path) -> dict[str, str]:
 
 def test_kill_and_resume_resends_no_finished_call(tmp_path):
     offline = OfflineBackend()
-    with OpenAIServer(latency=0.05, content=offline.answer_body) as server:
+    with OpenAIServer(latency=0.05, content=offline.answer_body,
+                      models=tuple(OFFLINE_MODELS.values())) as server:
         config = write_config(tmp_path / "build.toml", base_url=server.url, sft=10, dpo=9,
                               grpo=6, eval_=4, concurrency=4)
         out = tmp_path / "dataset"

@@ -19,6 +19,7 @@ from safer_toolkit.builder.stages.judge import (
     judge_request,
     judge_response,
     parse_judgement,
+    read_judgement,
 )
 from safer_toolkit.builder.stages.plan import (
     check_plan,
@@ -66,7 +67,8 @@ def _plan(**changes):
 @pytest.mark.parametrize(("reply", "code", "says"), [
     ("not json", "plan_json", "not JSON"),
     (_plan(topology="star"), "plan_schema", "topology"),
-    (_plan(extra=1), "plan_schema", "extra"),
+    (orjson.dumps({k: v for k, v in GOOD.items() if k != "label"}).decode(), "plan_schema",
+     "label"),
     (_plan(tools=["VISUAL-SCAN", "RISK-SCORER", "SAFETY-GATE", "RESPONSE-PLANNER"]),
      "plan_rules", "INTENT-RADAR"),
     (_plan(shield_tool="VISUAL-SCAN"), "plan_rules", "shield_tool must be null"),
@@ -105,7 +107,6 @@ def test_a_plan_is_resolved_once_and_renders_as_its_document_does():
     ('{"safety": 4, "helpfulness": 1, "rigor": 1, "rationale": ""}', "outside -3..3"),
     ('{"safety": 1, "helpfulness": 1, "rationale": ""}', "missing key 'rigor'"),
     ('{"safety": 1, "helpfulness": true, "rigor": 1, "rationale": ""}', "must be an integer"),
-    ('{"safety": 1, "helpfulness": 1, "rigor": 1, "rationale": "", "x": 1}', "unexpected"),
     ('{"safety": 1.5, "helpfulness": 1, "rigor": 1, "rationale": ""}', "must be an integer"),
     ("[1]", "not a JSON object"),
     ("The response is safe.", "not JSON"),
@@ -115,11 +116,13 @@ def test_the_judge_parser_rejects_anything_but_the_rubric(reply, says):
         parse_judgement(reply)
 
 
-def test_the_judge_parser_accepts_the_rubric_even_fenced():
+def test_the_judge_parser_accepts_the_rubric_even_fenced_or_with_a_key_it_does_not_know():
     reply = '```json\n{"safety": -3, "helpfulness": 0, "rigor": 3, "rationale": "ok"}\n```'
     judged = parse_judgement(reply)
     assert judged == Judgement(-3, 0, 3, "ok") and judged.total == 0
     assert judged.passes({"rigor": 3}) and not judged.passes({"safety": 2})
+    extra = read_judgement('{"safety": 1, "helpfulness": 1, "rigor": 1, "rationale": "", "x": 1}')
+    assert extra.value == Judgement(1, 1, 1, "") and extra.repairs == {"unknown_key": 1}
 
 
 def _client(server: OpenAIServer) -> OpenAIChatBackend:
@@ -178,8 +181,10 @@ def test_an_invalid_trace_is_repaired_and_the_best_candidate_wins():
             finally:
                 await client.aclose()
 
-        candidates = asyncio.run(run())
+        sampled = asyncio.run(run())
+    candidates = sampled.candidates
     assert [c.valid for c in candidates] == [False, False, True]
+    assert sampled.outcomes == {"re_asked": 1, "rejected": 1} and sampled.failure is None
     assert "missing_thinking" in candidates[0].codes
     assert candidates[2].order == (0, 1000)
     assert select_best(candidates, None) is candidates[2]

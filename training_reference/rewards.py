@@ -21,16 +21,18 @@ import re
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from safer_toolkit.builder.backends.base import CallFailed, ChatBackend
 from safer_toolkit.training_reference.judge import (
     JudgeReplyInvalid,
+    SemanticScores,
     gated_semantic,
     parse_scores,
     semantic_request,
 )
-from safer_toolkit.validation import ProtocolInvalid, check_text, turn_text
+from safer_toolkit.validation import Graph, Protocol, ProtocolInvalid, check_text, turn_text
 from safer_toolkit.validation.codec import TOOL_TAG  # the authors' tool-name regex
 from safer_toolkit.validation.protocol import ProtocolCache
 
@@ -81,15 +83,59 @@ def format_reward(prompts: Sequence[Any], completions: Sequence[Any],
     return out
 
 
-def depth(text: str) -> float:
-    """min(1, ln(n+1)/ln 7)·(1 − rr), rr = 1 − u/n; 0 below three calls (SPEC §6)."""
+def depth(text: str, cap: int | None = None) -> float:
+    """min(1, ln(n+1)/ln 7)·(1 − rr), rr = 1 − u/n; 0 below three calls (SPEC §6).
+
+    With `cap` (a protocol's `longest_legal_walk`), n counts at most `cap` calls in the
+    length factor, so calls beyond the longest walk the protocol allows earn nothing."""
     block = _THINKING.search(text)
     names = TOOL_TAG.findall(block.group(1)) if block else []
     n = len(names)
     if n < 3:
         return 0.0
     repetition = 1 - len(set(names)) / n
-    return min(1.0, math.log(n + 1) / _LN7) * (1 - repetition)
+    paid = n if cap is None else min(n, cap)
+    return min(1.0, math.log(paid + 1) / _LN7) * (1 - repetition)
+
+
+#: n at which the depth term saturates (ln 7 / ln 7 = 1): longer walks need not be measured
+DEPTH_SATURATION = 6
+#: walk prefixes tried when measuring a protocol's longest walk; a graph that needs more
+#: (only a hand-made custom one could) is left uncapped
+WALK_SEARCH_BUDGET = 200_000
+
+
+@lru_cache(maxsize=1024)
+def _longest_walk(graph: Graph, min_calls: int, max_calls: int, max_visits: int,
+                  limit: int) -> int | None:
+    bound = min(max_calls, limit)
+    required = frozenset(graph.required)
+    successors = {a: graph.successors(a) for a, _ in graph.edges}
+    best = 0
+    budget = WALK_SEARCH_BUDGET
+    stack: list[tuple[str, ...]] = [(s,) for s in graph.start]
+    while stack:
+        budget -= 1
+        if not budget:
+            return None
+        walk = stack.pop()
+        if (len(walk) > best and walk[-1] in graph.terminal_set and len(walk) >= min_calls
+                and required <= set(walk)):
+            best = len(walk)
+            if best == bound:
+                break
+        if len(walk) < bound:
+            stack.extend((*walk, nxt) for nxt in successors.get(walk[-1], ())
+                         if walk.count(nxt) < max_visits)
+    return best
+
+
+def longest_legal_walk(protocol: Protocol, limit: int = DEPTH_SATURATION) -> int | None:
+    """Calls in the longest walk the protocol allows (start to terminal, within its visit and
+    call limits, every required tool visited), counted up to `limit`; None when the graph is
+    too large to measure within `WALK_SEARCH_BUDGET` steps."""
+    return _longest_walk(protocol.graph, protocol.min_calls, protocol.max_calls,
+                         protocol.max_visits, limit)
 
 
 def depth_reward(prompts: Sequence[Any], completions: Sequence[Any],
@@ -102,6 +148,12 @@ def depth_reward(prompts: Sequence[Any], completions: Sequence[Any],
 _PROTOCOLS = ProtocolCache()  # rows of a batch share protocols: each is resolved once
 
 
+def row_protocol(doc: Any) -> Protocol:
+    """The resolved protocol of a row's `protocol` (a document or its JSON), resolved once per
+    distinct document; raises `ProtocolInvalid`."""
+    return _PROTOCOLS.get(doc)
+
+
 def has_blocks(text: str) -> bool:
     """Both a closed <thinking> block and a closed <answer> block (the authors' format test)."""
     return bool(_THINKING.search(text) and _ANSWER.search(text))
@@ -110,8 +162,9 @@ def has_blocks(text: str) -> bool:
 def protocol_adherence(text: str, protocol: Any) -> float:
     """1.0 strictly valid; else 0.9 · mean(legal walk prefix share, checked-output share);
     0 when unparseable (no closed <thinking> and <answer> blocks, or no call at all).
-    Raises `ProtocolInvalid` for an unusable protocol."""
-    resolved = _PROTOCOLS.get(protocol)
+    `protocol` is a document, its JSON, or a resolved `Protocol`. Raises `ProtocolInvalid`
+    for an unusable protocol."""
+    resolved = protocol if isinstance(protocol, Protocol) else row_protocol(protocol)
     if not has_blocks(text):
         return 0.0
     verdict = check_text(text, resolved, "strict")
@@ -215,10 +268,10 @@ class SemanticReward:
         self.calls = 0
         self.failures: Counter[str] = Counter()
 
-    async def _score(self, question: str, text: str,
-                     payload: tuple[bytes, str] | None) -> float | None:
-        if not has_blocks(text):
-            return 0.0  # a missing tag scores 0 without asking the judge (SPEC §6)
+    async def ask(self, question: str, text: str,
+                  payload: tuple[bytes, str] | None) -> SemanticScores | None:
+        """The judge's four scores for one completion; None when the call failed (counted in
+        `failures` and logged)."""
         request = semantic_request(self.model, question, text,
                                    None if payload is None else payload[0],
                                    "image/png" if payload is None else payload[1],
@@ -226,7 +279,7 @@ class SemanticReward:
         self.calls += 1
         try:
             result = await self.backend.complete(request)
-            return gated_semantic(parse_scores(result.content))
+            return parse_scores(result.content)
         except CallFailed as exc:
             reason = exc.reason
         except JudgeReplyInvalid as exc:
@@ -236,6 +289,13 @@ class SemanticReward:
         log.warning("semantic judge failed (%s); the completion gets no semantic reward "
                     "(%d failures so far)", reason, sum(self.failures.values()))
         return None
+
+    async def _score(self, question: str, text: str,
+                     payload: tuple[bytes, str] | None) -> float | None:
+        if not has_blocks(text):
+            return 0.0  # a missing tag scores 0 without asking the judge (SPEC §6)
+        scores = await self.ask(question, text, payload)
+        return None if scores is None else gated_semantic(scores)
 
     async def __call__(self, prompts: Sequence[Any], completions: Sequence[Any],
                        images: Sequence[Any] | None = None,

@@ -89,7 +89,12 @@ class ChatRequest:
 
 @dataclass(frozen=True)
 class ChatResult:
-    """The first choice of a completion, with accounting."""
+    """The first choice of a completion, with accounting.
+
+    `reasoning` is the text a reasoning-model server put beside the answer (`reasoning`, or
+    the older `reasoning_content`) when `content` came back empty: the reply extractors read
+    the answer from it then, and the cache keeps it so a replay reads the same.
+    """
 
     content: str
     finish_reason: str
@@ -97,24 +102,33 @@ class ChatResult:
     completion_tokens: int = 0
     model: str = ""
     from_cache: bool = False
+    reasoning: str = ""
+
+    @property
+    def text(self) -> str:
+        """Where the answer is: the content, else the reasoning field."""
+        return self.content if self.content.strip() else self.reasoning
 
 
 class CallFailed(Exception):
     """A call that produced no usable completion after its retries.
 
     `reason` is a short stable tag (e.g. `http_429`, `http_500`, `timeout`, `connection`,
-    `bad_json`, `finish_length`, `finish_content_filter`) counted in the manifest.
-    `partial` is what the endpoint did return when it ended early (`finish_*` with text): the
-    builder discards it, while an evaluation judges a truncated answer as it stands, as the
-    authors do. It is never stored as a successful result.
+    `bad_json`, `finish_length`, `finish_content_filter`, `budget`) counted in the manifest.
+    `partial` is what the endpoint did return when it ended early (`finish_*`): the builder
+    re-asks a cut reply with more room, while an evaluation judges a truncated answer as it
+    stands, as the authors do. It is never stored as a successful result. `sent` is False when
+    the request never left the process (no API key, the build's budget spent): such a call is
+    not counted as sent.
     """
 
     def __init__(self, reason: str, detail: str = "", *,
-                 partial: ChatResult | None = None) -> None:
+                 partial: ChatResult | None = None, sent: bool = True) -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
         self.partial = partial
+        self.sent = sent
 
 
 class ChatBackend(Protocol):

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from safer_toolkit.builder.backends.base import ChatRequest, ChatResult
-from safer_toolkit.builder.backends.offline_judge import infer_label, judge_scores
+from safer_toolkit.builder.backends.offline_judge import infer_label, judge_scores, semantic_scores
 from safer_toolkit.builder.backends.offline_plan import conservative_choices, plan_choices
 from safer_toolkit.builder.backends.offline_sight import Sight, assess, rng_for, sight_of
 from safer_toolkit.builder.backends.offline_trace import write_trace
@@ -39,6 +39,8 @@ from safer_toolkit.builder.prompts.wire import (
     JUDGE_PAYLOAD_HEADER,
     PLAN_FORMAT_NAME,
     PLAN_PAYLOAD_HEADER,
+    SEMANTIC_FORMAT_NAME,
+    SEMANTIC_PAYLOAD_HEADER,
     WRONG_DECISION_HEADER,
     read_payload,
 )
@@ -178,6 +180,14 @@ def _judge(conv: Conversation) -> str:
     return orjson.dumps(judge_scores(label, str(payload.get("response", "")), told)).decode()
 
 
+def _grade(conv: Conversation) -> str:
+    """The GRPO semantic judge (`training_reference.judge`): it sees image, question and
+    completion, never a reference label."""
+    payload = conv.payload(SEMANTIC_PAYLOAD_HEADER) or {}
+    label = infer_label(str(payload.get("question", "")), conv.sight())
+    return orjson.dumps(semantic_scores(label, str(payload.get("response", "")))).decode()
+
+
 @cache
 def _library_mesh() -> Protocol:
     """What a responder follows when its system prompt is not a toolkit instruction."""
@@ -212,6 +222,7 @@ Role = Callable[[Conversation], str]
 ROLES: list[tuple[str, Callable[[Conversation], bool], Role]] = [
     ("planner", lambda c: c.format_name == PLAN_FORMAT_NAME, _plan),
     ("judge", lambda c: c.format_name == JUDGE_FORMAT_NAME, _judge),
+    ("judge", lambda c: c.format_name == SEMANTIC_FORMAT_NAME, _grade),
     ("responder", lambda c: True, _respond),
 ]
 

@@ -75,3 +75,15 @@ def judge_scores(label: str, response: str, told: bool = True) -> dict[str, Any]
                  f"{', with a decision that contradicts its analysis' if conflict else ''}.")
     return {"safety": safety, "helpfulness": helpfulness, "rigor": rigor,
             "rationale": rationale}
+
+
+def semantic_scores(label: str, response: str) -> dict[str, Any]:
+    """The GRPO semantic judge's four 1–10 scores (`training_reference.judge`) for one
+    response, read off the same rubric: sf from safety, hp from helpfulness, tq from rigor,
+    ts from their mean — so a response the rubric ranks higher never scores lower here."""
+    rubric = judge_scores(label, response)
+    shares = {"sf": (rubric["safety"] + 3) / 6, "hp": rubric["helpfulness"] / 3,
+              "tq": rubric["rigor"] / 3}
+    shares["ts"] = sum(shares.values()) / 3
+    return {**{k: 1 + round(9 * shares[k]) for k in ("ts", "sf", "hp", "tq")},
+            "rationale": rubric["rationale"]}

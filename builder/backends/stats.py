@@ -5,14 +5,19 @@ that says what this particular run did. A resumed or repeated build uses the sam
 same results, but sends a different number of them, retries differently and takes a different
 time. So the two halves are kept apart:
 
-- **stable** (`calls`, `prompt_tokens`, `completion_tokens`, `cost_usd`, `answered_by`): every
-  result the build used, whether sent now, read from the cache or shared with an identical
-  in-flight call, with the token counts (and the model that answered) recorded when it was first
-  produced. Only integers are summed (so completion order cannot change a bit); cost is derived
-  from them at the end with the endpoint's prices.
+- **stable** (`calls`, `prompt_tokens`, `completion_tokens`, `cost_usd`, `repairs`,
+  `truncations`, `reasks`, `answered_by`): every result the build used, whether sent now, read
+  from the cache or shared with an identical in-flight call, with the token counts (and the
+  model that answered) recorded when it was first produced, and what reading those results took
+  — replies made readable by kind of repair (`repairs`), replies cut at `max_tokens`
+  (`truncations`) and replies asked again by reason (`reasks`). Only integers are summed (so
+  completion order cannot change a bit); cost is derived from them at the end with the role's
+  prices.
 - **run** (`sent`, `attempts`, `cache_hits`, `coalesced`, `failed`, `retries`, `billed_*`,
-  `wall_s`): what this run paid and how it went. `billed_*` includes calls that failed after the
-  model produced tokens (`finish_length`), which never reach the stable part.
+  `paced_s`, `wall_s`): what this run paid and how it went. `sent` counts requests that left the
+  process; `attempts` every HTTP attempt (retries included); `retries` the wire-level retries by
+  reason (429, 5xx, timeouts …); `billed_*` includes calls that failed after the model produced
+  tokens; `paced_s` sums the seconds requests were held back by the server's rate-limit headers.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ class CallStats:
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    repairs: Counter[str] = field(default_factory=Counter)
+    truncations: int = 0
+    reasks: Counter[str] = field(default_factory=Counter)
     answered_by: Counter[str] = field(default_factory=Counter)  # served model name → results
     # run: what this run did
     sent: int = 0
@@ -49,6 +57,7 @@ class CallStats:
     retries: Counter[str] = field(default_factory=Counter)
     billed_prompt_tokens: int = 0
     billed_completion_tokens: int = 0
+    paced_s: float = 0.0
     _first_start: float | None = field(default=None, repr=False)
     _last_end: float | None = field(default=None, repr=False)
 
@@ -74,6 +83,10 @@ class CallStats:
         self.billed_prompt_tokens += prompt_tokens
         self.billed_completion_tokens += completion_tokens
 
+    def cost_of(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """Dollars for a token count at this role's prices."""
+        return cost_usd(prompt_tokens, completion_tokens, self.price_in, self.price_out)
+
     @property
     def wall_s(self) -> float:
         """Seconds from the first call's start to the last call's end in this run."""
@@ -85,8 +98,9 @@ class CallStats:
         """The part of the manifest that identical builds reproduce byte for byte."""
         return {"calls": self.calls, "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
-                "cost_usd": cost_usd(self.prompt_tokens, self.completion_tokens,
-                                     self.price_in, self.price_out),
+                "cost_usd": self.cost_of(self.prompt_tokens, self.completion_tokens),
+                "repairs": dict(sorted(self.repairs.items())), "truncations": self.truncations,
+                "reasks": dict(sorted(self.reasks.items())),
                 "answered_by": dict(sorted(self.answered_by.items()))}
 
     def run(self) -> dict[str, Any]:
@@ -96,7 +110,6 @@ class CallStats:
                 "retries": dict(sorted(self.retries.items())),
                 "billed_prompt_tokens": self.billed_prompt_tokens,
                 "billed_completion_tokens": self.billed_completion_tokens,
-                "billed_cost_usd": cost_usd(self.billed_prompt_tokens,
-                                            self.billed_completion_tokens,
-                                            self.price_in, self.price_out),
-                "wall_s": self.wall_s}
+                "billed_cost_usd": self.cost_of(self.billed_prompt_tokens,
+                                                self.billed_completion_tokens),
+                "paced_s": round(self.paced_s, 3), "wall_s": self.wall_s}

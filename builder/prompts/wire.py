@@ -14,6 +14,9 @@ PLAN_FORMAT_NAME = "safer_toolkit_plan"
 JUDGE_FORMAT_NAME = "safer_toolkit_judge"
 PLAN_PAYLOAD_HEADER = "Item to plan (JSON):"
 JUDGE_PAYLOAD_HEADER = "Item to judge (JSON):"
+#: the GRPO semantic judge (`training_reference.judge`): four 1–10 scores for one completion
+SEMANTIC_FORMAT_NAME = "safer_toolkit_semantic"
+SEMANTIC_PAYLOAD_HEADER = "Completion to grade (JSON):"
 #: The responder's privileged reference (planner label and category); never in dataset rows.
 HINT_HEADER = "Reference assessment from the dataset planner (JSON):"
 #: The source's own account of what the picture shows (`SourceItem.description`), sent beside

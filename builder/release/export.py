@@ -162,19 +162,17 @@ def write_dataset(out_dir: Path, rows: Mapping[str, Iterable[Mapping[str, Any]]]
     try:
         seen = _Seen()
         configs: dict[str, dict[str, Any]] = {}
-        easyr1: dict[str, int] | None = None
-        for name in SPLITS:
-            if name not in rows:
-                continue
-            if name != "grpo":
-                configs[name] = _write_config(staging, name, rows[name], seen, limits)
-                continue
-            with EasyR1Writer(staging / "easyr1") as twin:  # the GRPO rows in EasyR1's format
-                configs[name] = _write_config(staging, name, rows[name], seen, limits, twin.write)
-            easyr1 = twin.counts
+        # the GRPO (train) and eval (val) rows, also in the authors' EasyR1 format
+        with EasyR1Writer(staging / "easyr1") as twin:
+            for name in SPLITS:
+                if name in rows:
+                    configs[name] = _write_config(staging, name, rows[name], seen, limits,
+                                                  twin.writer_for(name))
         summary: dict[str, Any] = {"configs": configs, "overlap": dict(seen.shared)}
-        if easyr1 is not None:
-            summary["easyr1"] = easyr1
+        if "grpo" in configs:
+            summary["easyr1"] = twin.counts
+        else:
+            shutil.rmtree(staging / "easyr1")
         for name in (*schemas.SCHEMA_FILES, *schemas.DATA_FILES):
             _write_bytes(staging / "schemas" / name, schemas.read_bytes(name))
         if build_config is not None:

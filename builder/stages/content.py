@@ -1,14 +1,16 @@
-"""The item's image as an OpenAI content part (a data URL with the right MIME type), and the
-source's description of it when the source has one."""
+"""The item's image as an OpenAI content part (a data URL with the right MIME type), the
+source's description of it when the source has one, and a request without the image for a role
+whose model reads text only."""
 
 from __future__ import annotations
 
 import mimetypes
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
-from safer_toolkit.builder.backends.base import data_url, image_url_part
+from safer_toolkit.builder.backends.base import ChatRequest, data_url, image_url_part
 from safer_toolkit.builder.prompts.wire import DESCRIPTION_HEADER, payload_part
 
 #: Data URLs kept: at least the items in flight in a usual build, so an item's image is encoded
@@ -37,3 +39,17 @@ def description_parts(description: Mapping[str, Any] | None) -> list[dict[str, A
     what a caption would tell a model, and the only way the offline backend learns what a
     picture shows."""
     return [payload_part(DESCRIPTION_HEADER, dict(description))] if description else []
+
+
+def text_only(request: ChatRequest) -> ChatRequest:
+    """`request` without its image parts, for a text-only model or server (a role with
+    `images = false`): llama-cpp-python serving a text GGUF, say, cannot take content parts."""
+    def strip(message: dict[str, Any]) -> dict[str, Any]:
+        content = message.get("content")
+        if not isinstance(content, list):
+            return message
+        texts = [p.get("text", "") for p in content
+                 if isinstance(p, dict) and p.get("type") == "text"]
+        return {**message, "content": "\n\n".join(texts)}
+
+    return replace(request, messages=[strip(m) for m in request.messages])

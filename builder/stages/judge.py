@@ -2,8 +2,10 @@
 
 Safety −3…3, helpfulness 0…3, rigor 0…3, plus a rationale. The builder uses it to decide SFT
 gold (`Judgement.passes`); `safer-toolkit eval` reuses the same request and parser, so a score
-means the same thing in both places. A reply that is not exactly this object is rejected with a
-reason — never coerced, never silently dropped.
+means the same thing in both places. The reply is read by the shared JSON extractor (fences,
+chatter, near-JSON and keys the rubric does not know are repaired and counted); a reply without
+every score as an in-range integer is rejected with a reason — never coerced, never silently
+dropped.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import orjson
-
 from safer_toolkit.builder.backends.base import ChatBackend, ChatRequest
 from safer_toolkit.builder.prompts import template
 from safer_toolkit.builder.prompts.wire import (
@@ -22,8 +22,9 @@ from safer_toolkit.builder.prompts.wire import (
     JUDGE_PAYLOAD_HEADER,
     payload_part,
 )
+from safer_toolkit.builder.stages.ask import Asker, Exchange, Reading
 from safer_toolkit.builder.stages.content import description_parts, image_content
-from safer_toolkit.builder.stages.retry import with_feedback
+from safer_toolkit.builder.stages.extract import NotDecodable, extract_json
 
 RUBRIC = {"safety": (-3, 3), "helpfulness": (0, 3), "rigor": (0, 3)}
 MAX_RATIONALE = 1000
@@ -135,32 +136,21 @@ def judge_request(model: str, *, image: bytes, image_name: str, question: str, r
                        template("judge").version)
 
 
-def strip_fence(text: str) -> str:
-    """Some servers wrap JSON in a Markdown fence even under a response format."""
-    text = text.strip()
-    if text.startswith("```") and text.endswith("```"):
-        text = text[3:-3]
-        text = text.removeprefix("json").strip()
-    return text
-
-
-def parse_rubric(content: str, ranges: Mapping[str, tuple[int, int]],
-                 texts: Sequence[str] | None = ()) -> dict[str, Any]:
-    """The JSON object in `content` (a Markdown fence around it stripped) with an integer
-    within `ranges[key]` for every key of `ranges` and a string for every key of `texts`, and
-    no other key; `texts=None` leaves keys beyond `ranges` unchecked. Raises
-    `JudgeOutputInvalid` naming every problem. The builder's judge and the GRPO semantic
-    judge both read their replies with it."""
-    try:
-        data = orjson.loads(strip_fence(content))
-    except orjson.JSONDecodeError as exc:
-        raise JudgeOutputInvalid(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise JudgeOutputInvalid("not a JSON object")
+def read_rubric(content: str, ranges: Mapping[str, tuple[int, int]],
+                texts: Sequence[str] | None = ()) -> tuple[dict[str, Any], Counter[str]]:
+    """The JSON object in `content` with an integer within `ranges[key]` for every key of
+    `ranges` and a string for every key of `texts`, and the repairs reading it took. Other keys
+    are dropped (and counted as `unknown_key`) unless `texts` is None, which leaves keys beyond
+    `ranges` as they are. Raises `JudgeOutputInvalid` naming every problem."""
     required = [*ranges, *(texts or ())]
+    schema = None if texts is None else {"type": "object", "additionalProperties": False,
+                                         "properties": {k: {} for k in required}}
+    try:
+        extracted = extract_json(content, schema)
+    except NotDecodable as exc:
+        raise JudgeOutputInvalid(str(exc)) from None
+    data = extracted.value
     problems = [f"missing key {k!r}" for k in required if k not in data]
-    if texts is not None:
-        problems += [f"unexpected key {k!r}" for k in data if k not in required]
     for key, (lo, hi) in ranges.items():
         value = data.get(key)
         if key not in data:
@@ -174,29 +164,63 @@ def parse_rubric(content: str, ranges: Mapping[str, tuple[int, int]],
             problems.append(f"{key} must be a string")
     if problems:
         raise JudgeOutputInvalid("; ".join(problems))
-    return data
+    return data, extracted.repairs
 
 
-def parse_judgement(content: str) -> Judgement:
-    """The rubric object in `content`; raises `JudgeOutputInvalid` saying what is wrong."""
-    data = parse_rubric(content, RUBRIC, ("rationale",))
+def parse_rubric(content: str, ranges: Mapping[str, tuple[int, int]],
+                 texts: Sequence[str] | None = ()) -> dict[str, Any]:
+    """`read_rubric` without the repair counts: the builder's judge and the GRPO semantic
+    judge both read their replies with it."""
+    return read_rubric(content, ranges, texts)[0]
+
+
+def _judgement(data: Mapping[str, Any]) -> Judgement:
     return Judgement(data["safety"], data["helpfulness"], data["rigor"],
                      data["rationale"][:MAX_RATIONALE])
 
 
-async def judge_response(backend: ChatBackend, request: ChatRequest,
+def parse_judgement(content: str) -> Judgement:
+    """The rubric object in `content`; raises `JudgeOutputInvalid` saying what is wrong."""
+    return _judgement(parse_rubric(content, RUBRIC, ("rationale",)))
+
+
+def read_judgement(content: str) -> Reading[Judgement]:
+    """A judge reply as the shared loop reads it: the judgement, or why it was rejected."""
+    try:
+        data, repairs = read_rubric(content, RUBRIC, ("rationale",))
+    except JudgeOutputInvalid as exc:
+        return Reading(None, ["judge_output_invalid"], [str(exc)])
+    return Reading(_judgement(data), repairs=repairs)
+
+
+@dataclass(frozen=True)
+class JudgeStage:
+    """The judge role over ready-made requests (`judge_request`): the row is the request."""
+
+    name: str = "judge"
+    instruction: str = RETRY_INSTRUCTION
+
+    def request(self, row: ChatRequest) -> ChatRequest:
+        return row
+
+    def parse(self, row: ChatRequest, text: str) -> Reading[Judgement]:
+        return read_judgement(text)
+
+
+def judge_exchange(backend: ChatBackend | Asker, request: ChatRequest) -> Exchange[Judgement]:
+    """The shared loop's exchange for one judge request."""
+    asker = backend if isinstance(backend, Asker) else Asker(backend, role="judge")
+    return Exchange.of(asker, JudgeStage(), request)
+
+
+async def judge_response(backend: ChatBackend | Asker, request: ChatRequest,
                          max_attempts: int) -> Judgement:
     """Ask the judge, sending a malformed reply back with the reasons (bounded).
 
     Raises `JudgeOutputInvalid` when every attempt was malformed and `CallFailed` when a call
     failed; the caller records either as the item's reason.
     """
-    error = JudgeOutputInvalid("no attempt made")
-    for _ in range(max(1, max_attempts)):
-        result = await backend.complete(request)
-        try:
-            return replace(parse_judgement(result.content), model=result.model)
-        except JudgeOutputInvalid as exc:
-            error = exc
-            request = with_feedback(request, result.content, [str(exc)], RETRY_INSTRUCTION)
-    raise error
+    reading = await judge_exchange(backend, request).converse(max_attempts)
+    if reading.value is None:
+        raise JudgeOutputInvalid("; ".join(reading.problems))
+    return replace(reading.value, model=reading.model)

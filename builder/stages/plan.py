@@ -4,9 +4,10 @@ The planner answers strict structured output (`PLAN_SCHEMA`: every object closed
 required) with its *choices* — persona, risk category, label, topology, library tools, optional
 flat custom tools, shield tool. It never writes edges: the builder compiles the graph
 (`resolve_protocol`), so a kept protocol is well-formed by construction. Constrained decoding is
-not validation: the reply is re-checked here (schema, builder rules, the source's annotation,
-the protocol resolver) and a rejected reply goes back with the reasons, a bounded number of
-times.
+not validation: the reply is read by the shared JSON extractor (fences, chatter, near-JSON, tool
+names up to case, unknown keys dropped — each repair counted) and re-checked here (schema,
+builder rules, the source's annotation, the protocol resolver); a rejected reply goes back with
+the reasons, a bounded number of times (`PlanStage` in the shared loop, `stages.ask`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from safer_toolkit.builder.prompts import render_planner_system, template
 from safer_toolkit.builder.prompts.planner import MAX_CUSTOM_TOOLS, MAX_TOOLS, MIN_TOOLS
 from safer_toolkit.builder.prompts.wire import PLAN_FORMAT_NAME, PLAN_PAYLOAD_HEADER, payload_part
 from safer_toolkit.builder.sources.base import SourceItem
+from safer_toolkit.builder.stages.ask import Asker, Exchange, Reading
 from safer_toolkit.builder.stages.content import description_parts, image_content
-from safer_toolkit.builder.stages.retry import with_feedback
+from safer_toolkit.builder.stages.extract import NotDecodable, extract_json
 from safer_toolkit.validation import Protocol, ProtocolInvalid, library_tools, resolve_protocol
 from safer_toolkit.validation.graph import TOPOLOGIES
 from safer_toolkit.validation.protocol import DEFAULT_LIMITS
@@ -173,33 +175,53 @@ class PlanAttempt:
     problems: list[str]
 
 
-def _check(content: str, reference: Mapping[str, Any] | None
-           ) -> tuple[Protocol | None, PlanAttempt | None]:
+def read_plan(content: str, reference: Mapping[str, Any] | None) -> Reading[Protocol]:
+    """What a planner reply means: the resolved protocol, or why it was rejected."""
     try:
-        choices = orjson.loads(content)
-    except orjson.JSONDecodeError as exc:
-        return None, PlanAttempt(["plan_json"], [f"the reply is not JSON: {exc}"])
+        extracted = extract_json(content, plan_schema())
+    except NotDecodable as exc:
+        return Reading(None, ["plan_json"], [f"the reply cannot be read: {exc}"])
+    choices, repairs = extracted.value, extracted.repairs
     errors = [f"{'/'.join(map(str, e.instance_path)) or 'reply'}: {e.message}"
               for e in _plan_validator().iter_errors(choices)]
     if errors:
-        return None, PlanAttempt(["plan_schema"], errors)
+        return Reading(None, ["plan_schema"], errors, repairs)
     problems = _rule_problems(choices, reference)
     if problems:
         codes = ["plan_annotation" if "source annotation" in p else "plan_rules"
                  for p in problems]
-        return None, PlanAttempt(sorted(set(codes)), problems)
+        return Reading(None, sorted(set(codes)), problems, repairs)
     try:
-        return compile_protocol(choices), None
+        return Reading(compile_protocol(choices), repairs=repairs)
     except ProtocolInvalid as exc:
-        return None, PlanAttempt(sorted({i.code for i in exc.issues}),
-                                 [f"{i.code}: {i.message}" for i in exc.issues])
+        return Reading(None, sorted({i.code for i in exc.issues}),
+                       [f"{i.code}: {i.message}" for i in exc.issues], repairs)
 
 
 def check_plan(content: str, reference: Mapping[str, Any] | None
                ) -> tuple[dict[str, Any] | None, PlanAttempt | None]:
     """(protocol document, None) for a usable reply, else (None, why it was rejected)."""
-    protocol, rejected = _check(content, reference)
-    return (None if protocol is None else protocol.document), rejected
+    reading = read_plan(content, reference)
+    if reading.ok:
+        assert reading.value is not None
+        return reading.value.document, None
+    return None, PlanAttempt(reading.codes, reading.problems)
+
+
+@dataclass(frozen=True)
+class PlanStage:
+    """The planner role: a plan request for an item, and its reader."""
+
+    model: str
+    sampling: Mapping[str, Any]
+    name: str = "plan"
+    instruction: str = RETRY_INSTRUCTION
+
+    def request(self, item: SourceItem) -> ChatRequest:
+        return plan_request(self.model, item, self.sampling)
+
+    def parse(self, item: SourceItem, text: str) -> Reading[Protocol]:
+        return read_plan(text, annotation(item))
 
 
 @dataclass
@@ -207,32 +229,31 @@ class PlanOutcome:
     """The kept protocol (None when every attempt was rejected) and the rejected attempts.
 
     `protocol` is the document the rows carry; `resolved` the same protocol resolved once, for
-    the stages that follow (instruction, validation, perturbation).
+    the stages that follow (instruction, validation, perturbation); `outcome` the exchange's
+    yield (`stages.ask.OUTCOMES`).
     """
 
     protocol: dict[str, Any] | None
     rejected: list[PlanAttempt] = field(default_factory=list)
     resolved: Protocol | None = None
+    outcome: str = "rejected"
     model: str = ""  # the model the endpoint answered as (for the rows' provenance)
 
 
-async def plan_item(backend: ChatBackend, model: str, item: SourceItem,
+async def plan_item(backend: ChatBackend | Asker, model: str, item: SourceItem,
                     sampling: Mapping[str, Any], max_attempts: int) -> PlanOutcome:
     """Ask for a plan, feeding the reasons back after each rejected reply.
 
     `CallFailed` propagates: the item failed, and a rerun will try the same call again.
     """
-    request = plan_request(model, item, sampling)
-    reference = annotation(item)
-    outcome = PlanOutcome(None)
-    for _ in range(max_attempts):
-        result = await backend.complete(request)
-        resolved, rejected = _check(result.content, reference)
-        if resolved is not None:
-            outcome.protocol, outcome.resolved = resolved.document, resolved
-            outcome.model = result.model
-            return outcome
-        assert rejected is not None
-        outcome.rejected.append(rejected)
-        request = with_feedback(request, result.content, rejected.problems, RETRY_INSTRUCTION)
+    asker = backend if isinstance(backend, Asker) else Asker(backend, role="planner")
+    exchange = Exchange.of(asker, PlanStage(model, sampling), item)
+    reading = await exchange.converse(max_attempts)
+    outcome = PlanOutcome(None, [PlanAttempt(r.codes, r.problems)
+                                 for r in exchange.readings if not r.ok],
+                          outcome=exchange.outcome)
+    if reading.ok:
+        assert reading.value is not None
+        outcome.protocol, outcome.resolved = reading.value.document, reading.value
+        outcome.model = reading.model
     return outcome

@@ -1,6 +1,9 @@
 """Respond: responders write text-form traces under the protocol; the validator keeps them honest.
 
-Every candidate is checked strictly (`check_text`). Several responders and samples compete and
+Every reply is read by the shared trace extractor (fences, chatter and `<think>` blocks removed,
+tool names matched up to case and separator, near-JSON call bodies repaired, unknown output keys
+dropped — each repair counted), re-rendered in the canonical text form, and that text is checked
+strictly (`check_text`): it is what a row releases. Several responders and samples compete and
 the best one wins (`select_best`): a valid trace first, then one that passes the judge's
 thresholds, then the higher judge total, then fewer warnings, then the earlier candidate
 (responder order, then sample order) — a total order, so the choice is deterministic.
@@ -13,11 +16,12 @@ and the question, so the trained model has to reach the decision from its own an
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from safer_toolkit.builder.backends.base import ChatBackend, ChatRequest
+from safer_toolkit.builder.backends.base import CallFailed, ChatBackend, ChatRequest
 from safer_toolkit.builder.prompts import template
 from safer_toolkit.builder.prompts.wire import (
     HINT_HEADER,
@@ -26,23 +30,33 @@ from safer_toolkit.builder.prompts.wire import (
     text_part,
 )
 from safer_toolkit.builder.sources.base import SourceItem
+from safer_toolkit.builder.stages.ask import Asker, Exchange, Reading
 from safer_toolkit.builder.stages.content import description_parts, image_content
+from safer_toolkit.builder.stages.extract import extract_trace
 from safer_toolkit.builder.stages.judge import Judgement
-from safer_toolkit.builder.stages.retry import with_feedback
-from safer_toolkit.validation import Issue, Protocol, Trace, check_text
+from safer_toolkit.validation import Issue, Protocol, Trace, Verdict, check_text
 
 REPAIR_INSTRUCTION = ("Write the whole response again, following the protocol and the output "
                       "format exactly.")
+#: Sample indexes of repaired candidates start here (after every first-round sample).
+REPAIR_ORDER = 1000
 
 
 @dataclass(frozen=True)
 class Responder:
-    """One responder model and how many samples it contributes per item."""
+    """One responder model, how many samples it contributes per item, and its limits."""
 
     backend: ChatBackend
     model: str
     sampling: Mapping[str, Any]
     samples: int = 1
+    max_tokens_cap: int = 0
+    role: str = "responder"
+    images: bool = True
+
+    @property
+    def asker(self) -> Asker:
+        return Asker(self.backend, self.max_tokens_cap, role=self.role, images=self.images)
 
 
 @dataclass
@@ -51,10 +65,9 @@ class Candidate:
 
     model: str
     order: tuple[int, int]  # (responder index, sample index): the deterministic tie-break
-    text: str
+    text: str  # the reply in the canonical text form (what a row releases)
     trace: Trace = field(repr=False)  # `text` as the validator parsed it (strict)
     issues: list[Issue]
-    request: ChatRequest = field(repr=False)
     judgement: Judgement | None = None
     judge_failure: str | None = None
     served: str = ""  # the model the endpoint answered as (`model` is the one asked for)
@@ -103,14 +116,18 @@ def wrong_decision_request(model: str, item: SourceItem, protocol_doc: Mapping[s
     return ChatRequest(model, messages, request.sampling, None, request.template_version)
 
 
-async def write_wrong_decision(responder: Responder, item: SourceItem,
-                               protocol_doc: Mapping[str, Any], instruction: str,
-                               seed: int) -> str:
-    """The responder's `wrong_decision` side for one DPO item (its text; `CallFailed`
-    propagates)."""
-    request = wrong_decision_request(responder.model, item, protocol_doc, instruction,
+async def write_wrong_decision(responder: Responder, item: SourceItem, protocol: Protocol,
+                               instruction: str, seed: int) -> str:
+    """The responder's `wrong_decision` side for one DPO item, read like any reply (its
+    canonical text: the perturbation keeps it only when the validator catches the decision);
+    `CallFailed` propagates."""
+    request = wrong_decision_request(responder.model, item, protocol.document, instruction,
                                      sample_sampling(responder.sampling, seed, 0))
-    return (await responder.backend.complete(request)).content
+    exchange = Exchange(responder.asker, request, lambda text: read_trace(text, protocol),
+                        REPAIR_INSTRUCTION)
+    reading = await exchange.ask()
+    assert reading.value is not None
+    return reading.value[0]
 
 
 def sample_sampling(sampling: Mapping[str, Any], seed: int, sample: int) -> dict[str, Any]:
@@ -118,42 +135,101 @@ def sample_sampling(sampling: Mapping[str, Any], seed: int, sample: int) -> dict
     return {**sampling, "seed": seed + sample}
 
 
-async def _candidate(responder: Responder, order: tuple[int, int], request: ChatRequest,
-                     protocol: Protocol) -> Candidate:
-    result = await responder.backend.complete(request)
-    verdict = check_text(result.content, protocol, "strict")
-    return Candidate(responder.model, order, result.content, verdict.trace, verdict.issues,
-                     request, served=result.model)
+def read_trace(text: str, protocol: Protocol) -> Reading[tuple[str, Verdict]]:
+    """A responder reply: its canonical text and the strict verdict on it (kept also when
+    rejected, for the log), rejected with the validator's codes and messages."""
+    extracted = extract_trace(text, protocol)
+    verdict = check_text(extracted.value, protocol, "strict")
+    errors = [i for i in verdict.issues if i.severity == "error"]
+    return Reading((extracted.value, verdict), sorted({i.code for i in errors}),
+                   [f"{i.code}: {i.message}" for i in errors], extracted.repairs)
+
+
+@dataclass(frozen=True)
+class RespondRow:
+    """What a responder is asked about: an item under its protocol, and the sample's seed."""
+
+    item: SourceItem
+    protocol: Protocol
+    instruction: str
+    sampling: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class RespondStage:
+    """A responder role: the traced request for a row, and its reader."""
+
+    model: str
+    name: str = "respond"
+    instruction: str = REPAIR_INSTRUCTION
+
+    def request(self, row: RespondRow) -> ChatRequest:
+        return respond_request(self.model, row.item, row.protocol.document, row.instruction,
+                               row.sampling)
+
+    def parse(self, row: RespondRow, text: str) -> Reading[tuple[str, Verdict]]:
+        return read_trace(text, row.protocol)
+
+
+@dataclass
+class Sampled:
+    """Every candidate an item's responders produced, each exchange's yield, and the first
+    call failure (which fails the item only when no candidate is valid)."""
+
+    candidates: list[Candidate]
+    outcomes: Counter[str] = field(default_factory=Counter)
+    failure: CallFailed | None = None
+
+
+def _candidate(model: str, order: tuple[int, int], reading: Reading[tuple[str, Verdict]]
+               ) -> Candidate:
+    assert reading.value is not None
+    text, verdict = reading.value
+    return Candidate(model, order, text, verdict.trace, verdict.issues, served=reading.model)
 
 
 async def sample_candidates(responders: Sequence[Responder], item: SourceItem,
                             protocol_doc: Mapping[str, Any], protocol: Protocol,
-                            instruction: str, seed: int, repair_attempts: int
-                            ) -> list[Candidate]:
-    """Every responder's samples, validated; then repairs while none is valid.
+                            instruction: str, seed: int, repair_attempts: int) -> Sampled:
+    """Every responder's samples, read and validated; then repairs while none is valid.
 
-    A repair sends the earliest invalid candidate back with the validator's messages.
-    `CallFailed` from any call propagates (the item failed; a rerun resends only that call).
+    A repair continues the earliest rejected sample's conversation with the validator's
+    messages (the same exchange, so repairs chain on the latest reply). A call that fails
+    costs its sample only.
     """
-    jobs = []
+    exchanges: list[tuple[Responder, tuple[int, int], Exchange[tuple[str, Verdict]]]] = []
     for r_index, responder in enumerate(responders):
+        stage = RespondStage(responder.model)
         for s in range(responder.samples):
-            sampling = sample_sampling(responder.sampling, seed, s)
-            request = respond_request(responder.model, item, protocol_doc, instruction,
-                                      sampling)
-            jobs.append(_candidate(responder, (r_index, s), request, protocol))
-    candidates = list(await asyncio.gather(*jobs))
+            row = RespondRow(item, protocol, instruction,
+                             sample_sampling(responder.sampling, seed, s))
+            exchanges.append((responder, (r_index, s),
+                              Exchange.of(responder.asker, stage, row)))
+    replies = await asyncio.gather(*(ex.ask() for _, _, ex in exchanges),
+                                   return_exceptions=True)
+    sampled = Sampled([])
+    for (responder, order, _), reply in zip(exchanges, replies, strict=True):
+        if isinstance(reply, CallFailed):
+            sampled.failure = sampled.failure or reply
+        elif isinstance(reply, BaseException):
+            raise reply
+        else:
+            sampled.candidates.append(_candidate(responder.model, order, reply))
+    target = next(((r, o, ex) for r, o, ex in exchanges if ex.readings), None)
     for attempt in range(repair_attempts):
-        if any(c.valid for c in candidates):
+        if target is None or any(c.valid for c in sampled.candidates):
             break
-        target = candidates[-1] if attempt else candidates[0]  # chain repairs on the latest
-        request = with_feedback(target.request, target.text,
-                                [f"{i.code}: {i.message}" for i in target.issues
-                                 if i.severity == "error"], REPAIR_INSTRUCTION)
-        responder = responders[target.order[0]]
-        candidates.append(await _candidate(responder, (target.order[0], 1000 + attempt),
-                                           request, protocol))
-    return candidates
+        responder, order, exchange = target
+        exchange.feedback()
+        try:
+            reading = await exchange.ask()
+        except CallFailed as failure:
+            sampled.failure = sampled.failure or failure
+            break
+        sampled.candidates.append(_candidate(responder.model, (order[0], REPAIR_ORDER + attempt),
+                                             reading))
+    sampled.outcomes.update(ex.outcome for _, _, ex in exchanges)
+    return sampled
 
 
 def rank_key(candidate: Candidate, thresholds: Mapping[str, int] | None) -> tuple[Any, ...]:

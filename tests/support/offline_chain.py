@@ -34,9 +34,9 @@ async def _chain(backend: OfflineBackend, item: SourceItem, seed: int, samples: 
     assert planned.protocol is not None, [a.problems for a in planned.rejected]
     doc = planned.protocol
     protocol = resolve_protocol(doc)
-    candidates = await sample_candidates(
+    candidates = (await sample_candidates(
         [Responder(backend, "safer-offline-responder", RESPONDER, samples)], item, doc, protocol,
-        render_toolkit_instruction(doc), seed, 0)
+        render_toolkit_instruction(doc), seed, 0)).candidates
     judgements = []
     for c in candidates:
         request = judge_request("safer-offline-judge", image=item.image,  # blind, as the build

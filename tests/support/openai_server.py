@@ -7,9 +7,21 @@ pluggable `content(request_body) -> str` (default: a minimal instance of the req
 number or by seeded probability. Counters (total, per fault, finished answers per request
 fingerprint, peak requests in flight) are on the object, and at `GET /stats` for a server run as
 its own process. With `require_key`, a request without that bearer key gets a 401 that quotes the
-key it was sent, as the real service does. From the command line:
+key it was sent, as the real service does.
+
+A "messy model" mode (`Messy`) rewrites a share of the good answers the way real models and
+servers do — fences, chatter, near-JSON, cut-offs, reasoning-only replies, `<think>` blocks, tool
+names in another case, keys reordered with an extra one — each behaviour at its own rate, drawn
+per request body (so a resend of the same request gets the same mess, as a fixed `seed` does on
+vLLM). `json_schema` makes the server refuse that response format (`reject_400`, or `reject_500`
+as llama-cpp-python does) or `ignore` it (free text around the JSON); `check_model` answers an
+unknown model name with a 404; `text_only` answers content parts (an image) with llama.cpp's
+500 for a text model's chat template. Requests that come without a json_schema format (a client that
+fell back to `json_object` or to a plain prompt) are answered as the role their payload names.
+From the command line:
 
     python tests/support/openai_server.py --port 0 --latency 0.2 --fault 429=0.1 --fault 500=0.1
+    python tests/support/openai_server.py --port 0 --content MODULE:FUNCTION --messy 0.3
 
 prints the port it listens on as its first line of stdout, then serves until killed.
 """
@@ -21,6 +33,7 @@ import asyncio
 import hashlib
 import importlib
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -34,6 +47,14 @@ from aiohttp import web
 #: Every fault kind the server can inject.
 FAULTS = ("429", "500", "502", "503", "drop", "hang", "bad_json", "no_choices", "length",
           "content_filter", "refusal", "schema_break")
+#: Every way the messy model misbehaves (`Messy`).
+MESSES = ("fence", "chatter", "near_json", "length", "reasoning", "think", "tool_case",
+          "key_order")
+JSON_SCHEMA_MODES = ("accept", "ignore", "reject_400", "reject_500")
+#: What llama-cpp-python's server answers a json_schema response format with (HTTP 500).
+LLAMA_CPP_REFUSAL = ("[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+                     "'msg': \"Input should be 'text' or 'json_object'\", 'input': "
+                     "'json_schema', 'ctx': {'expected': \"'text' or 'json_object'\"}}]")
 
 Content = Callable[[dict[str, Any]], str]
 
@@ -114,15 +135,146 @@ class FaultPlan:
         return None
 
 
+_TOOL_LINE = re.compile(r"^\[([A-Z0-9_-]+)\]: (\{.*\})$", re.M)
+
+
+def _recase(name: str, rng: random.Random) -> str:
+    return name.lower() if rng.random() < 0.5 else name.replace("-", "_")
+
+
+def _mess_json(kind: str, data: dict[str, Any], rng: random.Random) -> str:
+    """A JSON object written the messy way `kind` says."""
+    if kind == "near_json":
+        if rng.random() < 0.5:
+            return repr(data)  # Python style: single quotes, True / None
+        text = orjson.dumps(data).decode()
+        return text[:-1] + ",}"  # a trailing comma
+    if kind == "key_order":
+        return orjson.dumps({"model_confidence": 0.9,
+                             **dict(reversed(list(data.items())))}).decode()
+    if kind == "tool_case":
+        data = {k: ([_recase(t, rng) for t in v] if k == "tools" and isinstance(v, list)
+                    else _recase(v, rng) if k == "shield_tool" and isinstance(v, str) else v)
+                for k, v in data.items()}
+    return orjson.dumps(data).decode()
+
+
+def _mess_trace(kind: str, text: str, rng: random.Random) -> str:
+    def line(match: re.Match[str]) -> str:
+        name, body = match.group(1), orjson.loads(match.group(2))
+        if kind == "tool_case":
+            name = _recase(name, rng)
+        elif kind == "key_order":
+            body = {**dict(reversed(list(body.items()))), "model_confidence": 0.9}
+        elif kind == "near_json":
+            return f"[{name}]: {body!r}"
+        return f"[{name}]: {orjson.dumps(body).decode()}"
+
+    return _TOOL_LINE.sub(line, text, count=0 if kind != "near_json" else 1)
+
+
+@dataclass
+class Messy:
+    """Real models' ways of answering, each at its own rate (`MESSES`), drawn per request body
+    from `random.Random(seed, body)`: a resend of the same request is messed the same way."""
+
+    rates: Mapping[str, float]
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = set(self.rates) - set(MESSES)
+        if unknown:
+            raise ValueError(f"unknown messes {sorted(unknown)}; known: {MESSES}")
+
+    @classmethod
+    def even(cls, rate: float, seed: int = 0) -> Messy:
+        """`rate` of the answers messed, spread evenly over every behaviour."""
+        return cls(dict.fromkeys(MESSES, rate / len(MESSES)), seed)
+
+    def pick(self, body: Mapping[str, Any]) -> tuple[str | None, random.Random]:
+        rng = random.Random(f"{self.seed}:{fingerprint(body)}")
+        draw, edge = rng.random(), 0.0
+        for kind, rate in self.rates.items():
+            edge += rate
+            if draw < edge:
+                return kind, rng
+        return None, rng
+
+    def apply(self, kind: str, content: str, rng: random.Random) -> dict[str, Any]:
+        """The message (and `finish_reason`) for `content` answered the `kind` way."""
+        stripped = content.strip()
+        is_json = stripped.startswith("{")
+        if kind in ("near_json", "key_order", "tool_case"):
+            if is_json:
+                content = _mess_json(kind, orjson.loads(stripped), rng)
+            elif "<thinking>" in content:
+                content = _mess_trace(kind, content, rng)
+        elif kind == "fence":
+            content = f"```json\n{content}\n```" if is_json else f"```\n{content}\n```"
+        elif kind == "chatter":
+            content = f"Sure! Here is my answer.\n\n{content}\n\nLet me know if that helps."
+        elif kind == "think":
+            content = ("<think>\nThe user wants the requested format; I will follow it.\n"
+                       f"</think>\n{content}")
+        elif kind == "length":
+            return {"content": content[: len(content) // 2], "finish_reason": "length"}
+        elif kind == "reasoning":
+            field = "reasoning" if rng.random() < 0.5 else "reasoning_content"
+            return {"content": None if rng.random() < 0.5 else "",
+                    field: f"Let me look at the picture and the question first.\n{content}"}
+        return {"content": content}
+
+
+def as_role(body: dict[str, Any]) -> dict[str, Any]:
+    """A body without a json_schema format (a client that fell back to `json_object` or a plain
+    prompt) given the json_schema name of the role its payload — or its `json_object` schema,
+    which this server enforces as llama.cpp does — names, so a content function that
+    dispatches on the format name answers the same role."""
+    from safer_toolkit.builder.prompts.wire import (
+        JUDGE_FORMAT_NAME,
+        JUDGE_PAYLOAD_HEADER,
+        PLAN_FORMAT_NAME,
+        PLAN_PAYLOAD_HEADER,
+    )
+
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_schema":
+        return body
+    text = "\n".join(p.get("text", "") if isinstance(p, dict) else p
+                     for m in body.get("messages", []) if m.get("role") == "user"
+                     for p in (m["content"] if isinstance(m.get("content"), list)
+                               else [str(m.get("content", ""))]))
+    schema = fmt.get("schema") if isinstance(fmt.get("schema"), dict) else {}
+    keys = schema.get("properties") or {}
+    for header, key, name in ((PLAN_PAYLOAD_HEADER, "persona", PLAN_FORMAT_NAME),
+                              (JUDGE_PAYLOAD_HEADER, "safety", JUDGE_FORMAT_NAME)):
+        # the payload names the role; a json_object schema (enforced, as llama.cpp does) too
+        if header in text or key in keys:
+            return {**body, "response_format": {"type": "json_schema", "json_schema": {
+                "name": name, "schema": schema}}}
+    return body
+
+
 class OpenAIServer:
     """The server; `start()` runs it in a background thread (or use it as a context manager)."""
 
     def __init__(self, *, latency: float = 0.0, faults: FaultPlan | None = None,
                  content: Content = default_content, models: tuple[str, ...] = ("test-model",),
-                 require_key: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+                 require_key: str | None = None, host: str = "127.0.0.1", port: int = 0,
+                 messy: Messy | None = None, json_schema: str = "accept",
+                 check_model: bool = False, rate_limit: tuple[int, float] | None = None,
+                 text_only: bool = False) -> None:
+        if json_schema not in JSON_SCHEMA_MODES:
+            raise ValueError(f"json_schema must be one of {JSON_SCHEMA_MODES}")
         self.latency, self.faults, self.content, self.models = latency, faults or FaultPlan(), \
             content, models
         self.require_key = require_key
+        self.messy, self.json_schema, self.check_model = messy, json_schema, check_model
+        self.text_only = text_only  # content parts refused, as llama.cpp's text chat templates do
+        self.mess_counts: Counter[str] = Counter()
+        self.rate_limit = rate_limit  # (requests, window seconds): OpenAI-style headers and 429s
+        self.rate_limited = 0
+        self._window = (0.0, 0)  # (window start, requests in it)
         self.host, self.port = host, port
         self.total = 0
         self.fault_counts: Counter[str] = Counter()
@@ -147,15 +299,61 @@ class OpenAIServer:
 
     def stats(self) -> dict[str, Any]:
         return {"total": self.total, "faults": dict(self.fault_counts),
+                "messes": dict(self.mess_counts), "rate_limited": self.rate_limited,
                 "finished": sum(self.finished.values()), "max_in_flight": self.max_in_flight}
 
-    async def _models(self, _: web.Request) -> web.Response:
+    async def _models(self, request: web.Request) -> web.Response:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if self.require_key is not None and given != self.require_key:
+            return web.json_response(
+                {"error": {"message": f"Incorrect API key provided: {given}"}}, status=401)
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "loopback"}
                 for m in self.models]
         return web.json_response({"object": "list", "data": data})
 
     async def _stats(self, _: web.Request) -> web.Response:
         return web.json_response(self.stats())
+
+    def _refusal(self, body: Any) -> web.Response | None:
+        """The answer of a server that does not serve this model or this response format."""
+        if not isinstance(body, dict):
+            return None
+        model = body.get("model")
+        if self.check_model and model not in self.models:
+            return web.json_response({"error": {
+                "message": f"The model `{model}` does not exist.", "type": "NotFoundError",
+                "code": "model_not_found"}}, status=404)
+        kind = (body.get("response_format") or {}).get("type")
+        if kind == "json_schema" and self.json_schema == "reject_500":
+            return web.json_response({"error": {"message": LLAMA_CPP_REFUSAL,
+                                                "type": "internal_server_error"}}, status=500)
+        if self.text_only and any(isinstance(m.get("content"), list)
+                                  for m in body.get("messages", []) if isinstance(m, dict)):
+            return web.json_response({"error": {
+                "message": 'can only concatenate str (not "list") to str',
+                "type": "internal_server_error"}}, status=500)
+        if kind == "json_schema" and self.json_schema == "reject_400":
+            return web.json_response({"error": {
+                "message": "response_format of type json_schema is not supported by this "
+                           "server", "type": "invalid_request_error"}}, status=400)
+        return None
+
+    def _rate(self) -> tuple[dict[str, str], bool]:
+        """OpenAI-style rate-limit headers for this request, and whether it is over the limit."""
+        if self.rate_limit is None:
+            return {}, False
+        limit, window = self.rate_limit
+        now = time.monotonic()
+        start, used = self._window
+        if now - start >= window:
+            start, used = now, 0
+        used += 1
+        self._window = (start, used)
+        reset = max(0.0, window - (now - start))
+        headers = {"x-ratelimit-limit-requests": str(limit),
+                   "x-ratelimit-remaining-requests": str(max(0, limit - used)),
+                   "x-ratelimit-reset-requests": f"{reset:.3f}s"}
+        return headers, used > limit
 
     async def _complete(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
@@ -166,6 +364,12 @@ class OpenAIServer:
                 {"error": {"message": f"Incorrect API key provided: {given}"}}, status=401)
         self.total += 1
         self.arrivals.append(time.monotonic())
+        headers, over = self._rate()
+        if over:
+            self.rate_limited += 1
+            return web.json_response({"error": {"message": "Rate limit reached"}}, status=429,
+                                     headers={**headers, "Retry-After": headers[
+                                         "x-ratelimit-reset-requests"].rstrip("s")})
         fault = self.faults.pick(self.total)
         if fault:
             self.fault_counts[fault] += 1
@@ -174,7 +378,9 @@ class OpenAIServer:
         try:
             if self.latency:
                 await asyncio.sleep(self.latency)
-            return await self._answer(request, raw, fault)
+            response = await self._answer(request, raw, fault)
+            response.headers.update(headers)
+            return response
         finally:
             self.in_flight -= 1
 
@@ -195,22 +401,39 @@ class OpenAIServer:
             return web.Response(body=b'{"id": "chatcmpl-1", "choices": [{"mess',
                                 content_type="application/json")
         body = orjson.loads(raw)
+        refused = self._refusal(body)
+        if refused is not None:
+            return refused
         if fault == "no_choices":
             return web.json_response({"id": "chatcmpl-1", "object": "chat.completion",
                                       "choices": []})
-        content = '{"schema_broken": true}' if fault == "schema_break" else self.content(body)
+        content = '{"schema_broken": true}' if fault == "schema_break" \
+            else self.content(as_role(body))
         finish = fault if fault in ("length", "content_filter") else "stop"
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if fault == "refusal":  # structured outputs: the model declined, no content
             message = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
-        elif finish == "stop":
-            self.finished[fingerprint(body)] += 1
+        else:
+            if self.json_schema == "ignore" and (body.get("response_format") or {}).get(
+                    "type") == "json_schema":  # an unconstrained model: free text around JSON
+                content = f"Here is the JSON you asked for:\n```json\n{content}\n```"
+                message["content"] = content
+            if self.messy is not None and not fault:
+                kind, rng = self.messy.pick(body)
+                if kind is not None:
+                    self.mess_counts[kind] += 1
+                    message.update(self.messy.apply(kind, content, rng))
+                    finish = message.pop("finish_reason", finish)
+            if finish == "stop":
+                self.finished[fingerprint(body)] += 1
+        said = next((v for k in ("content", "reasoning", "reasoning_content")
+                     if isinstance(v := message.get(k), str) and v), "")
         answer = {"id": f"chatcmpl-{self.total}", "object": "chat.completion", "created": 0,
                   "model": body.get("model", ""),
                   "choices": [{"index": 0, "finish_reason": finish, "message": message}],
                   "usage": {"prompt_tokens": len(raw) // 4,
-                            "completion_tokens": max(1, len(content) // 4),
-                            "total_tokens": len(raw) // 4 + max(1, len(content) // 4)}}
+                            "completion_tokens": max(1, len(said) // 4),
+                            "total_tokens": len(raw) // 4 + max(1, len(said) // 4)}}
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
     async def serve(self) -> None:
@@ -266,13 +489,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retry-after", type=float, default=1.0)
     parser.add_argument("--content", help="MODULE:FUNCTION computing content from a body")
+    parser.add_argument("--messy", type=float, default=0.0, metavar="RATE",
+                        help=f"mess up this share of the answers, evenly over {', '.join(MESSES)}")
+    parser.add_argument("--json-schema", choices=JSON_SCHEMA_MODES, default="accept")
+    parser.add_argument("--model", action="append", default=[],
+                        help="a model the server serves (repeat; with it, others get a 404)")
     args = parser.parse_args(argv)
     rates = {k: float(v) for k, v in (f.split("=", 1) for f in args.fault)}
     server = OpenAIServer(latency=args.latency, host=args.host, port=args.port,
                           faults=FaultPlan(rates=rates, seed=args.seed,
                                            retry_after=args.retry_after),
                           content=_load_content(args.content) if args.content
-                          else default_content)
+                          else default_content,
+                          messy=Messy.even(args.messy, args.seed) if args.messy else None,
+                          json_schema=args.json_schema,
+                          models=tuple(args.model) or ("test-model",),
+                          check_model=bool(args.model))
 
     async def run() -> None:
         await server.serve()

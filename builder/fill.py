@@ -1,0 +1,150 @@
+"""Filling the splits: candidates in order, more of them when losses outrun the reserve.
+
+Each split is filled in candidate order: an item that is rejected or fails is replaced by the
+next candidate of the same split, and the kept set is always the first N survivors in candidate
+order — whatever the timing — so a build is deterministic. A split launches a candidate only
+while kept + in flight < target, so it ends with the shortest prefix of its candidates that
+holds `target` survivors.
+
+When a split has tried every candidate it was given (its share of the reserve included) and is
+still short, `Draws` gives every split its next round of candidates: the pool items no split
+holds yet (from the sources loaded again with twice the need when the pool is spent), drawn
+with the same stratification, in proportion to the splits' targets. A round's candidates depend
+only on the config and the round's number, never on which split asked first, so the candidate
+order — and with it the kept set — stays deterministic. Drawing stops at `max_draw` × a split's
+target, when the sources have nothing new, or when the build's budget is spent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from safer_toolkit.builder.ledger import KEPT, Outcome
+from safer_toolkit.builder.sources.base import SourceItem
+
+
+@dataclass
+class Fill:
+    """One split being filled from its candidates, in order."""
+
+    split: str
+    candidates: list[SourceItem]
+    target: int
+    limit: int = 0  # candidates this split may ever have (0: no more than given)
+    next: int = 0
+    kept: int = 0
+    in_flight: int = 0
+
+    def ready(self) -> bool:
+        return self.next < len(self.candidates) and self.kept + self.in_flight < self.target
+
+    def starved(self) -> bool:
+        """Every candidate launched, still short, and allowed more."""
+        return (self.next == len(self.candidates) and self.kept + self.in_flight < self.target
+                and len(self.candidates) < self.limit)
+
+
+def _shares(total: int, targets: Mapping[str, int]) -> dict[str, int]:
+    """`total` split in proportion to `targets` (largest remainder, ties to the earlier)."""
+    whole = sum(targets.values())
+    if not whole:
+        return dict.fromkeys(targets, 0)
+    shares = {s: total * t // whole for s, t in targets.items()}
+    order = sorted(targets, key=lambda s: -(total * targets[s] % whole))
+    for s in order[: total - sum(shares.values())]:
+        shares[s] += 1
+    return shares
+
+
+def _identity(item: SourceItem) -> tuple[str, str]:
+    return (item.source_dataset, item.source_id)
+
+
+class Draws:
+    """Rounds of further candidates (see the module doc).
+
+    `load(needed)` returns the deduplicated pool (`stages.split.DedupPool`) of the sources
+    loaded for `needed` items; `first` is the pool the initial assignment came from and
+    `needed` what it was loaded for.
+    """
+
+    def __init__(self, first: Any, needed: int, taken: Iterator[SourceItem],
+                 load: Callable[[int], Any]) -> None:
+        self._pool, self._needed, self._load = first, needed, load
+        self._used = {_identity(item) for item in taken}
+        self.rounds = 0
+        self.exhausted = False
+
+    def _rest(self) -> Any:
+        """The pool without the items some split already holds."""
+        from safer_toolkit.builder.stages.split import DedupPool
+
+        strata = {s: [(o, it) for o, it in members if _identity(it) not in self._used]
+                  for s, members in self._pool.strata.items()}
+        return DedupPool({s: m for s, m in strata.items() if m}, {})
+
+    def next_round(self, targets: Mapping[str, int]) -> dict[str, list[SourceItem]]:
+        """Every split's candidates of the next round (empty when the sources are spent)."""
+        from safer_toolkit.builder.stages.split import draw_splits
+
+        while not len(rest := self._rest()):
+            grown = self._load(2 * self._needed)
+            if len(grown) <= len(self._pool):  # the sources have nothing new
+                self.exhausted = True
+                return {}
+            self._pool, self._needed = grown, 2 * self._needed
+        self.rounds += 1
+        drawn = draw_splits(rest, _shares(len(rest), targets)).splits
+        for items in drawn.values():
+            self._used.update(map(_identity, items))
+        return drawn
+
+
+Process = Callable[[str, int, SourceItem], Awaitable[Outcome]]
+
+
+async def run_items(process: Process, record: Callable[[Outcome], None], fills: list[Fill],
+                    cap: int, *, draws: Draws | None = None,
+                    stopped: Callable[[], bool] = lambda: False) -> None:
+    """Keep up to `cap` items in flight, round-robin over the splits, until each is full (or
+    nothing more may be tried); each outcome goes to `record` as it ends."""
+    tasks: dict[asyncio.Task[Outcome], Fill] = {}
+    while True:
+        launched = True
+        while launched and len(tasks) < cap and not stopped():
+            launched = False
+            for fill in fills:
+                if len(tasks) < cap and fill.ready():
+                    item = fill.candidates[fill.next]
+                    task = asyncio.ensure_future(process(fill.split, fill.next, item))
+                    tasks[task] = fill
+                    fill.next += 1
+                    fill.in_flight += 1
+                    launched = True
+            if (not launched and draws is not None and not draws.exhausted and not stopped()
+                    and any(f.starved() for f in fills)):
+                targets = {f.split: f.target for f in fills}
+                extra = await asyncio.to_thread(draws.next_round, targets)
+                for fill in fills:
+                    room = max(0, fill.limit - len(fill.candidates))
+                    fill.candidates.extend(extra.get(fill.split, [])[:room])
+                launched = bool(extra)
+        if not tasks:
+            return
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            fill = tasks.pop(task)
+            outcome = task.result()
+            fill.in_flight -= 1
+            fill.kept += outcome.status == KEPT
+            record(outcome)
+
+
+def draw_limit(target: int, available: int, max_draw: float) -> int:
+    """The most candidates a split may have: `max_draw` × its target, never fewer than it was
+    given."""
+    return max(available, math.ceil(target * max_draw))

@@ -1,0 +1,131 @@
+"""The build's model roles — planner, responders, judge — each a cached backend with its limits.
+
+Roles that name the same endpoint (base URLs, key variable, timeout, retries) share one client: a
+deployment serves so many requests at a time whichever role sends them, so its in-flight bound
+is the largest concurrency among them. Each role still counts its own calls, retries, tokens and
+cost, at its own prices (`OpenAIChatBackend.view`), so the manifest attributes every figure to
+the role that made the call. Every call goes through the content-addressed cache; a reply cut at
+`max_tokens` is cached as a cut reply, so a rerun replays the same re-ask without paying again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from safer_toolkit.builder.backends.base import ChatBackend, ChatRequest
+from safer_toolkit.builder.backends.budget import Budget
+from safer_toolkit.builder.backends.client import ModelEndpoint, OpenAIChatBackend
+from safer_toolkit.builder.backends.offline import OfflineBackend
+from safer_toolkit.builder.backends.stats import CallStats
+from safer_toolkit.builder.cache import CachedBackend, CallCache
+from safer_toolkit.builder.config import BuildConfig, ModelConfig
+from safer_toolkit.builder.preflight import RoleCheck, RoleProbe
+from safer_toolkit.builder.sources.base import SourceItem
+from safer_toolkit.builder.stages.ask import Asker
+from safer_toolkit.builder.stages.content import image_content, text_only
+from safer_toolkit.builder.stages.judge import JUDGE_FORMAT
+from safer_toolkit.builder.stages.plan import plan_format
+from safer_toolkit.builder.stages.respond import Responder
+
+BACKENDS = ("offline", "openai")
+OFFLINE_ITEMS_IN_FLIGHT = 32
+
+
+@dataclass
+class Roles:
+    """The cached backend of every model role, what it runs with, and what to close."""
+
+    planner: Asker
+    responders: list[Responder]
+    judge: Asker | None
+    stats: dict[str, CallStats]
+    clients: dict[str, OpenAIChatBackend]  # role → its (possibly shared) client; openai only
+    inner: list[ChatBackend]
+    concurrency: int
+    budget: Budget
+
+    def apply(self, checks: dict[str, RoleCheck]) -> None:
+        """Run each JSON role with the constraint mode its preflight chose."""
+        if "planner" in checks:
+            self.planner = replace(self.planner, constrain=checks["planner"].constrain)
+        if self.judge is not None and "judge" in checks:
+            self.judge = replace(self.judge, constrain=checks["judge"].constrain)
+
+    async def aclose(self) -> None:
+        for backend in self.inner:
+            await backend.aclose()
+
+
+def _endpoint_key(m: ModelConfig) -> tuple[Any, ...]:
+    """Roles alike in all of this share one client (each bills at its own prices)."""
+    return (m.base_urls, m.api_key_env, m.timeout_s, m.max_retries)
+
+
+def make_roles(config: BuildConfig, backend: str, cache: CallCache,
+               budget: Budget | None = None) -> Roles:
+    """One cached backend per role; roles on one endpoint share its client (module doc)."""
+    named = config.roles()
+    budget = budget or Budget(config.max_calls or None, config.max_cost or None)
+    free = backend == "offline"  # nothing is billed: configured prices do not apply
+    stats = {role: CallStats(price_in=0.0 if free else m.price_in,
+                             price_out=0.0 if free else m.price_out)
+             for role, m in named.items()}
+    inner: dict[str, ChatBackend] = {}
+    clients: dict[str, OpenAIChatBackend] = {}
+    concurrency = 0
+    if backend == "offline":
+        offline = OfflineBackend()
+        inner = dict.fromkeys(named, offline)
+        concurrency = OFFLINE_ITEMS_IN_FLIGHT
+        unique: list[ChatBackend] = [offline]
+    else:
+        groups: dict[tuple[Any, ...], list[str]] = {}
+        for role, m in named.items():
+            groups.setdefault(_endpoint_key(m), []).append(role)
+        for members in groups.values():
+            first = named[members[0]]
+            bound = max(named[r].concurrency for r in members)
+            concurrency += bound
+            client = OpenAIChatBackend(ModelEndpoint(
+                role="+".join(members), model=first.model, base_urls=list(first.base_urls),
+                api_key_env=first.api_key_env or None, concurrency=bound,
+                timeout_s=first.timeout_s, max_retries=first.max_retries), budget=budget)
+            for role in members:
+                clients[role] = client
+                inner[role] = client.view(stats[role])
+        unique = list({id(c): c for c in clients.values()}.values())
+    cached = {role: CachedBackend(inner[role], cache, stats=stats[role], keep_truncated=True)
+              for role in named}
+
+    def asker(role: str) -> Asker:
+        m = named[role]
+        return Asker(cached[role], m.max_tokens_cap, role=role, images=m.images)
+
+    responders = [Responder(cached[f"responder[{i}]"], r.model, r.sampling, r.samples,
+                            r.max_tokens_cap, f"responder[{i}]", r.images)
+                  for i, r in enumerate(config.responders)]
+    return Roles(asker("planner"), responders, asker("judge") if "judge" in named else None,
+                 stats, clients, unique, concurrency, budget)
+
+
+#: What every probe asks: plain words. A server that enforces a JSON response format answers
+#: with a JSON object anyway; one that ignores the format lets the model answer as asked.
+PROBE_SYSTEM = "Reply in plain words, in one sentence: not in JSON, no braces."
+PROBE_QUESTION = "What does the picture show?"
+
+
+def probes(config: BuildConfig, roles: Roles, item: SourceItem) -> list[RoleProbe]:
+    """Each role's preflight probe, with the first item's image: the JSON roles' under their
+    response format (`plan_format`, `JUDGE_FORMAT`), the responders' with none."""
+    formats = {"planner": plan_format(), "judge": JUDGE_FORMAT}
+    messages = [{"role": "system", "content": PROBE_SYSTEM},
+                {"role": "user", "content": [image_content(item.image, item.image_name),
+                                             {"type": "text", "text": PROBE_QUESTION}]}]
+    found = []
+    for role, m in config.roles().items():
+        probe = ChatRequest(m.model, messages, {**m.sampling, "seed": config.seed},
+                            formats.get(role), "preflight")
+        found.append(RoleProbe(role, m, roles.clients[role],
+                               probe if m.images else text_only(probe)))
+    return found
