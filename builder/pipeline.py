@@ -437,7 +437,9 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
             job = Build(config, roles, ledger, bars)
             draws = Draws(assigned.pool, assigned.needed,
                           (item for items in assignment.splits.values() for item in items),
-                          assigned.load)
+                          assigned.load, assignment.held_out_families,
+                          frozenset(item.family for name, items in assignment.splits.items()
+                                    if name != "eval" for item in items))
             try:
                 await run_items(job.process, ledger.record, fills, cap, draws=draws,
                                 stopped=lambda: roles.budget.exhausted)

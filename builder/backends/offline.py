@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
@@ -135,6 +136,11 @@ def _image_of(part: Mapping[str, Any]) -> bytes | None:
         raise OfflineRequestError("image data URL is not valid base64") from None
 
 
+#: where a text-only request (`stages.content.text_only`: parts joined by blank lines) has its
+#: labelled payloads: each one starts a block of its own
+_BLOCKS = re.compile(r"\n\n(?=(?:" + "|".join(map(re.escape, HEADERS)) + r")\n)")
+
+
 def read_conversation(messages: Any, response_format: Any = None,
                       sampling: Mapping[str, Any] | None = None) -> Conversation:
     """Decode wire messages; raises `OfflineRequestError` when they are not a chat."""
@@ -145,7 +151,8 @@ def read_conversation(messages: Any, response_format: Any = None,
     if user is None:
         raise OfflineRequestError("the request has no user message")
     content = user.get("content")
-    parts = content if isinstance(content, list) else [{"type": "text", "text": _text_of(content)}]
+    parts = content if isinstance(content, list) else [
+        {"type": "text", "text": block} for block in _BLOCKS.split(_text_of(content))]
     parts = [p for p in parts if isinstance(p, dict)]
     image = next((img for p in parts if p.get("type") == "image_url"
                   and (img := _image_of(p)) is not None), None)

@@ -147,7 +147,7 @@ def plans(count: int, seed: int = 0) -> Iterator[Plan]:
         s, round_ = i % len(pairs), i // len(pairs)
         category, label = pairs[s]
         kind = KIND_CYCLE[(round_ + s) % len(KIND_CYCLE)]
-        family = round_ % FAMILIES  # every stratum meets every family within FAMILIES rounds
+        family = (round_ + s) % FAMILIES  # every stratum meets every family in FAMILIES rounds
         goals = goal_lists[(category, label)][family]
         if kind in ("scene", "sign"):
             phrasings = content.SCENE_PHRASINGS if kind == "scene" else content.SIGN_PHRASINGS

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from safer_toolkit.builder.sources.base import SourceItem
@@ -55,6 +56,7 @@ class SplitAssignment:
     pool: int  # unique, non-excluded items available
     unused: int  # of those, left out because the splits were full
     held_out: int = 0  # of the unused, items of the eval families that eval did not need
+    held_out_families: frozenset[str] = frozenset()  # the families eval took
 
     @property
     def strata(self) -> dict[str, dict[str, int]]:
@@ -81,10 +83,12 @@ def _stratum(item: SourceItem) -> Stratum:
 Member = tuple[bytes, SourceItem]
 
 
-def _hold_out(strata: Mapping[Stratum, list[Member]], share: Mapping[Stratum, int]
-              ) -> tuple[dict[Stratum, list[Member]], set[str]]:
+def _hold_out(strata: Mapping[Stratum, list[Member]], share: Mapping[Stratum, int],
+              first: AbstractSet[str] = frozenset()) -> tuple[dict[Stratum, list[Member]],
+                                                               set[str]]:
     """The held-out split's members per stratum and the families it took (see the module
-    docstring): whole families, in the order of their first member, while a stratum needs more."""
+    docstring): whole families — those in `first` before any other —, in the order of their
+    first member, while a stratum needs more."""
     families: dict[str, list[Member]] = defaultdict(list)
     for members in strata.values():
         for member in members:
@@ -92,7 +96,8 @@ def _hold_out(strata: Mapping[Stratum, list[Member]], share: Mapping[Stratum, in
     need = dict(share)
     taken: set[str] = set()
     chosen: dict[Stratum, list[Member]] = defaultdict(list)
-    for family in sorted(families, key=lambda f: min(m[0] for m in families[f])):
+    for family in sorted(families, key=lambda f: (f not in first,
+                                                  min(m[0] for m in families[f]))):
         if not any(need.values()):
             break
         members = families[family]
@@ -168,6 +173,59 @@ def dedup_pool(
     return DedupPool(dict(strata), dict(dropped))
 
 
+def _in_order(chosen: Mapping[Stratum, list[Member]]) -> list[SourceItem]:
+    return [item for _, item in sorted((m for ms in chosen.values() for m in ms),
+                                       key=lambda m: m[0])]
+
+
+def _without(strata: Mapping[Stratum, list[Member]], families: AbstractSet[str]
+             ) -> dict[Stratum, list[Member]]:
+    return {s: [m for m in members if m[1].family not in families]
+            for s, members in strata.items()}
+
+
+def _stratified(strata: Mapping[Stratum, list[Member]], sizes: Mapping[str, int]
+                ) -> dict[str, list[SourceItem]]:
+    """Splits filled one after another, each from every stratum in proportion to what is left."""
+    remaining = {s: len(m) for s, m in sorted(strata.items())}
+    taken = dict.fromkeys(remaining, 0)
+    splits: dict[str, list[SourceItem]] = {}
+    for name, size in sizes.items():
+        share = _largest_remainder(size, remaining)
+        chosen: list[Member] = []
+        for s, n in share.items():
+            chosen += strata[s][taken[s]: taken[s] + n]
+            taken[s] += n
+            remaining[s] -= n
+        splits[name] = [item for _, item in sorted(chosen, key=lambda pair: pair[0])]
+    return splits
+
+
+def draw_round(pool: DedupPool, targets: Mapping[str, int], held_out: set[str],
+               trained: set[str]) -> dict[str, list[SourceItem]]:
+    """A further round of candidates (`fill.Draws`): the whole `pool` shared in proportion to
+    `targets`, the hold-out kept across rounds. The held-out split takes items of its families
+    (`held_out`) first, then whole families no training split has touched (`trained`), which
+    join `held_out`; the other splits never take an item of a held-out family, and their
+    families join `trained`. Items of held-out families the held-out split does not need are
+    left out."""
+    strata = pool.strata
+    sizes = _largest_remainder(len(pool), dict(targets))
+    drawn: dict[str, list[SourceItem]] = {}
+    if sizes.get(HELD_OUT):
+        open_ = {s: [m for m in ms if m[1].family in held_out or m[1].family not in trained]
+                 for s, ms in strata.items()}
+        share = _largest_remainder(sizes[HELD_OUT], {s: len(m) for s, m in open_.items()})
+        chosen, families = _hold_out(open_, share, held_out)
+        drawn[HELD_OUT] = _in_order(chosen)
+        held_out |= families
+    rest = _without(strata, held_out)
+    others = {k: v for k, v in targets.items() if k != HELD_OUT}
+    drawn.update(_stratified(rest, _largest_remainder(sum(map(len, rest.values())), others)))
+    trained |= {item.family for name in others for item in drawn.get(name, [])}
+    return drawn
+
+
 def draw_splits(pool: DedupPool, sizes: Mapping[str, int]) -> SplitAssignment:
     """Disjoint, stratified splits of the given sizes from `pool` (which it leaves as it is).
 
@@ -184,39 +242,25 @@ def draw_splits(pool: DedupPool, sizes: Mapping[str, int]) -> SplitAssignment:
                            f"fill splits of {need} items ({wanted})")
 
     strata = pool.strata
-    held_out = 0
+    held_out, held_families = 0, set()
     splits: dict[str, list[SourceItem]] = {}
     if sizes.get(HELD_OUT):
         share = _largest_remainder(sizes[HELD_OUT], {s: len(m) for s, m in strata.items()})
-        chosen, families = _hold_out(strata, share)
+        chosen, held_families = _hold_out(strata, share)
         if sum(map(len, chosen.values())) < sizes[HELD_OUT]:
             raise PoolTooSmall(f"the pool's families cannot fill {HELD_OUT} "
                                f"({sizes[HELD_OUT]} items)")
-        splits[HELD_OUT] = [item for _, item in sorted(
-            (m for ms in chosen.values() for m in ms), key=lambda m: m[0])]
-        rest = {s: [m for m in members if m[1].family not in families]
-                for s, members in strata.items()}
-        held_out = available - sum(map(len, rest.values())) - sizes[HELD_OUT]
-        if sum(map(len, rest.values())) < need - sizes[HELD_OUT]:
+        splits[HELD_OUT] = _in_order(chosen)
+        strata = _without(strata, held_families)
+        held_out = available - sum(map(len, strata.values())) - sizes[HELD_OUT]
+        if sum(map(len, strata.values())) < need - sizes[HELD_OUT]:
             raise PoolTooSmall(f"{available} unique items, of which {held_out} are held out "
                                f"with the {HELD_OUT} families, cannot fill splits of {need} "
                                "items")
-        strata = rest
-    remaining = {s: len(m) for s, m in sorted(strata.items())}
-    taken = dict.fromkeys(remaining, 0)
-    for name, size in sizes.items():
-        if name == HELD_OUT and name in splits:
-            continue
-        share = _largest_remainder(size, remaining)
-        chosen_items: list[Member] = []
-        for s, n in share.items():
-            chosen_items += strata[s][taken[s]: taken[s] + n]
-            taken[s] += n
-            remaining[s] -= n
-        chosen_items.sort(key=lambda pair: pair[0])
-        splits[name] = [item for _, item in chosen_items]
+    splits.update(_stratified(strata, {k: v for k, v in sizes.items() if k not in splits}))
     splits = {name: splits[name] for name in sizes}
-    return SplitAssignment(splits, dict(pool.dropped), available, available - need, held_out)
+    return SplitAssignment(splits, dict(pool.dropped), available, available - need, held_out,
+                           frozenset(held_families))
 
 
 def assign_splits(
