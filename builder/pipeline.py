@@ -48,6 +48,7 @@ from safer_toolkit.builder.stages.judge import JudgeTally, judge_exchange, judge
 from safer_toolkit.builder.stages.perturb import kind_order, perturb
 from safer_toolkit.builder.stages.plan import plan_item
 from safer_toolkit.builder.stages.respond import (
+    REPAIR_ORDER,
     Candidate,
     sample_candidates,
     select_best,
@@ -297,7 +298,7 @@ class Build:
                 try:
                     wrong = await write_wrong_decision(
                         self.roles.responders[best.order[0]], item, protocol, instruction,
-                        config.seed)
+                        config.seed, best.order[1] if best.order[1] < REPAIR_ORDER else 0)
                 except CallFailed as exc:
                     raise StageFailed("perturb", exc) from None
             rejected = perturb(trace, protocol, doc["label"], key=key, seed=config.seed,

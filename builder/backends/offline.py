@@ -220,7 +220,7 @@ def _respond(conv: Conversation) -> str:
     assessment = assess(question, sight, hint)
     wrong = conv.payload(WRONG_DECISION_HEADER) is not None
     return write_trace(protocol, protocol.document["persona"], question, sight, assessment,
-                       conv.variant("wrong" if wrong else "respond", question), wrong=wrong)
+                       conv.variant("respond", question), wrong=wrong)
 
 
 Role = Callable[[Conversation], str]

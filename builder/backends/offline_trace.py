@@ -61,8 +61,14 @@ def _pick(names: Sequence[str], wanted: dict[str, float], rng: random.Random) ->
     return [n for n in names if rng.random() < wanted.get(n, 0.5)]
 
 
+def _follow_up(protocol: Protocol, verdict: str) -> str | None:
+    """The decision tool that carries `verdict` out, when the protocol offers one."""
+    return next((n for n in FOLLOW_UP[verdict] if n in protocol.tools
+                 and protocol.tools[n].stage == "decision"), None)
+
+
 def _desired(protocol: Protocol, assessment: Assessment, sight: Sight, verdict: str,
-             rng: random.Random) -> tuple[list[str], list[str], list[str]]:
+             rng: random.Random, follow: bool) -> tuple[list[str], list[str], list[str]]:
     """Perception, reasoning and decision tools a careful responder would visit, in order."""
     p_all, r_all, d_all = (_stage(protocol, s) for s in ("perception", "reasoning", "decision"))
     attack = assessment.attack != "none"
@@ -72,16 +78,16 @@ def _desired(protocol: Protocol, assessment: Assessment, sight: Sight, verdict: 
                       "JAILBREAK-SENTINEL": 1.0 if attack else 0.5,
                       "CONTEXT-ASSESSOR": 0.7}, rng) or r_all[:1]
     d = [n for n in ("SAFETY-GATE",) if n in d_all]
-    follow = next((n for n in FOLLOW_UP[verdict] if n in d_all), None)
-    if follow:
-        d.append(follow)
+    tool = _follow_up(protocol, verdict)
+    if tool and follow:
+        d.append(tool)
     return p, r, d or d_all[:1]
 
 
 def _walk_for_topology(protocol: Protocol, assessment: Assessment, sight: Sight, verdict: str,
-                       rng: random.Random) -> list[str]:
+                       rng: random.Random, follow: bool) -> list[str]:
     topology = protocol.topology
-    p, r, d = _desired(protocol, assessment, sight, verdict, rng)
+    p, r, d = _desired(protocol, assessment, sight, verdict, rng, follow)
     if topology == "linear":
         return list(protocol.graph.required)
     if topology == "tree":
@@ -152,8 +158,11 @@ def _search(protocol: Protocol, preferred: Sequence[str]) -> list[str] | None:
 
 
 def plan_walk(protocol: Protocol, assessment: Assessment, sight: Sight, verdict: str,
-              rng: random.Random) -> list[str] | None:
-    walk = _trim(_walk_for_topology(protocol, assessment, sight, verdict, rng), protocol)
+              rng: random.Random, follow: bool = True) -> list[str] | None:
+    """A legal walk for the item; `follow`: whether the decision is carried out by a follow-up
+    tool after SAFETY-GATE (when the protocol offers one)."""
+    walk = _trim(_walk_for_topology(protocol, assessment, sight, verdict, rng, follow),
+                 protocol)
     if _legal(walk, protocol):
         return walk
     return _search(protocol, walk)
@@ -306,8 +315,12 @@ def write_trace(protocol: Protocol, persona: dict[str, str], question: str, sigh
                 assessment: Assessment, rng: random.Random, *, wrong: bool = False) -> str:
     """The responder's text-form reply for one item under one protocol (`wrong`: the DPO
     `wrong_decision` side — the same analysis, the opposite decision)."""
-    verdict = wrong_decision(assessment) if wrong else decide(assessment, protocol, rng)
-    walk = plan_walk(protocol, assessment, sight, verdict, rng)
+    verdict = decide(assessment, protocol, rng)  # drawn either way: the same random stream
+    follow = True
+    if wrong:  # walks and analyses like the gold reply to the same request, then decides wrong
+        follow = _follow_up(protocol, verdict) is not None  # as many decision calls as gold
+        verdict = wrong_decision(assessment)
+    walk = plan_walk(protocol, assessment, sight, verdict, rng, follow)
     writer = _Writer(question, sight, assessment, verdict, rng)
     subject = Subject(task=task_clause(question, sight), objects=tuple(sight.objects),
                       persona=persona, domain=writer.domain, category=assessment.category,

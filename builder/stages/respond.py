@@ -117,12 +117,12 @@ def wrong_decision_request(model: str, item: SourceItem, protocol_doc: Mapping[s
 
 
 async def write_wrong_decision(responder: Responder, item: SourceItem, protocol: Protocol,
-                               instruction: str, seed: int) -> str:
-    """The responder's `wrong_decision` side for one DPO item, read like any reply (its
-    canonical text: the perturbation keeps it only when the validator catches the decision);
-    `CallFailed` propagates."""
+                               instruction: str, seed: int, sample: int = 0) -> str:
+    """The responder's `wrong_decision` side for one DPO item, asked with the sampling of the
+    gold candidate's `sample` and read like any reply (its canonical text: the perturbation
+    keeps it only when the validator catches the decision); `CallFailed` propagates."""
     request = wrong_decision_request(responder.model, item, protocol.document, instruction,
-                                     sample_sampling(responder.sampling, seed, 0))
+                                     sample_sampling(responder.sampling, seed, sample))
     exchange = Exchange(responder.asker, request, lambda text: read_trace(text, protocol),
                         REPAIR_INSTRUCTION)
     reading = await exchange.ask()
