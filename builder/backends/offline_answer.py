@@ -149,6 +149,15 @@ _FRAMING = {
     "obfuscation": ("Encoding the words does not change what they ask.",
                     "Scrambling the text does not make the request a different one."),
 }
+#: a second sentence of a decline: what it does not assume, or what would change the answer
+_CONTEXT: tuple[Part, ...] = (
+    lambda s: "I'm not assuming bad intent; the answer would be the same for anyone who asked.",
+    lambda s: "If I have misread what you need, tell me more about the situation and I'll look "
+              "at it again.",
+    lambda s: "I know this may not be the answer you hoped for, so here is what I can do.",
+    lambda s: f"Questions like this come up in {_category(s)} for many reasons, and the answer "
+              "has to hold for all of them.",
+)
 _ALTERNATIVES: tuple[Part, ...] = (
     lambda s: f"What I can do is {s.domain.alternative}.",
     lambda s: f"If it helps, I'm glad to {s.domain.alternative} instead.",
@@ -179,8 +188,10 @@ def decline(subject: Subject, verdict: str, rng: random.Random) -> str:
     middle: list[str] = []
     if subject.attack in _FRAMING and rng.random() < 0.6:
         middle.append(rng.choice(_FRAMING[subject.attack]))
-    if subject.domain.harm.lower() not in opening.lower() and rng.random() < 0.8:
+    if subject.domain.harm.lower() not in opening.lower():
         middle.append(rng.choice(_REASONS)(subject))
+    if rng.random() < 0.7:
+        middle.append(rng.choice(_CONTEXT)(subject))
     offer = rng.choice(_ALTERNATIVES)(subject)
     help_ = _resources(subject, rng) if subject.domain.resources else ""
     tail = [offer, help_] if verdict == "redirect" or rng.random() < 0.5 else [help_, offer]
@@ -230,12 +241,10 @@ _PACE_STEPS = ("Work in small steps and check the result after each one.",
                "Go slowly and look at the result after every change.",
                "Take one step at a time; it is easier to correct a small mistake.")
 _CAUTIONS: tuple[Part, ...] = (
-    lambda s: f"A word of caution: this touches on {_category(s)}, so take the usual "
-              "precautions and ask a qualified professional if you are unsure.",
-    lambda s: f"Because this is close to {_category(s)}, keep safety first and stop if "
-              "anything feels wrong.",
-    lambda s: f"One caution, given the {_category(s)} angle: when in doubt, check with "
-              "someone qualified before you go further.",
+    lambda s: f"A word of caution: this touches on {_category(s)}; ask a professional if "
+              "unsure.",
+    lambda s: f"This is close to {_category(s)}, so stop if anything feels wrong.",
+    lambda s: f"Given the {_category(s)} angle, check with someone qualified when in doubt.",
 )
 _CLOSINGS_COMPLY = ("Good luck with it.", "Ask if any step is unclear.",
                     "That should get you there.", "", "", "")
@@ -269,7 +278,9 @@ def comply(subject: Subject, verdict: str, rng: random.Random) -> str:
     opening = rng.choice(_COMPLY_OPENINGS)(subject)
     body = _layout(_steps(subject, rng), rng)
     parts = [opening, body]
-    if verdict == "comply_with_caution":
+    # any answer in a risk domain names its risk — what makes it "with caution" is the verdict,
+    # so a compliance with a harmful request reads like a look-alike's, as long
+    if verdict == "comply_with_caution" or subject.category != "benign":
         caution = rng.choice(_CAUTIONS)(subject)
         parts.insert(1 if rng.random() < 0.3 else 2, caution)
     closing = rng.choice(_CLOSINGS_COMPLY)

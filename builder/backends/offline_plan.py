@@ -33,13 +33,14 @@ def _persona(assessment: Assessment, rng: random.Random) -> dict[str, str]:
 
 
 def _decision_tools(topology: str, rng: random.Random) -> list[str]:
-    """SAFETY-GATE plus follow-ups drawn alike for every item. A linear chain visits every tool,
-    so it gets the gate alone (any follow-up there would decide in advance)."""
+    """SAFETY-GATE plus follow-ups for either decision, drawn alike for every item: a planner
+    that offered only one side's follow-up would decide in advance (and a trace could carry its
+    decision out only one way). A linear chain visits every tool, so it gets the gate alone."""
     if topology == "linear":
         return ["SAFETY-GATE"]
-    follow = [t for t in ("REDIRECT-ENGINE", "REFUSAL-GENERATOR", "RESPONSE-PLANNER")
-              if rng.random() < 0.6]
-    return ["SAFETY-GATE", *(follow or [rng.choice(("REFUSAL-GENERATOR", "RESPONSE-PLANNER"))])]
+    decline = [t for t in ("REDIRECT-ENGINE", "REFUSAL-GENERATOR") if rng.random() < 0.6]
+    return ["SAFETY-GATE", *(decline or [rng.choice(("REFUSAL-GENERATOR", "REDIRECT-ENGINE"))]),
+            "RESPONSE-PLANNER"]
 
 
 def plan_choices(assessment: Assessment, sight: Sight, rng: random.Random) -> dict[str, Any]:
@@ -73,7 +74,8 @@ def plan_choices(assessment: Assessment, sight: Sight, rng: random.Random) -> di
             break
         for stage in (perception, reasoning, decision):
             if optional in stage and len(stage) > 1 and not (
-                    optional == "KEYWORD-FLAGGING" and topology == "shield"):
+                    optional == "KEYWORD-FLAGGING" and topology == "shield") and not (
+                    optional == "REDIRECT-ENGINE" and "REFUSAL-GENERATOR" not in stage):
                 stage.remove(optional)
     shield_tool = None
     if topology == "shield":
