@@ -20,7 +20,7 @@ import tomli_w
 
 from safer_toolkit.builder.backends.offline import OFFLINE_MODELS
 from safer_toolkit.builder.sources import SOURCE_KINDS, kinds_text
-from safer_toolkit.builder.sources.intake import Columns
+from safer_toolkit.builder.sources.intake import Columns, Limits
 from safer_toolkit.builder.stages.judge import RUBRIC
 
 PRESETS = ("demo", "paper")
@@ -249,6 +249,9 @@ def _source(r: _Reader, spec: dict[str, Any], key: str, base: Path | None) -> di
             spec["path"] = str(base / path)
     if "columns" in spec:
         r.table(spec["columns"], f"{key}.columns", {f.name for f in fields(Columns)})
+    limits = r.table(spec.get("limits"), f"{key}.limits", {f.name for f in fields(Limits)})
+    for name, value in limits.items():
+        r.integer(value, f"{key}.limits.{name}", 1)
     return spec
 
 
