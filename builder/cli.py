@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from safer_toolkit.builder.config import PRESETS, ConfigError, load_config, load_preset
+from safer_toolkit.builder.lock import BuildLock, OutDirLocked, holder_text
 from safer_toolkit.builder.pipeline import BACKENDS, STATE_DIR, BuildError, build
 from safer_toolkit.builder.release.export import ExportError
 
@@ -55,9 +56,13 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(str(exc))
     try:
-        result = asyncio.run(build(config, args.out, backend=args.backend, preset=args.preset,
-                                   progress=not args.quiet))
-    except (BuildError, ExportError, OSError) as exc:
+        with BuildLock(args.out, args.out / STATE_DIR) as lock:
+            if lock.stale:
+                print(f"safer-toolkit build: taking over {args.out} from a build that no longer "
+                      f"runs ({holder_text(lock.stale)}); resuming", file=sys.stderr)
+            result = asyncio.run(build(config, args.out, backend=args.backend,
+                                       preset=args.preset, progress=not args.quiet))
+    except (BuildError, ExportError, OutDirLocked, OSError) as exc:
         print(f"safer-toolkit build: {exc}", file=sys.stderr)
         return 1
     print(result.summary)
