@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from safer_toolkit.builder.storage import writing
+
 LOCK_FILE = "lock"
 
 
@@ -60,6 +62,10 @@ class BuildLock:
         self._fd: int | None = None
 
     def __enter__(self) -> BuildLock:
+        with writing(self.path, "the build lock"):  # a read-only folder, a full disk
+            return self._acquire()
+
+    def _acquire(self) -> BuildLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -76,8 +82,12 @@ class BuildLock:
         me = {"pid": os.getpid(), "host": socket.gethostname(),
               "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
               "command": " ".join(["safer-toolkit", *sys.argv[1:]])[:2000]}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, orjson.dumps(me), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, orjson.dumps(me), 0)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -44,6 +44,7 @@ from safer_toolkit.builder.stages.respond import (
     sample_candidates,
     select_best,
 )
+from safer_toolkit.builder.storage import StorageError
 
 BACKENDS = ("offline", "openai")
 STATE_DIR = ".build"
@@ -231,6 +232,8 @@ class Build:
         except StageFailed as exc:
             outcome.status, outcome.reason = FAILED, f"{exc.stage}:{exc.failure.reason}"
             outcome.detail = exc.failure.detail[:500]
+        except StorageError:
+            raise  # the build's own state cannot be written: stop the build, not this item
         except Exception as exc:  # a bug must not sink the other items; it is reported loudly
             outcome.status, outcome.reason = FAILED, f"internal_error:{type(exc).__name__}"
             outcome.detail = traceback.format_exc()[-4000:]
@@ -342,6 +345,13 @@ class Fill:
         return self.next < len(self.candidates) and self.kept + self.in_flight < self.target
 
 
+async def _stop(tasks: dict[asyncio.Task[Outcome], Fill]) -> None:
+    """Cancel and await every task, so none is left with an exception nobody retrieves."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def run_items(build: Build, fills: list[Fill], cap: int) -> None:
     """Keep up to `cap` items in flight, round-robin over the splits, until each is full.
 
@@ -364,6 +374,10 @@ async def run_items(build: Build, fills: list[Fill], cap: int) -> None:
         if not tasks:
             return
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        error = next((e for t in done if not t.cancelled() and (e := t.exception())), None)
+        if error is not None:  # fatal (a storage error): end the other items, then report it
+            await _stop(tasks)
+            raise error
         for task in done:
             fill = tasks.pop(task)
             outcome = task.result()
