@@ -9,6 +9,7 @@ default. `examples/build.toml` documents every key.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping, Set
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
@@ -18,6 +19,7 @@ from typing import Any
 
 import tomli_w
 
+from safer_toolkit.builder.backends.keys import key_env_problem
 from safer_toolkit.builder.backends.offline import OFFLINE_MODELS
 from safer_toolkit.builder.sources import SOURCE_KINDS, kinds_text
 from safer_toolkit.builder.sources.intake import Columns, Limits
@@ -181,7 +183,8 @@ class _Reader:
         return value
 
     def number(self, value: Any, key: str, low: float) -> float:
-        if not isinstance(value, int | float) or isinstance(value, bool) or value < low:
+        if not isinstance(value, int | float) or isinstance(value, bool) or not \
+                low <= value < math.inf:  # TOML has inf and nan
             raise self.fail(key, f"must be a number ≥ {low}, not {value!r}")
         return float(value)
 
@@ -212,9 +215,9 @@ class _Reader:
         if not isinstance(sampling, dict):
             raise self.fail(f"{key}.sampling", "must be a table")
         env = t.get("api_key_env", d["api_key_env"])
-        if not isinstance(env, str) or (env and not env.replace("_", "").isalnum()):
-            raise self.fail(f"{key}.api_key_env", "must be the NAME of an environment variable "
-                                                  "(letters, digits, underscores), not a key")
+        if not isinstance(env, str) or (env and (problem := key_env_problem(env))):
+            raise self.fail(f"{key}.api_key_env", problem if isinstance(env, str) else
+                            "must be the NAME of an environment variable, e.g. OPENAI_API_KEY")
         return ModelConfig(
             model=self.string(t["model"], f"{key}.model"), base_urls=tuple(urls),
             api_key_env=env, sampling=dict(sampling),

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import math
 import os
 import random
 import time
@@ -43,6 +44,7 @@ import aiohttp
 import orjson
 
 from safer_toolkit.builder.backends.base import CallFailed, ChatRequest, ChatResult
+from safer_toolkit.builder.backends.keys import key_env_problem, mask_key
 from safer_toolkit.builder.backends.stats import CallStats
 
 #: Statuses worth another attempt (the set the `openai` SDK retries, plus every 5xx).
@@ -81,9 +83,11 @@ class ModelEndpoint:
     def __post_init__(self) -> None:
         if not self.base_urls:
             raise ValueError(f"model role {self.role!r}: at least one base URL is needed")
-        if self.concurrency < 1 or self.timeout_s <= 0 or self.max_retries < 0:
+        if self.api_key_env and (problem := key_env_problem(self.api_key_env)):
+            raise ValueError(f"model role {self.role!r}: api_key_env {problem}")
+        if self.concurrency < 1 or not 0 < self.timeout_s < math.inf or self.max_retries < 0:
             raise ValueError(f"model role {self.role!r}: concurrency must be ≥ 1, timeout_s > 0 "
-                             "and max_retries ≥ 0")
+                             "(finite) and max_retries ≥ 0")
 
     def request(self, messages: list[dict[str, Any]], *,
                 response_format: dict[str, Any] | None = None, template_version: str = "",
@@ -292,7 +296,7 @@ class OpenAIChatBackend:
         except aiohttp.ClientError as error:
             raise _AttemptFailed("connection", f"{type(error).__name__}: {error}") from None
         if status != 200:
-            detail = raw[:_DETAIL_CHARS].decode("utf-8", "replace")
+            detail = raw.decode("utf-8", "replace")  # cut only once the key is masked
             if status in _RETRY_STATUS or status >= 500:
                 raise _AttemptFailed(f"http_{status}", detail, retry_after=retry_after,
                                      replica_fault=status != 429)
@@ -310,8 +314,7 @@ class OpenAIChatBackend:
             prompt_tokens = int(usage.get("prompt_tokens") or 0)
             completion_tokens = int(usage.get("completion_tokens") or 0)
         except (orjson.JSONDecodeError, LookupError, TypeError, ValueError, AttributeError):
-            raise _AttemptFailed(
-                "bad_json", raw[:_DETAIL_CHARS].decode("utf-8", "replace")) from None
+            raise _AttemptFailed("bad_json", raw.decode("utf-8", "replace")) from None
         self.stats.billed(prompt_tokens, completion_tokens)
         served = data.get("model")
         served = served if isinstance(served, str) else model
@@ -322,7 +325,7 @@ class OpenAIChatBackend:
                              partial=partial)
         if not isinstance(content, str):
             if isinstance(message.get("refusal"), str):
-                raise CallFailed("refusal", message["refusal"][:_DETAIL_CHARS])
+                raise CallFailed("refusal", message["refusal"])
             raise _AttemptFailed("bad_json", "the message has no text content")
         return ChatResult(content, finish, prompt_tokens, completion_tokens, served)
 
@@ -333,5 +336,5 @@ class OpenAIChatBackend:
 
 
 def _scrub(text: str, key: str | None) -> str:
-    """Error text never carries the key, even if a server echoes it back."""
-    return text.replace(key, "***") if key else text
+    """Error text never carries the key, even if a server echoes it back: masked, then cut."""
+    return mask_key(text, key, _DETAIL_CHARS)
