@@ -2,6 +2,9 @@
 
     safer-toolkit build (--preset demo|paper | --config BUILD.toml) --out DIR
                         [--backend offline|openai] [--base-url URL] [--concurrency N] [--seed N]
+
+Exit status: 0 built; 1 the build failed (state that cannot be written, an export refused),
+fell short, or DIR is held by another build; 2 bad usage or configuration.
 """
 
 from __future__ import annotations
