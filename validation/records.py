@@ -71,6 +71,7 @@ _SKIP_TOP = re.compile(rb'(?:[^][{}",]++|' + _STRING + rb')*+', re.S)
 #: a backslash that is the chunk's last byte, whose escaped byte comes with the next chunk).
 _STRING_BODY = re.compile(rb'[^"\\]*+(?:\\.[^"\\]*+)*+', re.S)
 _OPENERS, _CLOSERS = frozenset(b"[{"), frozenset(b"]}")
+_NOTHING = object()
 _QUOTE, _COMMA, _CLOSE_ARRAY = ord('"'), ord(","), ord("]")
 
 
@@ -114,14 +115,14 @@ class _ArraySplitter:
         elif self.too_big:
             found = ParseFailure(self._where(), f"element exceeds {self.max_bytes} bytes")
         elif not data.strip():
-            found = None if closing_array and self.index == 0 else ParseFailure(
+            found = _NOTHING if closing_array and self.index == 0 else ParseFailure(
                 self._where(), "empty element (a stray comma?)")
         else:
             try:
                 found = orjson.loads(data)
             except orjson.JSONDecodeError as exc:
                 found = ParseFailure(self._where(), f"not JSON: {exc}")
-        if found is not None:
+        if found is not _NOTHING:  # `[]` has no element; `[null]` has one
             self.pending.append(found)
             self.index += 1
         self.parts, self.size, self.too_deep, self.too_big = [], 0, False, False
