@@ -110,6 +110,30 @@ def test_json_array_reader_agrees_with_orjson_at_any_chunk_size(
     assert list(read_records(path)) == orjson.loads(path.read_bytes())
 
 
+def _nested(depth: int, leaf: object) -> object:
+    value = leaf
+    for i in range(depth):
+        value = [value] if i % 2 else {"k": value}
+    return value
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(0, 70), scalars), max_size=6), st.integers(1, 64))
+def test_json_array_reader_reads_up_to_64_levels_and_refuses_deeper(
+        tmp_path_factory, monkeypatch, shapes, chunk) -> None:
+    monkeypatch.setattr(records_module, "_CHUNK", chunk)
+    values = [_nested(depth, leaf) for depth, leaf in shapes]
+    path = tmp_path_factory.mktemp("deep") / "in.json"
+    path.write_bytes(orjson.dumps(values))
+    got = list(read_records(path))
+    assert len(got) == len(values)
+    for (depth, _), value, read in zip(shapes, values, got, strict=True):
+        if depth <= 64:
+            assert read == value
+        else:
+            assert isinstance(read, ParseFailure) and "nests deeper than 64" in read.message
+
+
 @FUZZ
 @given(st.binary(max_size=300) | tricky_text.map(lambda t: ("[" + t).encode()),
        st.integers(1, 64), st.sampled_from(["in.json", "in.jsonl"]))

@@ -70,6 +70,15 @@ _SKIP_TOP = re.compile(rb'(?:[^][{}",]++|' + _STRING + rb')*+', re.S)
 #: The rest of a string body: runs of plain bytes and escape pairs, up to the closing quote (or
 #: a backslash that is the chunk's last byte, whose escaped byte comes with the next chunk).
 _STRING_BODY = re.compile(rb'[^"\\]*+(?:\\.[^"\\]*+)*+', re.S)
+#: A whole element nesting at most _SHALLOW deep, up to the comma or `]` that ends it: most
+#: records are read in one match each. Deeper ones, and ones split across chunks, are read
+#: bracket by bracket below. (Brackets of either kind pair up here; orjson rejects a mismatch.)
+_SHALLOW = 8
+_NESTED = rb'(?:[^][{}"]++|' + _STRING + rb')*+'
+for _ in range(_SHALLOW - 1):
+    _NESTED = rb'(?:[^][{}"]++|' + _STRING + rb'|[\[{]' + _NESTED + rb'[\]}])*+'
+_ELEMENT = re.compile(rb'(?:[^][{}",]++|' + _STRING + rb'|[\[{]' + _NESTED + rb'[\]}])*+(?=[\],])',
+                      re.S)
 _OPENERS, _CLOSERS = frozenset(b"[{"), frozenset(b"]}")
 _NOTHING = object()
 _QUOTE, _COMMA, _CLOSE_ARRAY = ord('"'), ord(","), ord("]")
@@ -109,7 +118,11 @@ class _ArraySplitter:
             self.parts.append(data)
 
     def _end_element(self, closing_array: bool) -> None:
-        data = b"".join(self.parts)
+        self._element(b"".join(self.parts), closing_array)
+
+    def _element(self, data: bytes, closing_array: bool) -> None:
+        if len(data) > self.max_bytes:
+            self.too_big = True
         if self.too_deep:
             found: Any = ParseFailure(self._where(), f"nests deeper than {self.max_depth}")
         elif self.too_big:
@@ -127,10 +140,27 @@ class _ArraySplitter:
             self.index += 1
         self.parts, self.size, self.too_deep, self.too_big = [], 0, False, False
 
+    def _whole_elements(self, buf: bytes, pos: int) -> int:
+        """From an element's start, take each element that ends in this chunk and nests at most
+        `_SHALLOW` deep in one match; returns where the bracket-by-bracket reading resumes."""
+        while (m := _ELEMENT.match(buf, pos)) is not None:
+            end = m.end()
+            closing = buf[end] == _CLOSE_ARRAY
+            self._element(buf[pos:end], closing)
+            pos = end + 1
+            if closing:
+                self.depth, self.closed = 0, True
+                if buf[pos:].strip():
+                    self.broken("text after the end of the array")
+                return len(buf)
+        return pos
+
     def feed(self, buf: bytes) -> None:
         """Read one chunk; complete elements go to `self.pending`."""
         pos, n = 0, len(buf)
         start = 0 if self.depth else -1  # where this chunk's part of the element begins
+        if self.depth == 1 and not (self.parts or self.in_string or self.too_big):
+            pos = start = self._whole_elements(buf, 0)  # an element starts this chunk
         while pos < n:
             if self.in_string:
                 if self.escaped:
@@ -154,7 +184,7 @@ class _ArraySplitter:
             elif c in _OPENERS:
                 self.depth += 1
                 if self.depth == 1:
-                    start = pos
+                    pos = start = self._whole_elements(buf, pos)
                 elif self.depth - 1 > self.max_depth and not self.too_deep:
                     self.too_deep, self.parts = True, []
             elif self.depth > 1:
@@ -163,16 +193,16 @@ class _ArraySplitter:
             elif self.depth == 1 and c in (_COMMA, _CLOSE_ARRAY):
                 self._keep(buf[start:at])
                 self._end_element(closing_array=c == _CLOSE_ARRAY)
-                start = pos
                 if c == _CLOSE_ARRAY:
                     self.depth, self.closed = 0, True
                     if buf[pos:].strip():
                         self.broken("text after the end of the array")
                     return
+                pos = start = self._whole_elements(buf, pos)
             else:  # a `}` closing the array, or a comma outside it
                 self.broken(f"unexpected {chr(c)!r}")
                 return
-        if self.depth >= 1:
+        if self.depth >= 1 and not self.closed:
             self._keep(buf[start:])
 
     def broken(self, why: str) -> None:
