@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from safer_toolkit.cli import main
 from safer_toolkit.validation import Validator, from_stored, parse_text, to_text
 from tests.support.bounded import GiB, run_bounded
@@ -139,18 +141,28 @@ def test_report_rename_failure_leaves_no_temp_file(tmp_path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["r.jsonl"]
 
 
-def test_records_sharing_an_id_are_reported(tmp_path, capsys) -> None:
+@pytest.mark.parametrize("in_memory", [200_000, 100])  # counted in memory, or spilled to disk
+def test_records_sharing_an_id_are_reported(tmp_path, capsys, monkeypatch, in_memory) -> None:
+    from safer_toolkit.validation.report import DuplicateIds
+
+    monkeypatch.setattr(DuplicateIds, "IN_MEMORY", in_memory)
     data = tmp_path / "in.jsonl"
-    line = json.dumps(GOOD) + "\n"
-    other = json.dumps({**GOOD, "id": 7}) + "\n"
-    data.write_text(line * 5_000 + other + json.dumps({**GOOD, "id": "7"}) + "\n")
+    distinct = "".join(json.dumps({**GOOD, "id": f"d{i}"}) + "\n" for i in range(300))
+    shared = (json.dumps(GOOD) + "\n") * 5_000
+    typed = json.dumps({**GOOD, "id": 7}) + "\n" + json.dumps({**GOOD, "id": "7"}) + "\n"
+    long_id = "z" * 300
+    longs = (json.dumps({**GOOD, "id": long_id}) + "\n") * 2
+    data.write_text(distinct + shared + typed + longs + distinct.splitlines(keepends=True)[0])
     code = main(["validate", str(data), *MESH, "--json"])
     out, err = capsys.readouterr()
     summary = json.loads(out)
-    assert code == 0 and summary["valid"] == 5_002  # valid records; the ids are a warning
-    assert summary["duplicate_ids"] == {"ids": 1, "records": 5_000, "examples": [
-        {"id": "good", "count": 5_000, "first_index": 0}]}  # 7 and "7" are different ids
-    assert "1 id(s) are shared by 5,000 records" in err and "'good'" in err
+    assert code == 0 and summary["valid"] == 5_305  # valid records; the ids are a warning
+    found = summary["duplicate_ids"]
+    assert (found["ids"], found["records"]) == (3, 5_004)  # 7 and "7" are different ids
+    assert found["examples"][0] == {"id": "d0", "count": 2, "first_index": 0}
+    assert found["examples"][1] == {"id": "good", "count": 5_000, "first_index": 300}
+    assert found["examples"][2]["id"].startswith("z" * 200 + "… (sha256 ")
+    assert "3 id(s) are shared by 5,004 records" in err and "'good' ×5,000" in err
 
 
 # -- case 7: agreement with SPEC §2.1 and §3 -----------------------------------------------
