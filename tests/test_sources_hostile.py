@@ -14,22 +14,7 @@ from safer_toolkit.builder.sources.hub import load_mis
 from safer_toolkit.builder.sources.intake import BadRecord, Columns
 from safer_toolkit.builder.sources.local import load_image_folder
 from safer_toolkit.cli import main
-from tests.support.source_layouts import mis, png
-
-
-def noise_png(seed: int) -> bytes:
-    """A picture no other seed's is a perceptual duplicate of."""
-    import io
-    import random
-
-    from PIL import Image
-
-    rng = random.Random(seed)
-    image = Image.new("L", (32, 32))
-    image.putdata([rng.randrange(256) for _ in range(32 * 32)])
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()
+from tests.support.source_layouts import mis, noise_png, png
 
 NAMES = {"source_dataset": "my-set", "source_license": "cc0-1.0"}
 DEEP = '{"file_name": ' + "[" * 5000 + "]" * 5000 + ', "question": "q"}'

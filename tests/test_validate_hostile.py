@@ -28,6 +28,19 @@ def _rows(report: Path) -> list[dict]:
     return [json.loads(line) for line in report.read_text().splitlines()]
 
 
+def _validate_report(data: Path) -> tuple[object, list[dict]]:
+    """The CLI run (bounded) on `data` and its report rows; it must exit 1 without a trace."""
+    report = data.with_name("r.jsonl")
+    run = _validate(str(data), *MESH, "--report", str(report))
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run
+    return run, _rows(report)
+
+
+def _parse_error(row: dict, *needles: str) -> None:
+    found = row["issues"][0]
+    assert found["code"] == "parse_error" and all(n in found["message"] for n in needles), row
+
+
 # -- case 1: bounded memory while parsing ----------------------------------------------------
 
 def test_deeply_nested_array_element_is_refused_while_parsing(tmp_path) -> None:
@@ -35,13 +48,8 @@ def test_deeply_nested_array_element_is_refused_while_parsing(tmp_path) -> None:
     # grew with the square of the depth (23 GB here before the kernel killed it)
     data = tmp_path / "deep.json"
     data.write_text("[" + "[" * 100_000 + "]" * 100_000 + ", " + json.dumps(GOOD) + "]")
-    report = tmp_path / "r.jsonl"
-    run = _validate(str(data), *MESH, "--report", str(report))
-    assert run.returncode == 1, run
-    rows = _rows(report)
-    assert rows[0]["issues"][0]["code"] == "parse_error"
-    assert "deep.json[0]" in rows[0]["issues"][0]["message"]
-    assert "nests deeper than 64" in rows[0]["issues"][0]["message"]
+    run, rows = _validate_report(data)
+    _parse_error(rows[0], "deep.json[0]", "nests deeper than 64")
     assert rows[1]["valid"] and rows[1]["id"] == "good"  # the next element is still read
     assert run.peak_mib < 150, run
 
@@ -49,12 +57,8 @@ def test_deeply_nested_array_element_is_refused_while_parsing(tmp_path) -> None:
 def test_unclosed_deep_array_is_one_parse_error(tmp_path) -> None:
     data = tmp_path / "deep.json"
     data.write_text("[" * 200_000)
-    report = tmp_path / "r.jsonl"
-    run = _validate(str(data), *MESH, "--report", str(report))
-    assert run.returncode == 1 and "Traceback" not in run.stderr, run
-    [row] = _rows(report)
-    assert row["issues"][0]["code"] == "parse_error" and "deep.json[0]" in \
-        row["issues"][0]["message"]
+    run, [row] = _validate_report(data)
+    _parse_error(row, "deep.json[0]", "the file ends inside the array")
     assert run.peak_mib < 150, run
 
 
@@ -66,13 +70,8 @@ def test_oversized_array_element_is_skipped_unheld(tmp_path) -> None:
         for _ in range(24):
             f.write("x" * (1 << 20))
         f.write('"}, ' + json.dumps(GOOD) + "]")
-    report = tmp_path / "r.jsonl"
-    run = _validate(str(data), *MESH, "--report", str(report))
-    assert run.returncode == 1, run
-    rows = _rows(report)
-    assert rows[0]["issues"][0]["code"] == "parse_error"
-    assert "big.json[0]" in rows[0]["issues"][0]["message"]
-    assert "exceeds 8388608 bytes" in rows[0]["issues"][0]["message"]
+    run, rows = _validate_report(data)
+    _parse_error(rows[0], "big.json[0]", "exceeds 8388608 bytes")
     assert rows[1]["valid"]
     assert run.peak_mib < 80, run  # never the 24 MiB element, let alone its str
 

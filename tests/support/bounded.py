@@ -2,7 +2,8 @@
 
 Hostile-input tests run the code under test in a child process: a regression can then fail the
 test (a `MemoryError`, a kill, a number over its bound) without taking the machine with it, and
-the child's own peak resident set (from `wait4`) is what the test asserts on.
+the child's own peak resident set is what the test asserts on: its VmHWM, sampled every few
+milliseconds (a high-water mark, so only growth in its last milliseconds could be missed).
 """
 
 from __future__ import annotations
@@ -44,19 +45,37 @@ def run_bounded(argv: list[str], *, memory: int = 2 * GiB, cpu_s: int = 60,
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
         proc = subprocess.Popen(argv, stdout=out, stderr=err, preexec_fn=limits, **popen)
+        peak_kib = 0
         while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            peak_kib = max(peak_kib, _high_water_kib(proc.pid))
+            pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             if time.monotonic() - start > timeout_s:
                 os.kill(proc.pid, signal.SIGKILL)
-            time.sleep(0.02)
+            time.sleep(0.005)
         seconds = time.monotonic() - start
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         out.seek(0)
         err.seek(0)
         return Bounded(proc.returncode, out.read().decode("utf-8", "replace"),
-                       err.read().decode("utf-8", "replace"), usage.ru_maxrss / 1024, seconds)
+                       err.read().decode("utf-8", "replace"), peak_kib / 1024, seconds)
+
+
+def _high_water_kib(pid: int) -> int:
+    """The process's peak resident set so far (VmHWM), 0 once it has exited.
+
+    Not `ru_maxrss`: Linux carries that over `exec` from the forked copy of the parent, so a
+    child of a large test process would report the parent's size.
+    """
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def python(code: str, **kwargs: Any) -> Bounded:
