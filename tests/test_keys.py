@@ -20,7 +20,8 @@ PADDING = "x" * (290 - 23)
 
 
 class LateEcho(OpenAIServer):
-    """Refuses every request (the model listing too) with a 401 that quotes the key it was sent, 290 bytes in."""
+    """Refuses every request (the model listing too) with a 401 that quotes the key it was
+    sent, 290 bytes in."""
 
     async def _complete(self, request: web.Request) -> web.StreamResponse:
         self.total += 1
