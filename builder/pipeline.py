@@ -54,6 +54,7 @@ from safer_toolkit.builder.stages.respond import (
     select_best,
     write_wrong_decision,
 )
+from safer_toolkit.builder.storage import StorageError
 
 __all__ = ["BACKENDS", "STATE_DIR", "BuildError", "BuildResult", "MissingKey", "build",
            "make_roles"]
@@ -218,6 +219,8 @@ class Build:
         except StageFailed as exc:
             outcome.status, outcome.reason = FAILED, f"{exc.stage}:{exc.failure.reason}"
             outcome.detail = exc.failure.detail[:500]
+        except StorageError:
+            raise  # the build's own state cannot be written: stop the build, not this item
         except Exception as exc:  # a bug must not sink the other items; it is reported loudly
             outcome.status, outcome.reason = FAILED, f"internal_error:{type(exc).__name__}"
             outcome.detail = traceback.format_exc()[-4000:]
