@@ -71,10 +71,12 @@ class ShardSet:
 
     @classmethod
     def start(cls, job: Build, count: int, placement: list[Any], *, run: str, state: Path,
-              token: str, backend: str, checks: Mapping[str, Any], gate: Any) -> ShardSet:
+              token: str, backend: str, checks: Mapping[str, Any],
+              gate_name: str | None) -> ShardSet:
         shards = [Shard.options(num_cpus=SHARD_CPUS, max_task_retries=ITEM_RETRIES,
                                 scheduling_strategy=placement[i % len(placement)])
-                  .remote(i, run, str(state), token, job.config, backend, dict(checks), gate)
+                  .remote(i, run, str(state), token, job.config, backend, dict(checks),
+                          gate_name)
                   for i in range(count)]
         return cls(job, shards)
 

@@ -162,15 +162,18 @@ class Cluster:
         self.absorb(cache)
         cache.checkpoint()
         config = job.config
-        self._gate = None
+        self._gate, gate_name = None, None
         if backend == "openai":
             spent = job.roles.budget
-            self._gate = Gate.remote(Budget(spent.max_calls, spent.max_cost, spent.calls,
-                                            spent.cost))
+            gate_name = f"safer-toolkit-gate-{self.run}"
+            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(),
+                                                  soft=True)  # it lives and dies with the driver
+            self._gate = Gate.options(name=gate_name, scheduling_strategy=here).remote(
+                Budget(spent.max_calls, spent.max_cost, spent.calls, spent.cost))
         (self._state / SHARDS_DIR).mkdir(exist_ok=True)
         self._set = ShardSet.start(job, self.shards, self._placement(config, backend),
                                    run=self.run, state=self._state, token=self._token,
-                                   backend=backend, checks=checks, gate=self._gate)
+                                   backend=backend, checks=checks, gate_name=gate_name)
         return self._set.process
 
     async def stop(self, cache: CallCache) -> None:

@@ -89,7 +89,7 @@ class Shard:
     """The actor (see the module doc)."""
 
     def __init__(self, index: int, run: str, state: str, token: str, config: BuildConfig,
-                 backend: str, checks: dict[str, RoleCheck], gate: Any) -> None:
+                 backend: str, checks: dict[str, RoleCheck], gate_name: str | None) -> None:
         self.index, self.config = index, config
         self.state = Path(state)
         self.node = ray.util.get_node_ip_address()
@@ -106,7 +106,8 @@ class Shard:
                                base=self.state / "calls.sqlite")
         slots = None
         budget: Budget = Budget(config.max_calls or None, config.max_cost or None)
-        if gate is not None:
+        if gate_name is not None:  # by name: a handle argument would pin it in the object store
+            gate = ray.get_actor(gate_name)
             holder = f"shard-{index}"
             ray.get(gate.forget.remote(holder, incarnation))
             budget = GateBudget(gate, budget.max_calls, budget.max_cost)
