@@ -12,6 +12,7 @@ it fails with reason `shard:worker_lost`, like any failed item.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Mapping
@@ -75,10 +76,18 @@ class ShardSet:
               gate_name: str | None) -> ShardSet:
         shards = [Shard.options(num_cpus=SHARD_CPUS, max_task_retries=ITEM_RETRIES,
                                 scheduling_strategy=placement[i % len(placement)])
-                  .remote(i, run, str(state), token, job.config, backend, dict(checks),
-                          gate_name)
+                  .remote(i, count, run, str(state), token, job.config, backend,
+                          dict(checks), gate_name)
                   for i in range(count)]
         return cls(job, shards)
+
+    async def ready(self) -> None:
+        """Wait until every shard runs; a shard that cannot start stops the build here."""
+        try:
+            await asyncio.gather(*(s.actor.ready.remote() for s in self._shards))
+        except ray.exceptions.RayError as exc:
+            cause = getattr(exc, "cause", None) or exc
+            raise BuildError(f"a shard could not start: {cause}") from None
 
     async def process(self, split: str, ordinal: int, item: SourceItem) -> Outcome:
         shard = min(self._shards, key=lambda s: (s.busy, s.index))

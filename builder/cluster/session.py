@@ -23,6 +23,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -171,9 +172,12 @@ class Cluster:
             self._gate = Gate.options(name=gate_name, scheduling_strategy=here).remote(
                 Budget(spent.max_calls, spent.max_cost, spent.calls, spent.cost))
         (self._state / SHARDS_DIR).mkdir(exist_ok=True)
+        started = time.monotonic()
         self._set = ShardSet.start(job, self.shards, self._placement(config, backend),
                                    run=self.run, state=self._state, token=self._token,
                                    backend=backend, checks=checks, gate_name=gate_name)
+        await self._set.ready()
+        self._figures["start_s"] = round(time.monotonic() - started, 3)
         return self._set.process
 
     async def stop(self, cache: CallCache) -> None:
@@ -181,7 +185,7 @@ class Cluster:
         if self._set is None:
             return
         closed = await self._set.close()
-        self._figures = self._set.figures(closed)
+        self._figures.update(self._set.figures(closed))
         if self._gate is not None:
             self._figures["gate"] = await self._gate.figures.remote()
             ray.kill(self._gate)

@@ -88,8 +88,9 @@ class Report:
 class Shard:
     """The actor (see the module doc)."""
 
-    def __init__(self, index: int, run: str, state: str, token: str, config: BuildConfig,
-                 backend: str, checks: dict[str, RoleCheck], gate_name: str | None) -> None:
+    def __init__(self, index: int, shards: int, run: str, state: str, token: str,
+                 config: BuildConfig, backend: str, checks: dict[str, RoleCheck],
+                 gate_name: str | None) -> None:
         self.index, self.config = index, config
         self.state = Path(state)
         self.node = ray.util.get_node_ip_address()
@@ -113,7 +114,8 @@ class Shard:
             budget = GateBudget(gate, budget.max_calls, budget.max_cost)
 
             def slots(endpoint: str, bound: int) -> GateSlots:
-                return GateSlots(gate, endpoint, bound, holder, incarnation, budget)
+                return GateSlots(gate, endpoint, bound, holder, incarnation, budget,
+                                 keep=max(1, bound // shards))
 
         self.budget = budget
         self.roles = make_roles(config, backend, self.cache, budget, slots)
@@ -127,6 +129,10 @@ class Shard:
         temp = path.with_suffix(f".{os.getpid()}.tmp")
         temp.write_bytes(orjson.dumps(where))
         temp.replace(path)
+
+    def ready(self) -> str:
+        """Where this shard runs (its constructor ran, so it sees the output folder)."""
+        return self.node
 
     async def process(self, split: str, ordinal: int, item: SourceItem) -> Report:
         roles = self.roles.counting()
