@@ -27,6 +27,7 @@ from typing import Any
 
 from safer_toolkit.builder.backends.base import CallFailed, ChatBackend, ChatRequest, ChatResult
 from safer_toolkit.builder.backends.stats import CallStats
+from safer_toolkit.builder.storage import writing
 
 #: the finish reason of a completion cut at the token limit, and the failure it raises
 TRUNCATED = "length"
@@ -65,21 +66,28 @@ class CallCache:
     def __init__(self, path: str | Path, *, exclusive: bool = False,
                  base: str | Path | None = None) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        if exclusive:
-            self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
-        self._base = None
-        if base is not None and Path(base).exists():  # read-only, no locks: nobody writes it
-            self._base = sqlite3.connect(f"file:{Path(base).resolve()}?mode=ro&immutable=1",
-                                         uri=True, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
-        if "reasoning" not in columns:  # a cache written before reasoning replies were kept
-            self._db.execute("ALTER TABLE calls ADD COLUMN reasoning TEXT NOT NULL DEFAULT ''")
+        with writing(self.path, "the call cache"):  # a read-only folder, a full disk: a message
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._base = None
+            try:
+                if exclusive:
+                    self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
+                if base is not None and Path(base).exists():  # read-only, unlocked: frozen
+                    self._base = sqlite3.connect(
+                        f"file:{Path(base).resolve()}?mode=ro&immutable=1", uri=True,
+                        check_same_thread=False)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute("PRAGMA busy_timeout=10000")
+                self._db.executescript(_SCHEMA)
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+                if "reasoning" not in columns:  # a cache written before reasoning was kept
+                    self._db.execute(
+                        "ALTER TABLE calls ADD COLUMN reasoning TEXT NOT NULL DEFAULT ''")
+            except BaseException:
+                self._db.close()
+                raise
 
     def __repr__(self) -> str:
         return f"CallCache({str(self.path)!r})"
@@ -94,18 +102,20 @@ class CallCache:
 
     def put(self, request: ChatRequest, result: ChatResult, key: str | None = None) -> None:
         """Store a finished call (committed when this returns)."""
-        self._db.execute(
-            "INSERT OR REPLACE INTO calls (key, model, content, finish_reason, prompt_tokens, "
-            "completion_tokens, request, created_at, reasoning) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (key or request.key(), result.model, result.content, result.finish_reason,
-             result.prompt_tokens, result.completion_tokens, request.described.decode(),
-             time.time(), result.reasoning))
+        with writing(self.path, "the call cache"):
+            self._db.execute(
+                "INSERT OR REPLACE INTO calls (key, model, content, finish_reason, "
+                "prompt_tokens, completion_tokens, request, created_at, reasoning) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key or request.key(), result.model, result.content, result.finish_reason,
+                 result.prompt_tokens, result.completion_tokens, request.described.decode(),
+                 time.time(), result.reasoning))
 
     def record_failure(self, key: str, model: str, failure: CallFailed) -> None:
         """Log a failed call for audit; it stays uncached, so the next run sends it again."""
-        self._db.execute("INSERT INTO failures VALUES (?, ?, ?, ?, ?)",
-                         (key, model, failure.reason, failure.detail[:1000], time.time()))
+        with writing(self.path, "the call cache"):
+            self._db.execute("INSERT INTO failures VALUES (?, ?, ?, ?, ?)",
+                             (key, model, failure.reason, failure.detail[:1000], time.time()))
 
     def __len__(self) -> int:
         return self._db.execute("SELECT count(*) FROM calls").fetchone()[0]
@@ -123,19 +133,20 @@ class CallCache:
     def absorb(self, path: Path) -> int:
         """Copy the calls and failures of another cache file (a shard's) into this one, then
         delete it; returns the calls it held. Idempotent: a crash midway loses nothing."""
-        self._db.execute("ATTACH DATABASE ? AS shard", (str(path),))
-        try:
-            self._db.execute("BEGIN")
+        with writing(self.path, "the call cache"):
+            self._db.execute("ATTACH DATABASE ? AS shard", (str(path),))
             try:
-                found = self._db.execute("SELECT count(*) FROM shard.calls").fetchone()[0]
-                self._db.execute("INSERT OR IGNORE INTO calls SELECT * FROM shard.calls")
-                self._db.execute("INSERT INTO failures SELECT * FROM shard.failures")
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        finally:
-            self._db.execute("DETACH DATABASE shard")
+                self._db.execute("BEGIN")
+                try:
+                    found = self._db.execute("SELECT count(*) FROM shard.calls").fetchone()[0]
+                    self._db.execute("INSERT OR IGNORE INTO calls SELECT * FROM shard.calls")
+                    self._db.execute("INSERT INTO failures SELECT * FROM shard.failures")
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            finally:
+                self._db.execute("DETACH DATABASE shard")
         for suffix in ("", "-wal", "-shm"):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         return found

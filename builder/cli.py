@@ -6,8 +6,9 @@
                         [--concurrency N] [--seed N] [--ray ADDRESS [--ray-shards N]]
 
 Exit status: 0 every split full; 1 a shortfall, no row at all (nothing released), an endpoint
-the preflight refused, or an internal error; 2 bad usage or configuration (an unset key
-variable included: nothing is sent).
+the preflight refused, state that cannot be written, an export refused, DIR held by another
+build, or an internal error; 2 bad usage or configuration (an unset key variable included:
+nothing is sent).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 
 from safer_toolkit.builder.config import PRESETS, ConfigError, load_config, load_preset
+from safer_toolkit.builder.lock import BuildLock, OutDirLocked, holder_text
 from safer_toolkit.builder.pipeline import BACKENDS, STATE_DIR, BuildError, build, missing_keys
 from safer_toolkit.builder.progress import loss_hint
 from safer_toolkit.builder.release.export import ExportError
@@ -107,13 +109,18 @@ def run(args: argparse.Namespace) -> int:
                                for role, var in missing.items()) + "; nothing was sent")
     cluster = None
     try:
-        if args.ray:
-            from safer_toolkit.builder.cluster import connect
+        with BuildLock(args.out, args.out / STATE_DIR) as lock:
+            if lock.stale:
+                print(f"safer-toolkit build: taking over {args.out} from a build that no longer "
+                      f"runs ({holder_text(lock.stale)}); resuming", file=sys.stderr)
+            if args.ray:
+                from safer_toolkit.builder.cluster import connect
 
-            cluster = connect(args.ray, args.ray_shards)
-        result = asyncio.run(build(config, args.out, backend=args.backend, preset=args.preset,
-                                   progress=not args.quiet, cluster=cluster))
-    except (BuildError, ExportError, OSError) as exc:  # a ClusterError is a BuildError
+                cluster = connect(args.ray, args.ray_shards)
+            result = asyncio.run(build(config, args.out, backend=args.backend,
+                                       preset=args.preset, progress=not args.quiet,
+                                       cluster=cluster))
+    except (BuildError, ExportError, OutDirLocked, OSError) as exc:  # ClusterError: BuildError
         print(f"safer-toolkit build: {exc}", file=sys.stderr)
         return 1
     finally:
