@@ -70,19 +70,26 @@ def intake(folder: Path, count: int, work: Path) -> None:
             "source_license": "cc0-1.0"}
     config = load_config(write_config(work / "intake.toml", sources=[spec]))
     spec = dict(spec, on_bad=lambda bad: None)
-    one, one_s, _ = timed(lambda: dedup_pool(load_local(**{k: v for k, v in spec.items()
-                                                           if k != "kind"}), 0))
+    one, one_s, one_cpu = timed(lambda: dedup_pool(
+        load_local(**{k: v for k, v in spec.items() if k != "kind"}), 0))
     cluster, start_s, _ = timed(lambda: connect("local"))
     try:
-        pool, ray_s, _ = timed(lambda: cluster.pool(config, count, lambda bad: None,
-                                                    ExclusionList()))
+        pool, ray_s, driver_cpu = timed(lambda: cluster.pool(config, count, lambda bad: None,
+                                                             ExclusionList()))
+        tasks_cpu = sum(n["cpu_s"] for n in cluster.intake.figures().values())
     finally:
         cluster.close()
     same = {s: [i.source_id for _, i in m] for s, m in one.strata.items()} == \
         {s: [i.source_id for _, i in m] for s, m in pool.strata.items()}
-    print(f"intake of {count} items: one process {one_s:.1f} s ({count / one_s:.0f} items/s); "
-          f"Ray, 2 CPUs {ray_s:.1f} s ({count / ray_s:.0f} items/s) -> {one_s / ray_s:.2f}x; "
-          f"cluster start {start_s:.1f} s; pool {len(pool)} items, same pool: {same}")
+    # what 2 idle cores would give: all the CPU Ray spent (tasks and driver) spread over both,
+    # or the driver's alone if longer (cores shared with other work make the measured wall
+    # time a lower bound)
+    projected = one_cpu / max(driver_cpu, (tasks_cpu + driver_cpu) / 2)
+    print(f"intake of {count} items: one process {one_s:.1f} s ({count / one_s:.0f} items/s, "
+          f"{one_cpu:.1f} s CPU); Ray, 2 CPUs {ray_s:.1f} s ({count / ray_s:.0f} items/s; CPU: "
+          f"driver {driver_cpu:.1f} s, tasks {tasks_cpu:.1f} s) -> {one_s / ray_s:.2f}x measured, "
+          f"{projected:.2f}x on 2 idle cores; cluster start {start_s:.1f} s; pool {len(pool)} "
+          f"items, same pool: {same}")
 
 
 def calls(sizes: list[int], work: Path) -> None:

@@ -12,6 +12,7 @@ order (`stages.split.dedup_keyed`): the pool — hence the splits — is the one
 from __future__ import annotations
 
 import itertools
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -38,23 +39,29 @@ class Loaded:
     bad: list[Any] = field(default_factory=list)
     error: str | None = None
     node: str = ""
+    cpu_s: float = 0.0
 
 
 @ray.remote(num_cpus=1)
 def _load_part(part: SourcePart, needed: int) -> Loaded:
+    cpu = time.process_time()
     loaded = Loaded(node=ray.util.get_node_ip_address())
     try:
         for item in part.load(needed, loaded.bad.append):
             loaded.items.append((item, item_keys(item)))
     except (ValueError, TypeError, OSError) as exc:  # SourceError is a ValueError
         loaded.error = str(exc)
+    loaded.cpu_s = time.process_time() - cpu
     return loaded
 
 
 @ray.remote(num_cpus=1)
 def _key_items(items: list[SourceItem]) -> Loaded:
-    return Loaded([(item, item_keys(item)) for item in items],
-                  node=ray.util.get_node_ip_address())
+    cpu = time.process_time()
+    loaded = Loaded([(item, item_keys(item)) for item in items],
+                    node=ray.util.get_node_ip_address())
+    loaded.cpu_s = time.process_time() - cpu
+    return loaded
 
 
 def _in_order(refs: Iterable[Any], window: int) -> Iterator[Loaded]:
@@ -75,6 +82,7 @@ class Intake:
         self.window = window
         self.tasks: Counter[str] = Counter()
         self.items: Counter[str] = Counter()
+        self.cpu: Counter[str] = Counter()
 
     def pool(self, config: BuildConfig, needed: int, on_bad: Callable[[Any], None],
              exclude: ExclusionList) -> DedupPool:
@@ -100,6 +108,7 @@ class Intake:
                 for result in _in_order(refs, self.window):
                     self.tasks[result.node] += 1
                     self.items[result.node] += len(result.items)
+                    self.cpu[result.node] += result.cpu_s
                     for bad in result.bad:
                         on_bad(bad)
                     if result.error is not None:
@@ -108,9 +117,10 @@ class Intake:
             except (ValueError, TypeError, OSError) as exc:  # read here: as `source_items`
                 raise BuildError(f"{where}: {exc}") from None
 
-    def figures(self) -> dict[str, dict[str, int]]:
-        return {node: {"tasks": self.tasks[node], "items": self.items[node]}
-                for node in sorted(self.tasks)}
+    def figures(self) -> dict[str, dict[str, Any]]:
+        """Per node: tasks run, items they gave, CPU seconds they took."""
+        return {node: {"tasks": self.tasks[node], "items": self.items[node],
+                       "cpu_s": round(self.cpu[node], 3)} for node in sorted(self.tasks)}
 
 
 def _batches(items: Iterable[SourceItem], size: int) -> Iterator[list[SourceItem]]:

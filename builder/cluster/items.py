@@ -85,9 +85,9 @@ class ShardSet:
         """Wait until every shard runs; a shard that cannot start stops the build here."""
         try:
             await asyncio.gather(*(s.actor.ready.remote() for s in self._shards))
-        except ray.exceptions.RayError as exc:
-            cause = getattr(exc, "cause", None) or exc
-            raise BuildError(f"a shard could not start: {cause}") from None
+        except ray.exceptions.RayError as exc:  # its constructor raised: say what it said
+            said = [line for line in str(exc).splitlines() if line[:1].isalpha() and ": " in line]
+            raise BuildError(f"a shard could not start: {said[-1] if said else exc}") from None
 
     async def process(self, split: str, ordinal: int, item: SourceItem) -> Outcome:
         shard = min(self._shards, key=lambda s: (s.busy, s.index))
