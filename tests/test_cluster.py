@@ -154,3 +154,27 @@ def test_without_ray_nothing_imports_ray(tmp_path):
     found = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True,
                            text=True, timeout=120)
     assert found.stdout.split()[-2:] == ["0", "[]"], found.stderr[-2000:]
+
+
+def test_item_tallies_merge_by_kind():
+    """What an item's `Build` counted (counters, dicts of them, numbers, dataclasses) adds up on
+    the driver; a kind it cannot add is an error, never a dropped figure."""
+    from collections import Counter
+    from dataclasses import dataclass, field
+
+    from safer_toolkit.builder.cluster.items import merge_tally
+
+    @dataclass
+    class Tally:
+        scores: dict = field(default_factory=lambda: {"safety": Counter()})
+        judged: int = 0
+
+    total = Tally()
+    for _ in range(2):
+        total = merge_tally(total, Tally({"safety": Counter({4: 1, 5: 2})}, 3))
+    assert total == Tally({"safety": Counter({4: 2, 5: 4})}, 6)
+    yields = {"plan": Counter(first_try=1)}
+    assert merge_tally(yields, {"plan": Counter(re_asked=1)}) == {
+        "plan": Counter(first_try=1, re_asked=1)}
+    with pytest.raises(TypeError):
+        merge_tally(object(), object())

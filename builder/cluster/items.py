@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,18 +44,21 @@ class _Handle:
 
 
 def merge_tally(into: Any, part: Any) -> Any:
-    """`part` added to `into`: counters summed, dicts merged key by key, anything else by its
-    own `merge`. A tally of another type is a bug: it says so rather than drop figures."""
+    """`part` added to `into` (returned): numbers summed, counters and dicts merged key by key,
+    dataclasses field by field, anything else by its own `merge`. A tally of another kind is a
+    bug: it says so rather than drop figures."""
+    if isinstance(into, int | float) and not isinstance(into, bool):
+        return into + part
     if isinstance(into, Counter):
         into.update(part)
     elif isinstance(into, dict):
         for key, value in part.items():
-            if key in into:
-                into[key] = merge_tally(into[key], value)
-            else:
-                into[key] = value
+            into[key] = merge_tally(into[key], value) if key in into else value
     elif hasattr(into, "merge"):
         into.merge(part)
+    elif is_dataclass(into):
+        for f in fields(into):
+            setattr(into, f.name, merge_tally(getattr(into, f.name), getattr(part, f.name)))
     else:
         raise TypeError(f"cannot merge a Build tally of type {type(into).__name__}")
     return into
@@ -114,7 +117,7 @@ class ShardSet:
         for role, stats in report.stats.items():
             job.roles.stats[role].merge(stats)
         for name, tally in report.tallies.items():
-            merge_tally(getattr(job, name), tally)
+            setattr(job, name, merge_tally(getattr(job, name), tally))
         for stage, codes, logged in report.tally.rejects:
             job.ledger.reject(stage, codes, **logged)
         for name, entry in report.tally.logs:
