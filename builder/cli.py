@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "node sees")
     parser.add_argument("--ray-shards", type=int, metavar="N",
                         help="with --ray: item shards (actors) to run (default: half the "
-                             "cluster's CPUs)")
+                             "cluster's CPUs, at most 4 a node)")
 
 
 def _fail(message: str) -> int:

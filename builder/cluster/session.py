@@ -46,6 +46,8 @@ from safer_toolkit.builder.stages.dedup import ExclusionList
 from safer_toolkit.builder.stages.split import DedupPool
 
 MARKER = "cluster-check"
+#: Default shards per node at most: each runs hundreds of items at once on its event loop.
+SHARDS_PER_NODE = 4
 
 
 class ClusterError(BuildError):
@@ -93,7 +95,7 @@ class Cluster:
             raise ClusterError(f"--ray-shards {shards}: this cluster's {self.cpus} CPU(s) hold "
                                f"1 to {most} shards (each takes {SHARD_CPUS} CPU and one CPU "
                                "stays free for source tasks)")
-        self.shards = shards or max(1, self.cpus // 2)
+        self.shards = shards or max(1, min(self.cpus // 2, SHARDS_PER_NODE * len(nodes)))
         self.intake = Intake(window=2 * self.cpus)
         self.run = uuid.uuid4().hex[:12]
         self._token = secrets.token_hex(16)
@@ -217,6 +219,17 @@ def connect(address: str, shards: int | None = None) -> Cluster:
     here (`local`); raises `ClusterError` with Ray's own message when it cannot."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
+    if address not in ("local", "auto"):  # Ray itself retries a dead address for minutes
+        where = urlsplit(address if "://" in address else f"ray://{address}")
+        if where.port is None or not where.hostname:
+            raise ClusterError(f"--ray {address}: expected auto, local, HOST:PORT or "
+                               "ray://HOST:PORT")
+        try:
+            with socket.create_connection((where.hostname or "", where.port or 0), timeout=5):
+                pass
+        except (OSError, ValueError) as exc:
+            raise ClusterError(f"cannot join the Ray cluster at {address}: nothing answers "
+                               f"there ({exc})") from None
     try:
         if address == "local":
             ray.init(include_dashboard=False, **options)
