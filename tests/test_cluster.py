@@ -145,6 +145,26 @@ def test_killed_workers_and_driver_repeat_only_calls_in_flight(address, tmp_path
             sorted(p.read_bytes() for p in (reference / split).glob("*.parquet"))
 
 
+def test_max_calls_counts_every_shards_requests(address, tmp_path):
+    offline = OfflineBackend()
+    out = tmp_path / "dataset"
+    with OpenAIServer(latency=0.02, content=offline.answer_body,
+                      models=tuple(OFFLINE_MODELS.values())) as server:
+        config = write_config(tmp_path / "build.toml", base_url=server.url, sft=6, dpo=6,
+                              grpo=4, eval_=4, concurrency=4)
+        build = subprocess.run(_command(out, "--config", str(config), "--backend", "openai",
+                                        "--ray", address, "--ray-shards", "2",
+                                        "--max-calls", "20"),
+                               env=ENV, capture_output=True, text=True, timeout=300)
+        assert build.returncode == 1, build.stderr[-2000:]  # short of rows: the budget
+        assert server.total == 20  # preflight included, across both shards
+    found = out / "manifest.json"
+    manifest = json.loads((found if found.exists() else out / ".build" / "manifest.json")
+                          .read_text())
+    assert manifest["run"]["budget"]["calls"] == 20
+    assert "stopped at the budget: 20 of --max-calls 20" in build.stdout
+
+
 def test_without_ray_nothing_imports_ray(tmp_path):
     config = write_config(tmp_path / "build.toml", sft=2, dpo=3, grpo=2, eval_=2)
     code = ("import sys; from safer_toolkit.cli import main; "

@@ -189,7 +189,11 @@ class Cluster:
         closed = await self._set.close()
         self._figures.update(self._set.figures(closed))
         if self._gate is not None:
-            self._figures["gate"] = await self._gate.figures.remote()
+            gate = self._figures["gate"] = await self._gate.figures.remote()
+            budget = self._set.job.roles.budget
+            if budget.max_calls is not None or budget.max_cost is not None:
+                # with a limit the gate admitted every request: its count is the exact spend
+                budget.calls, budget.cost = gate["calls"], gate["cost_usd"]
             ray.kill(self._gate)
         self._set = None
         self.absorb(cache)
