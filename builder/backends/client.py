@@ -9,7 +9,9 @@ rendering. What the SDK would give us — retries, timeouts — we need to do di
 raises on a 200 whose body is not JSON, and knows nothing of replicas), so the client below is
 small and does exactly this:
 
-- at most `concurrency` requests on the wire per endpoint (retries wait outside that bound);
+- at most `concurrency` requests on the wire per endpoint (retries wait outside that bound) —
+  across every process of a Ray build when `slots` is the cluster's shared gate
+  (`cluster.gate`), whose `held(retry=)` may also refuse a request for the shared budget;
   roles that share an endpoint share one client and its bound, and each counts its own calls
   (`view`), so wire figures are the role's even when the deployment is shared;
 - up to `max_retries` retries, exponential backoff with full jitter, on 408/409/429/5xx,
@@ -199,7 +201,7 @@ class _Replicas:
         self._changed = asyncio.Event()
 
 
-class _Slots:
+class Slots:
     """At most `n` requests on the wire; a retry takes the next free slot before any first
     attempt, so a call that already waited out a backoff does not queue again behind every
     call offered since (what made the tail of a faulty run long)."""
@@ -210,13 +212,13 @@ class _Slots:
 
     @contextlib.asynccontextmanager
     async def held(self, *, retry: bool) -> AsyncIterator[None]:
-        await self._acquire(retry)
+        await self.acquire(retry)
         try:
             yield
         finally:
-            self._release()
+            self.release()
 
-    async def _acquire(self, retry: bool) -> None:
+    async def acquire(self, retry: bool) -> None:
         if self._free and not any(self._waiting):
             self._free -= 1
             return
@@ -227,12 +229,12 @@ class _Slots:
             await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self._release()  # handed a slot as it was cancelled: pass it on
+                self.release()  # handed a slot as it was cancelled: pass it on
             else:
                 queue.remove(waiter)
             raise
 
-    def _release(self) -> None:
+    def release(self) -> None:
         for queue in self._waiting:
             while queue:
                 waiter = queue.popleft()
@@ -285,12 +287,13 @@ class OpenAIChatBackend:
     """
 
     def __init__(self, endpoint: ModelEndpoint, *, stats: CallStats | None = None,
-                 rng: random.Random | None = None, budget: Budget | None = None) -> None:
+                 rng: random.Random | None = None, budget: Budget | None = None,
+                 slots: Any = None) -> None:
         self.endpoint = endpoint
         self.stats = stats or CallStats(price_in=endpoint.price_in, price_out=endpoint.price_out)
         self.budget = budget
         self._rng = rng or random.Random()
-        self._slots = _Slots(endpoint.concurrency)
+        self._slots = slots or Slots(endpoint.concurrency)
         self._replicas = _Replicas(endpoint.base_urls, endpoint.backoff_s, endpoint.backoff_cap_s)
         self._pacer = Pacer()
         self._on_wire = 0

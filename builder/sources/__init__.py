@@ -31,9 +31,13 @@ def _seed(spec: Mapping[str, Any], needed: int, on_bad: Callable[[Any], None]
           ) -> Iterator[SourceItem]:
     from safer_toolkit.builder.sources.seed import seed_corpus
 
-    # a little beyond the need, for items an exclusion list or dedup may drop
-    count = int(spec.get("count") or needed + needed // 50 + 16)
-    return seed_corpus(count, seed=int(spec.get("seed", 0)))
+    return seed_corpus(seed_count(spec, needed), seed=int(spec.get("seed", 0)))
+
+
+def seed_count(spec: Mapping[str, Any], needed: int) -> int:
+    """How many seed items a `seed` table draws: its `count`, else a little beyond the need,
+    for items an exclusion list or dedup may drop."""
+    return int(spec.get("count") or needed + needed // 50 + 16)
 
 
 def _options(spec: Mapping[str, Any], on_bad: Callable[[Any], None]) -> dict[str, Any]:
