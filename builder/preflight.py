@@ -292,6 +292,8 @@ async def _check_grammar(prober: _Prober, check: RoleCheck) -> None:
     config = prober.probe.config
     kinds = [check.server] if check.server else list(PROBE_ORDER)
     said: list[str] = []
+    ignored: list[str] = []
+    began = ""
     for kind in kinds:
         grammar = GrammarConstraint(kind, config.grammar())
         try:
@@ -300,15 +302,15 @@ async def _check_grammar(prober: _Prober, check: RoleCheck) -> None:
             said.append(str(exc))
             break
         found = await prober.send(request)
-        where = f"a grammar as `{grammar.describe().removeprefix('grammar as ')}`"
+        where = f"the {grammar.describe()}"
         if isinstance(found, CallFailed):
             said.append(_refusal(found, where) if found.reason in _REFUSED else
                         f"the probe with {where} failed ({found.reason}: {found.detail[:160]})")
             continue
         enforced = _enforced(found, TRACE_START)
         if enforced is False:
-            said.append(f"the server accepts {where} but does not enforce it (the reply began "
-                        f"{found.text.strip()[:40]!r})")
+            ignored.append(grammar.describe().removeprefix("trace grammar in "))
+            began = found.text.strip()[:40]
             continue
         check.grammar, check.enforced = grammar, True
         if check.server is None:
@@ -318,6 +320,10 @@ async def _check_grammar(prober: _Prober, check: RoleCheck) -> None:
             "be seen; every reply is validated as always)"))
         check.notes += _reading_notes(found)
         return
+    if ignored:
+        fields = ", ".join(ignored[:-1]) + " and " * (len(ignored) > 1) + ignored[-1]
+        said.append(f"the server takes the trace grammar in {fields} but does "
+                    f"not enforce it (the reply began {began!r}): it is not trusted, nor sent")
     check.enforced = False
     check.notes.append("; ".join(said) + "; falling back to `json` (free-text traces, "
                        "validated as always)")

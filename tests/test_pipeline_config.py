@@ -190,6 +190,6 @@ def test_constraint_flags_set_one_role_or_every_role():
         origin="command line")
     assert [m.constrain for m in config.roles().values()] == ["none", "grammar", "none"]
     assert {m.server for m in config.roles().values()} == {"llama-cpp-python"}
-    with pytest.raises(ConfigError, match="command line: judge.constrain: must be one of"):
+    with pytest.raises(ConfigError, match=r"command line: judge\.constrain: must be one of"):
         load_preset("demo").with_overrides(constrains={"judge": "xml"},
                                            origin="command line")

@@ -127,6 +127,6 @@ class GrammarConstraint:
         return replace(request, extra={**(request.extra or {}), **extra})
 
     def describe(self) -> str:
-        """Where the grammar goes: `grammar as structured_outputs.grammar (ebnf)`."""
+        """Where the grammar goes: "trace grammar in `structured_outputs.grammar` (EBNF)"."""
         field, dialect = grammar_field(self.server)
-        return f"grammar as {field} ({dialect})"
+        return f"trace grammar in `{field}` ({dialect.upper()})"
