@@ -24,8 +24,11 @@ what a server is asked, never what is kept: the grammar saves re-asks, it is nev
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -104,6 +107,11 @@ def constrained(request: ChatRequest, form: str) -> ChatRequest:
     return CONSTRAINTS[form](request, schema)
 
 
+@lru_cache(maxsize=256)
+def _extras(doc_json: bytes, server: str, limits: GrammarLimits) -> dict[str, Any]:
+    return grammar_extras(orjson.loads(doc_json), server, limits)
+
+
 @dataclass(frozen=True)
 class GrammarConstraint:
     """A responder's trace grammar on the wire: the field and dialect of `server`'s kind, the
@@ -112,9 +120,19 @@ class GrammarConstraint:
     server: str
     limits: GrammarLimits
 
-    def extras(self, protocol: TraceGrammar | Protocol | dict[str, Any]) -> dict[str, Any]:
-        """The body fields that carry `protocol`'s grammar (raises `GrammarError`)."""
-        return grammar_extras(protocol, self.server, self.limits)
+    def extras(self, protocol: TraceGrammar | Protocol) -> dict[str, Any]:
+        """The body fields that carry `protocol`'s grammar (raises `GrammarError`), rendered
+        once per protocol: every sample and re-ask of an item sends the same."""
+        if isinstance(protocol, TraceGrammar):
+            return grammar_extras(protocol, self.server, self.limits)
+        return _extras(orjson.dumps(protocol.document, option=orjson.OPT_SORT_KEYS),
+                       self.server, self.limits)
+
+    async def prepare(self, protocol: Protocol) -> None:
+        """Compile `protocol`'s grammar in a worker thread (a loop protocol's takes ~0.2 s),
+        so the event loop keeps the other items' calls moving meanwhile."""
+        with contextlib.suppress(GrammarError):
+            await asyncio.to_thread(self.extras, protocol)
 
     def apply(self, request: ChatRequest, protocol: Protocol) -> ChatRequest:
         """`request` with the grammar of `protocol`'s traces. A protocol the compiler cannot

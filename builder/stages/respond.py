@@ -164,6 +164,8 @@ async def sample_candidates(responders: Sequence[Responder], item: SourceItem,
     messages (the same exchange, so repairs chain on the latest reply). A call that fails
     costs its sample only.
     """
+    for grammar in {r.grammar for r in responders if r.grammar is not None}:
+        await grammar.prepare(protocol)
     exchanges: list[tuple[Responder, tuple[int, int], Exchange[tuple[str, Verdict]]]] = []
     for r_index, responder in enumerate(responders):
         stage = RespondStage(responder.model, grammar=responder.grammar)
