@@ -1,6 +1,6 @@
 """How fast the builder calls a model, against a loopback endpoint in its own process.
 
-    python benchmarks/bench_calls.py                      # every mode but `real`
+    python benchmarks/bench_calls.py                      # every mode but the real-model ones
     python benchmarks/bench_calls.py --modes overhead     # one mode
     python benchmarks/bench_calls.py --modes real         # the tiny real model, two servers
 
