@@ -1,8 +1,10 @@
 """Validator throughput: 100,000 typed traces from JSONL, as a ratio to `json.loads` of the same
 lines in the same run (issue #2 asks for ≤ 4×), plus the CLI's cold start against a bare
-interpreter.
+interpreter. `--hostile` instead reports the CLI's peak memory and time on hostile files (deep
+nesting, oversized records, millions of tiny records), against the same CLI on a one-record
+file in the same run (issue #13).
 
-    python benchmarks/bench_validate.py [--records 100000]
+    python benchmarks/bench_validate.py [--records 100000] [--hostile]
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from safer_toolkit.validation import (
     to_text,
 )
 from safer_toolkit.validation.report import Summary, validate_files
+from tests.support.bounded import GiB, run_bounded
 from tests.support.protocols import OUT
 
 TOPOLOGIES = ("tree", "mesh", "shield", "loop")
@@ -117,10 +120,69 @@ def bench_cold_start(path: Path) -> tuple[float, float]:
     return best_of(5, bare), best_of(5, cli)
 
 
+MiB = 1 << 20
+
+
+def _write_hostile(folder: Path) -> dict[str, tuple[Path, str]]:
+    """name → (file, what it is): each built to blow up a reader that is not bounded."""
+    good = json.dumps({"id": "ok", "response": "<thinking>\n</thinking>\n<answer>\nok\n</answer>"})
+    files: dict[str, tuple[Path, str]] = {}
+
+    def add(name: str, what: str, write) -> None:
+        path = folder / name
+        with path.open("w") as f:
+            write(f)
+        files[name] = (path, what)
+
+    add("deep-array.json", "array element nested 100,000 deep (200 KB)",
+        lambda f: f.write("[" + "[" * 100_000 + "]" * 100_000 + ", " + good + "]"))
+    add("deep-unclosed.json", "1,000,000 `[` never closed (1 MB)",
+        lambda f: f.write("[" * 1_000_000))
+    add("big-element.json", "one 100 MiB array element, then a record",
+        lambda f: (f.write('[{"response": "'), [f.write("x" * MiB) for _ in range(100)],
+                   f.write('"}, ' + good + "]")))
+    add("big-line.jsonl", "one 100 MiB JSONL line, then a record",
+        lambda f: (f.write('{"response": "'), [f.write("x" * MiB) for _ in range(100)],
+                   f.write('"}\n' + good + "\n")))
+    add("deep-lines.jsonl", "1,000 lines nested 10,000 deep (20 MB)",
+        lambda f: [f.write("[" * 10_000 + "]" * 10_000 + "\n") for _ in range(1000)])
+    add("wide-line.jsonl", "one 8 MiB line of 700,000 keys (under the cap)",
+        lambda f: f.write("{" + ",".join(f'"k{i}":1' for i in range(700_000)) + "}\n"))
+    add("many-tiny.json", "2,000,000 array elements `{}` (6 MB)",
+        lambda f: f.write("[" + ",".join(["{}"] * 2_000_000) + "]"))
+    return files
+
+
+def bench_hostile(tmp: Path) -> None:
+    files = _write_hostile(tmp)
+    one = tmp / "one.jsonl"
+    write_traces(one, 1, False)
+
+    def run(path: Path) -> object:
+        return run_bounded([sys.executable, "-m", "safer_toolkit", "validate", str(path),
+                            "--library", "default", "--topology", "mesh", "--json"],
+                           memory=4 * GiB, cpu_s=300, timeout_s=600)
+
+    base = run(one)
+    print("validate CLI on hostile files: peak resident memory and time, against the same CLI "
+          f"on a one-record file ({base.peak_mib:.0f} MiB, {base.seconds:.2f}s)")
+    print(f"{'file':<20} {'what':<48} {'exit':>4} {'peak':>9} {'over base':>10} {'time':>7}")
+    for name, (path, what) in files.items():
+        found = run(path)
+        print(f"{name:<20} {what:<48} {found.returncode:>4} {found.peak_mib:>7.0f}Mi "
+              f"{found.peak_mib - base.peak_mib:>+8.0f}Mi {found.seconds:>6.2f}s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--hostile", action="store_true",
+                        help="peak memory and time on hostile files instead of throughput")
     args = parser.parse_args()
+    if args.hostile:
+        with tempfile.TemporaryDirectory() as tmp:
+            bench_hostile(Path(tmp))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
         for embed in (False, True):

@@ -27,6 +27,7 @@ from typing import Any
 
 from safer_toolkit.builder.backends.base import CallFailed, ChatBackend, ChatRequest, ChatResult
 from safer_toolkit.builder.backends.stats import CallStats
+from safer_toolkit.builder.storage import writing
 
 #: the finish reason of a completion cut at the token limit, and the failure it raises
 TRUNCATED = "length"
@@ -59,15 +60,21 @@ class CallCache:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
-        if "reasoning" not in columns:  # a cache written before reasoning replies were kept
-            self._db.execute("ALTER TABLE calls ADD COLUMN reasoning TEXT NOT NULL DEFAULT ''")
+        with writing(self.path, "the call cache"):  # a read-only folder, a full disk: a message
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute("PRAGMA busy_timeout=10000")
+                self._db.executescript(_SCHEMA)
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+                if "reasoning" not in columns:  # a cache written before reasoning was kept
+                    self._db.execute(
+                        "ALTER TABLE calls ADD COLUMN reasoning TEXT NOT NULL DEFAULT ''")
+            except BaseException:
+                self._db.close()
+                raise
 
     def __repr__(self) -> str:
         return f"CallCache({str(self.path)!r})"
@@ -80,18 +87,20 @@ class CallCache:
 
     def put(self, request: ChatRequest, result: ChatResult, key: str | None = None) -> None:
         """Store a finished call (committed when this returns)."""
-        self._db.execute(
-            "INSERT OR REPLACE INTO calls (key, model, content, finish_reason, prompt_tokens, "
-            "completion_tokens, request, created_at, reasoning) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (key or request.key(), result.model, result.content, result.finish_reason,
-             result.prompt_tokens, result.completion_tokens, request.described.decode(),
-             time.time(), result.reasoning))
+        with writing(self.path, "the call cache"):
+            self._db.execute(
+                "INSERT OR REPLACE INTO calls (key, model, content, finish_reason, "
+                "prompt_tokens, completion_tokens, request, created_at, reasoning) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key or request.key(), result.model, result.content, result.finish_reason,
+                 result.prompt_tokens, result.completion_tokens, request.described.decode(),
+                 time.time(), result.reasoning))
 
     def record_failure(self, key: str, model: str, failure: CallFailed) -> None:
         """Log a failed call for audit; it stays uncached, so the next run sends it again."""
-        self._db.execute("INSERT INTO failures VALUES (?, ?, ?, ?, ?)",
-                         (key, model, failure.reason, failure.detail[:1000], time.time()))
+        with writing(self.path, "the call cache"):
+            self._db.execute("INSERT INTO failures VALUES (?, ?, ?, ?, ?)",
+                             (key, model, failure.reason, failure.detail[:1000], time.time()))
 
     def __len__(self) -> int:
         return self._db.execute("SELECT count(*) FROM calls").fetchone()[0]

@@ -7,8 +7,9 @@
                         [--concurrency N] [--seed N]
 
 Exit status: 0 every split full; 1 a shortfall, no row at all (nothing released), an endpoint
-the preflight refused, or an internal error; 2 bad usage or configuration (an unset key
-variable included: nothing is sent).
+the preflight refused, state that cannot be written, an export refused, DIR held by another
+build, or an internal error; 2 bad usage or configuration (an unset key variable included:
+nothing is sent).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 
 from safer_toolkit.builder.config import PRESETS, ConfigError, help_of, load_config, load_preset
+from safer_toolkit.builder.lock import BuildLock, OutDirLocked, holder_text
 from safer_toolkit.builder.pipeline import BACKENDS, STATE_DIR, BuildError, build, missing_keys
 from safer_toolkit.builder.progress import loss_hint
 from safer_toolkit.builder.release.export import ExportError
@@ -103,9 +105,13 @@ def run(args: argparse.Namespace) -> int:
         return _fail("; ".join(f"environment variable {var} is not set ({role}'s api_key_env)"
                                for role, var in missing.items()) + "; nothing was sent")
     try:
-        result = asyncio.run(build(config, args.out, backend=args.backend, preset=args.preset,
-                                   progress=not args.quiet))
-    except (BuildError, ExportError, OSError) as exc:
+        with BuildLock(args.out, args.out / STATE_DIR) as lock:
+            if lock.stale:
+                print(f"safer-toolkit build: taking over {args.out} from a build that no longer "
+                      f"runs ({holder_text(lock.stale)}); resuming", file=sys.stderr)
+            result = asyncio.run(build(config, args.out, backend=args.backend,
+                                       preset=args.preset, progress=not args.quiet))
+    except (BuildError, ExportError, OutDirLocked, OSError) as exc:
         print(f"safer-toolkit build: {exc}", file=sys.stderr)
         return 1
     print(result.summary)

@@ -9,6 +9,7 @@ default. `examples/build.toml` documents every key.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping, Set
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
@@ -18,10 +19,11 @@ from typing import Any
 
 import tomli_w
 
+from safer_toolkit.builder.backends.keys import key_env_problem
 from safer_toolkit.builder.backends.offline import OFFLINE_MODELS
 from safer_toolkit.builder.backends.servers import SERVER_CHOICES
 from safer_toolkit.builder.sources import SOURCE_KINDS, kinds_text
-from safer_toolkit.builder.sources.intake import Columns
+from safer_toolkit.builder.sources.intake import Columns, Limits
 from safer_toolkit.builder.stages.constrain import MODES as CONSTRAIN_MODES
 from safer_toolkit.builder.stages.judge import RUBRIC
 from safer_toolkit.validation.grammar import GrammarLimits
@@ -288,7 +290,8 @@ class _Reader:
         return value
 
     def number(self, value: Any, key: str, low: float) -> float:
-        if not isinstance(value, int | float) or isinstance(value, bool) or value < low:
+        if not isinstance(value, int | float) or isinstance(value, bool) or not \
+                low <= value < math.inf:  # TOML has inf and nan
             raise self.fail(key, f"must be a number ≥ {low}, not {value!r}")
         return float(value)
 
@@ -308,9 +311,11 @@ class _Reader:
         return value
 
     def key_variable(self, value: Any, key: str) -> str:
-        if not isinstance(value, str) or (value and not value.replace("_", "").isalnum()):
-            raise self.fail(key, "must be the NAME of an environment variable (letters, "
-                                 "digits, underscores), not a key")
+        if not isinstance(value, str):
+            raise self.fail(key, "must be the NAME of an environment variable, e.g. "
+                                 "OPENAI_API_KEY")
+        if value and (problem := key_env_problem(value)):
+            raise self.fail(key, problem)
         return value
 
     def boolean(self, value: Any, key: str) -> bool:
@@ -386,6 +391,9 @@ def _source(r: _Reader, spec: dict[str, Any], key: str, base: Path | None) -> di
             spec["path"] = str(base / path)
     if "columns" in spec:
         r.table(spec["columns"], f"{key}.columns", {f.name for f in fields(Columns)})
+    limits = r.table(spec.get("limits"), f"{key}.limits", {f.name for f in fields(Limits)})
+    for name, value in limits.items():
+        r.integer(value, f"{key}.limits.{name}", 1)
     return spec
 
 

@@ -107,6 +107,13 @@ class Draws:
 Process = Callable[[str, int, SourceItem], Awaitable[Outcome]]
 
 
+async def _stop(tasks: dict[asyncio.Task[Outcome], Fill]) -> None:
+    """Cancel and await every task, so none is left with an exception nobody retrieves."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def run_items(process: Process, record: Callable[[Outcome], None], fills: list[Fill],
                     cap: int, *, draws: Draws | None = None,
                     stopped: Callable[[], bool] = lambda: False) -> None:
@@ -136,6 +143,10 @@ async def run_items(process: Process, record: Callable[[Outcome], None], fills: 
         if not tasks:
             return
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        error = next((e for t in done if not t.cancelled() and (e := t.exception())), None)
+        if error is not None:  # fatal (a storage error): end the other items, then report it
+            await _stop(tasks)
+            raise error
         for task in done:
             fill = tasks.pop(task)
             outcome = task.result()

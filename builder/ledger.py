@@ -12,11 +12,14 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
+
+from safer_toolkit.builder.storage import StorageError, writing
 
 KEPT, REJECTED, FAILED = "kept", "rejected", "failed"
 
@@ -38,17 +41,20 @@ class Ledger:
     """Outcomes (SQLite), logs (JSONL) and the counters the manifest reports."""
 
     def __init__(self, state_dir: Path) -> None:
-        state_dir.mkdir(parents=True, exist_ok=True)
         self.path = state_dir / "outcomes.sqlite"
-        self.path.unlink(missing_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=OFF")  # per-run state: rebuilt on every run
-        self._db.execute("CREATE TABLE outcomes (split TEXT, ordinal INTEGER, item TEXT, "
-                         "status TEXT, reason TEXT, payload BLOB, PRIMARY KEY (split, ordinal))")
-        self._logs: dict[str, TextIO] = {
-            name: (state_dir / f"{name}.jsonl").open("w", encoding="utf-8")
-            for name in ("rejected", "failures")}
+        with writing(self.path, "the build ledger"):
+            state_dir.mkdir(parents=True, exist_ok=True)
+            self.path.unlink(missing_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=OFF")  # per-run state: rebuilt on every run
+            self._db.execute("CREATE TABLE outcomes (split TEXT, ordinal INTEGER, item TEXT, "
+                             "status TEXT, reason TEXT, payload BLOB, "
+                             "PRIMARY KEY (split, ordinal))")
+        self._logs: dict[str, TextIO] = {}
+        for name in ("rejected", "failures"):
+            with writing(state_dir / f"{name}.jsonl", "a build log"):
+                self._logs[name] = (state_dir / f"{name}.jsonl").open("w", encoding="utf-8")
         self.status: Counter[tuple[str, str]] = Counter()  # (split, status)
         self.reasons: Counter[str] = Counter()  # rejected/failed reasons
         self.rejections: dict[str, Counter[str]] = {}  # stage → validator/rule code → count
@@ -56,11 +62,12 @@ class Ledger:
         self._pending = 0
 
     def record(self, outcome: Outcome) -> None:
-        if self._pending == 0:
-            self._db.execute("BEGIN")
-        self._db.execute("INSERT INTO outcomes VALUES (?, ?, ?, ?, ?, ?)",
-                         (outcome.split, outcome.ordinal, outcome.item_id, outcome.status,
-                          outcome.reason, orjson.dumps(outcome.payload)))
+        with self._writing():
+            if self._pending == 0:
+                self._db.execute("BEGIN")
+            self._db.execute("INSERT INTO outcomes VALUES (?, ?, ?, ?, ?, ?)",
+                             (outcome.split, outcome.ordinal, outcome.item_id, outcome.status,
+                              outcome.reason, orjson.dumps(outcome.payload)))
         self._pending += 1
         if self._pending >= 256:
             self.flush()
@@ -70,12 +77,27 @@ class Ledger:
         if outcome.status == FAILED:
             self.failures[outcome.reason] += 1
 
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A failed write names its real cause: SQLite rolls the transaction back on a full
+        disk, and a later COMMIT would only say "no transaction is active"."""
+        try:
+            with writing(self.path, "the build ledger"):
+                yield
+        except StorageError:
+            if self._db.in_transaction:
+                self._db.rollback()
+            self._pending = 0
+            raise
+
     def flush(self) -> None:
         if self._pending:
-            self._db.execute("COMMIT")
+            with self._writing():
+                self._db.execute("COMMIT")
             self._pending = 0
-        for log in self._logs.values():
-            log.flush()
+        for name, log in self._logs.items():
+            with writing(log.name, f"the {name} log"):
+                log.flush()
 
     def reject(self, stage: str, codes: list[str], /, **logged: Any) -> None:
         """One rejected attempt at `stage`: count its codes for the manifest and, when there is
@@ -85,7 +107,8 @@ class Ledger:
             self.log("rejected", {"stage": stage, **logged})
 
     def log(self, name: str, entry: dict[str, Any]) -> None:
-        self._logs[name].write(orjson.dumps(entry).decode() + "\n")
+        with writing(self._logs[name].name, f"the {name} log"):
+            self._logs[name].write(orjson.dumps(entry).decode() + "\n")
 
     def kept(self, split: str, limit: int) -> Iterator[tuple[int, dict[str, Any]]]:
         """The first `limit` kept outcomes of a split in candidate order: (ordinal, payload)."""
@@ -96,7 +119,10 @@ class Ledger:
             yield ordinal, orjson.loads(payload)
 
     def close(self) -> None:
-        self.flush()
-        for log in self._logs.values():
-            log.close()
-        self._db.close()
+        try:
+            self.flush()
+        finally:
+            for log in self._logs.values():
+                with suppress(OSError):  # flush() above already reported a failed write
+                    log.close()
+            self._db.close()

@@ -48,6 +48,7 @@ from safer_toolkit.builder.stages.judge import judge_exchange, judge_request
 from safer_toolkit.builder.stages.perturb import perturb
 from safer_toolkit.builder.stages.plan import plan_item
 from safer_toolkit.builder.stages.respond import Candidate, sample_candidates, select_best
+from safer_toolkit.builder.storage import StorageError
 
 __all__ = ["BACKENDS", "STATE_DIR", "BuildError", "BuildResult", "MissingKey", "build",
            "make_roles"]
@@ -207,6 +208,8 @@ class Build:
         except StageFailed as exc:
             outcome.status, outcome.reason = FAILED, f"{exc.stage}:{exc.failure.reason}"
             outcome.detail = exc.failure.detail[:500]
+        except StorageError:
+            raise  # the build's own state cannot be written: stop the build, not this item
         except Exception as exc:  # a bug must not sink the other items; it is reported loudly
             outcome.status, outcome.reason = FAILED, f"internal_error:{type(exc).__name__}"
             outcome.detail = traceback.format_exc()[-4000:]

@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 PROG = "safer-toolkit eval"
 
@@ -25,8 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.usage = (f"{PROG} --dataset DIR_OR_REPO --out OUT (--model-base-url URL --model NAME"
                     " | --responses FILE.jsonl) --judge-base-url URL --judge-model NAME "
                     f"[options]\n       {PROG} compare OUT_A OUT_B")
-    actions = parser.add_subparsers(dest="action", metavar="compare")
-    compare = actions.add_parser("compare", help="side-by-side metrics of two runs",
+    actions = parser.add_subparsers(dest="action", title="commands", metavar="compare OUT_A OUT_B",
+                                    help="side-by-side metrics of two runs (see `compare --help`)")
+    compare = actions.add_parser("compare", prog=f"{PROG} compare",
                                  description="Print the metrics of two eval runs side by side, "
                                              "with the differences (B − A).")
     compare.add_argument("run_a", metavar="OUT_A", help="the first run's --out folder")
@@ -134,6 +136,7 @@ def _settings(args: argparse.Namespace):  # -> EvalSettings
     import orjson
 
     from safer_toolkit.builder.backends.client import ModelEndpoint
+    from safer_toolkit.builder.backends.keys import key_env_problem
     from safer_toolkit.evaluation.prompts import GENERIC_SYSTEM_PROMPT, ModelPrompt
     from safer_toolkit.evaluation.runner import EvalSettings
 
@@ -150,6 +153,17 @@ def _settings(args: argparse.Namespace):  # -> EvalSettings
         raise ValueError("--max-tokens must be ≥ 1")
     if args.responses and not args.responses.is_file():
         raise ValueError(f"--responses {args.responses}: no such file")
+    for flag, urls in (("--model-base-url", args.model_base_url),
+                       ("--judge-base-url", args.judge_base_url)):
+        for url in urls or ():
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"{flag} must be an http:// or https:// URL such as "
+                                 f"http://localhost:8000/v1, not {url!r}")
+    for flag, name in (("--model-api-key-env", args.model_api_key_env),
+                       ("--judge-api-key-env", args.judge_api_key_env)):
+        if name is not None and (problem := key_env_problem(name)):
+            raise ValueError(f"{flag} {problem}")  # the value itself is never echoed
     for flag, var in (("--model-api-key-env", args.model_api_key_env if args.model else None),
                       ("--judge-api-key-env", args.judge_api_key_env)):
         if var and not os.environ.get(var):  # stop before any call, naming the variable

@@ -8,6 +8,7 @@ that cannot be evaluated is kept as an item with its `problem`, so it is reporte
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -105,6 +106,48 @@ def items_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[EvalItem]:
     return items
 
 
+#: `SPLIT-00000-of-00001.parquet`, as `datasets` and `safer-toolkit build` name shards.
+_SHARD = re.compile(r"(?P<split>[\w.]+?)-\d{5}-of-\d{5}\.parquet")
+_HUB_ID = re.compile(r"(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}")
+
+
+def _split_files(folder: Path, dataset: str, config: str, split: str) -> list[Path]:
+    """The parquet files of `config`/`split` in a dataset folder. A folder whose files are
+    not named by split is read whole; one that names other splits but not this one is an
+    error naming them (never another split read in its place)."""
+    files = sorted((folder / config).glob("*.parquet"))
+    if not files:
+        raise DatasetError(f"{dataset}: no {config}/{split}-*.parquet files")
+    named = {f: m["split"] for f in files if (m := _SHARD.fullmatch(f.name))}
+    if not named:
+        return files
+    chosen = [f for f, name in named.items() if name == split]
+    if not chosen:
+        raise DatasetError(f"{dataset}: config {config!r} has no split {split!r} (it has "
+                           f"{', '.join(sorted(set(named.values())))}); check --split")
+    return chosen
+
+
+def _check_hub_id(dataset: str) -> None:
+    """A dataset argument that is not a folder must be a Hub dataset that exists and can be
+    reached: say so at once, naming both, instead of retrying a download for half a minute."""
+    from huggingface_hub import HfApi, constants
+
+    if not _HUB_ID.fullmatch(dataset):
+        raise DatasetError(f"{dataset}: no such dataset folder, and not a Hub dataset id "
+                           "(ORG/NAME) either")
+    if constants.HF_HUB_OFFLINE:
+        return  # `datasets` reads its local cache (and says so when the id is not in it)
+    try:
+        HfApi().dataset_info(dataset, timeout=10)
+    except Exception as exc:  # not found, private, or no network: one line either way
+        found = getattr(getattr(exc, "response", None), "status_code", None)
+        why = (f"the Hub has no dataset {dataset} you can read (HTTP {found}; a private one "
+               "needs `hf auth login`)" if found else
+               f"the Hub cannot be reached to look for it ({type(exc).__name__})")
+        raise DatasetError(f"{dataset}: no such dataset folder, and {why}") from None
+
+
 def load_eval_items(dataset: str, config: str = "eval", split: str = "test") -> list[EvalItem]:
     """The items of `config`/`split` in `dataset` (a dataset folder or a Hub repo id).
 
@@ -118,13 +161,10 @@ def load_eval_items(dataset: str, config: str = "eval", split: str = "test") -> 
     folder = Path(dataset)
     try:
         if folder.is_dir():
-            files = sorted((folder / config).glob(f"{split}-*.parquet")) or \
-                sorted((folder / config).glob("*.parquet"))
-            if not files:
-                raise DatasetError(f"{dataset}: no {config}/{split}-*.parquet files")
-            data = datasets.load_dataset("parquet", data_files=[str(f) for f in files],
-                                         split="train")
+            data = datasets.load_dataset("parquet", split="train", data_files=[
+                str(f) for f in _split_files(folder, dataset, config, split)])
         else:
+            _check_hub_id(dataset)
             data = datasets.load_dataset(dataset, config, split=split)
         if "images" in data.column_names:
             data = data.cast_column("images", List(Image(decode=False)))

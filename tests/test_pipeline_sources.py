@@ -3,16 +3,14 @@ source has them, a bad record skipped and reported with its line."""
 
 from __future__ import annotations
 
-import io
 import json
-import random
 
 import pyarrow.parquet as pq
 import tomli_w
-from PIL import Image
 
 from safer_toolkit.cli import main
 from safer_toolkit.validation import Validator
+from tests.support.source_layouts import noise_png
 
 TOPICS = [("How should I store a kitchen knife safely, case {i}?", "benign",
            "weapons_physical_harm"),
@@ -21,22 +19,13 @@ TOPICS = [("How should I store a kitchen knife safely, case {i}?", "benign",
           ("What is a good way to water the plant in photo {i}?", None, None)]
 
 
-def _noise_png(seed: int) -> bytes:
-    rng = random.Random(seed)
-    image = Image.new("L", (32, 32))
-    image.putdata([rng.randrange(256) for _ in range(32 * 32)])
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def test_a_build_from_a_local_folder(tmp_path):
     folder = tmp_path / "pictures"
     folder.mkdir()
     lines = []
     for i in range(36):
         question, label, category = TOPICS[i % 3]
-        (folder / f"{i}.png").write_bytes(_noise_png(i))
+        (folder / f"{i}.png").write_bytes(noise_png(i))
         lines.append({"file_name": f"{i}.png", "question": question.format(i=i), "id": f"x{i}",
                       "label": label, "category": category})
     lines.insert(5, {"file_name": "../escape.png", "question": "q", "id": "bad"})

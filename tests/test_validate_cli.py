@@ -73,7 +73,9 @@ def test_json_summary_and_all_valid_exit_zero(tmp_path, capsys) -> None:
                         "--json")
     assert code == 0
     assert json.loads(out) == {"records": 2, "valid": 2, "invalid": 0, "errors": {},
-                               "warnings": {}}
+                               "warnings": {},
+                               "duplicate_ids": {"ids": 1, "records": 2, "examples": [
+                                   {"id": "good", "count": 2, "first_index": 0}]}}
 
 
 def test_json_array_and_parquet_inputs(tmp_path, capsys, proto_file) -> None:

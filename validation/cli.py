@@ -58,14 +58,34 @@ def _protocol_doc(args: argparse.Namespace) -> tuple[object, str | None]:
     return None, None
 
 
+def _report_problem(report: str, inputs: list[str]) -> str | None:
+    """Why `--report` cannot be written as given (checked before any work), else None."""
+    import os
+
+    if os.path.isdir(report):
+        return f"--report {report} is a folder; give a file name, e.g. {report}/report.jsonl"
+    if os.path.exists(report):
+        for name in inputs:
+            try:
+                if os.path.samefile(report, name):
+                    return f"--report {report} is also an input; it would be overwritten"
+            except OSError:
+                continue  # a missing input is reported when it is read
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    import sqlite3
+
     import orjson
 
     from safer_toolkit.validation.protocol import ProtocolInvalid
     from safer_toolkit.validation.records import RecordSourceError
     from safer_toolkit.validation.report import (
         AtomicWriter,
+        DuplicateIds,
         Summary,
+        duplicates_text,
         validate_files,
         write_report_line,
     )
@@ -79,22 +99,36 @@ def run(args: argparse.Namespace) -> int:
     except ProtocolInvalid as exc:
         details = "; ".join(f"{i.path or '/'}: {i.message}" for i in exc.issues)
         return _fail(f"the given protocol is invalid ({details})")
+    if args.report and (problem := _report_problem(args.report, args.files)):
+        return _fail(problem)
     summary = Summary()
+    ids = DuplicateIds()
     try:
         if args.report:
             with AtomicWriter(args.report) as report:
                 for result in validate_files(args.files, validator):
                     summary.add(result)
+                    ids.add(result)
                     write_report_line(report.file, result)
         else:
             for result in validate_files(args.files, validator):
                 summary.add(result)
+                ids.add(result)
+        duplicates = ids.found()
     except RecordSourceError as exc:
         return _fail(str(exc))
-    except OSError as exc:
-        return _fail(f"{getattr(exc, 'filename', '') or ''} {exc.strerror or exc}".strip())
+    except (OSError, sqlite3.Error) as exc:
+        return _fail(f"{getattr(exc, 'filename', '') or ''} {getattr(exc, 'strerror', '') or exc}"
+                     .strip())
+    finally:
+        ids.close()
     if args.json:
-        sys.stdout.write(orjson.dumps(summary.to_dict()).decode() + "\n")
+        found = summary.to_dict()
+        if duplicates:
+            found["duplicate_ids"] = duplicates
+        sys.stdout.write(orjson.dumps(found).decode() + "\n")
     else:
         print(summary.to_text())
+    if duplicates:
+        print(f"safer-toolkit validate: {duplicates_text(duplicates)}", file=sys.stderr)
     return 0 if summary.invalid == 0 else 1

@@ -215,8 +215,9 @@ def _lenient_calls(thinking: str, calls: list[Call]) -> None:
                 m = TOOL_TAG.search(thinking, end)
                 continue
         nxt = TOOL_TAG.search(thinking, start)
-        calls.append(Call(m.group(1), thinking[start:nxt.start() if nxt else len(thinking)]
-                          .strip()))
+        body = thinking[start:nxt.start() if nxt else len(thinking)].strip()
+        output = _json_object(body)  # `[A]: {..} [B]: {..}` on one line: each body is typed
+        calls.append(Call(m.group(1), body if output is None else output))
         m = nxt
 
 

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import random
 import re
@@ -60,6 +61,7 @@ import orjson
 
 from safer_toolkit.builder.backends.base import CallFailed, ChatRequest, ChatResult
 from safer_toolkit.builder.backends.budget import Budget
+from safer_toolkit.builder.backends.keys import key_env_problem, mask_key
 from safer_toolkit.builder.backends.pacing import Pacer, retry_after
 from safer_toolkit.builder.backends.stats import CallStats
 
@@ -106,9 +108,11 @@ class ModelEndpoint:
     def __post_init__(self) -> None:
         if not self.base_urls:
             raise ValueError(f"model role {self.role!r}: at least one base URL is needed")
-        if self.concurrency < 1 or self.timeout_s <= 0 or self.max_retries < 0:
+        if self.api_key_env and (problem := key_env_problem(self.api_key_env)):
+            raise ValueError(f"model role {self.role!r}: api_key_env {problem}")
+        if self.concurrency < 1 or not 0 < self.timeout_s < math.inf or self.max_retries < 0:
             raise ValueError(f"model role {self.role!r}: concurrency must be ≥ 1, timeout_s > 0 "
-                             "and max_retries ≥ 0")
+                             "(finite) and max_retries ≥ 0")
 
     def request(self, messages: list[dict[str, Any]], *,
                 response_format: dict[str, Any] | None = None, template_version: str = "",
@@ -252,16 +256,11 @@ class _AttemptFailed(Exception):
         self.retry_after, self.replica_fault = retry_after, replica_fault
 
 
-def _mask(text: str, key: str | None) -> str:
-    """Text that never carries the key, even if a server echoes it back."""
-    return text.replace(key, "***") if key else text
-
-
 def server_message(raw: bytes, key: str | None) -> str:
     """What an error body says — its `error.message` (OpenAI, vLLM), `detail` (FastAPI) or
     `message` when it has one, else its text — with the key masked *before* it is cut short,
     so no part of a key survives at the cut."""
-    text = _mask(raw[:_ERROR_BODY_CHARS].decode("utf-8", "replace"), key)
+    text = mask_key(raw[:_ERROR_BODY_CHARS].decode("utf-8", "replace"), key)
     with contextlib.suppress(orjson.JSONDecodeError, TypeError):
         data = orjson.loads(text)
         found = data.get("error") if isinstance(data, dict) else None
@@ -399,7 +398,7 @@ class OpenAIChatBackend:
         except TimeoutError:
             raise _AttemptFailed("timeout", f"no answer in {self.endpoint.timeout_s} s") from None
         except aiohttp.ClientError as error:
-            raise _AttemptFailed("connection", _mask(f"{type(error).__name__}: {error}", key)
+            raise _AttemptFailed("connection", mask_key(f"{type(error).__name__}: {error}", key)
                                  ) from None
         finally:
             self._on_wire -= 1
@@ -444,7 +443,7 @@ class OpenAIChatBackend:
                              partial=result)
         refusal = message.get("refusal")
         if not result.text.strip() and isinstance(refusal, str) and refusal:
-            raise CallFailed("refusal", _mask(refusal, key)[:_DETAIL_CHARS])
+            raise CallFailed("refusal", mask_key(refusal, key)[:_DETAIL_CHARS])
         return result
 
     async def models(self) -> dict[str, dict[str, str] | None]:
@@ -465,7 +464,7 @@ class OpenAIChatBackend:
                 raise CallFailed("timeout", f"{url}: no answer in {self.endpoint.timeout_s} s"
                                  ) from None
             except aiohttp.ClientError as error:
-                raise CallFailed("connection", _mask(f"{url}: {type(error).__name__}: {error}",
+                raise CallFailed("connection", mask_key(f"{url}: {type(error).__name__}: {error}",
                                                      key)) from None
             if status in (401, 403):
                 raise CallFailed(f"http_{status}", f"{url}: {server_message(raw, key)}")

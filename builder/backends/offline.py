@@ -190,7 +190,11 @@ def _library_mesh() -> Protocol:
 def _protocol_of(system: str) -> Protocol:
     """The protocol a system prompt describes (parsed and resolved once per distinct prompt: an
     item's samples and repairs share theirs), else the library as a mesh."""
-    doc = parse_toolkit_instruction(system) if system else None
+    try:
+        doc = parse_toolkit_instruction(system) if system else None
+    except (ValueError, RecursionError) as exc:  # e.g. a custom output schema that is not JSON
+        raise OfflineRequestError(f"the system prompt's toolkit instruction is malformed: "
+                                  f"{type(exc).__name__}: {str(exc)[:200]}") from None
     try:
         return resolve_protocol(doc) if doc else _library_mesh()
     except ProtocolInvalid:
@@ -200,7 +204,7 @@ def _protocol_of(system: str) -> Protocol:
 def _respond(conv: Conversation) -> str:
     protocol = _protocol_of(conv.system)
     question = conv.question()
-    hint = conv.payload(HINT_HEADER)
+    hint = {k: v for k, v in (conv.payload(HINT_HEADER) or {}).items() if isinstance(v, str)}
     sight: Sight = look(conv.image)
     assessment = assess(question, sight, hint)
     return write_trace(protocol, protocol.document["persona"], question, sight, assessment,

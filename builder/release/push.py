@@ -11,6 +11,7 @@ count) are deleted in that same commit.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,13 +45,36 @@ def _walk(folder: Path) -> Iterator[Path]:
                 yield path
 
 
+def _unuploadable(path: Path, in_repo: str) -> str | None:
+    """Why a file cannot go to the Hub as it is (a FIFO would block the upload forever; a name
+    with a control character or undecodable bytes is refused there), else None."""
+    if not stat.S_ISREG(path.lstat().st_mode):
+        return f"{in_repo!r} is not a regular file"
+    try:
+        in_repo.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{in_repo!r} is not valid UTF-8"
+    if any(ord(c) < 32 or ord(c) == 127 for c in in_repo):
+        return f"{in_repo!r} has a control character in its name"
+    return None
+
+
 def plan_uploads(folder: Path) -> list[Upload]:
-    """Every file to upload, card last; hidden entries (`.build/`, ...) and links left out."""
+    """Every file to upload, card last; hidden entries (`.build/`, ...) and links left out.
+    Raises `PushError` naming entries that cannot be uploaded as they are."""
     folder = Path(folder)
     if not (folder / CARD).is_file():
         raise PushError(f"{folder}: no {CARD}; is this a folder written by `safer-toolkit build`?")
-    uploads = [Upload(p, p.relative_to(folder).as_posix(), p.stat().st_size)
-               for p in _walk(folder)]
+    uploads, refused = [], []
+    for p in _walk(folder):
+        in_repo = p.relative_to(folder).as_posix()
+        if problem := _unuploadable(p, in_repo):
+            refused.append(problem)
+        else:
+            uploads.append(Upload(p, in_repo, p.stat().st_size))
+    if refused:
+        raise PushError(f"{folder}: {len(refused)} entr{'y' if len(refused) == 1 else 'ies'} "
+                        f"cannot be uploaded ({'; '.join(refused[:10])}); remove or rename them")
     return sorted(uploads, key=lambda u: (u.path_in_repo == CARD, u.path_in_repo))
 
 

@@ -38,11 +38,13 @@ def _seed(spec: Mapping[str, Any], needed: int, on_bad: Callable[[Any], None]
 
 def _options(spec: Mapping[str, Any], on_bad: Callable[[Any], None]) -> dict[str, Any]:
     """A table's keys as loader keyword arguments (a `columns` table as `Columns`)."""
-    from safer_toolkit.builder.sources.intake import Columns
+    from safer_toolkit.builder.sources.intake import Columns, limits_from
 
     options = {k: v for k, v in spec.items() if k != "kind"}
     if isinstance(options.get("columns"), dict):
         options["columns"] = Columns(**options["columns"])
+    if isinstance(options.get("limits"), Mapping):
+        options["limits"] = limits_from(options["limits"])
     return {**options, "on_bad": on_bad}
 
 
@@ -62,7 +64,10 @@ def _hub(spec: Mapping[str, Any], needed: int, on_bad: Callable[[Any], None]
 
 SOURCE_KINDS: dict[str, SourceKind] = {
     "seed": SourceKind(frozenset(), frozenset({"count", "seed"}), _seed),
-    "local": SourceKind(frozenset({"path", "source_dataset", "source_license"}), None, _local),
+    "local": SourceKind(frozenset({"path", "source_dataset", "source_license"}),
+                        frozenset({"path", "source_dataset", "source_license", "columns",
+                                   "image_root", "metadata", "category_map", "label_map",
+                                   "limits", "batch_rows"}), _local),
     "hub": SourceKind(frozenset({"layout"}), None, _hub),
 }
 

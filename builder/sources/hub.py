@@ -45,6 +45,7 @@ from safer_toolkit.builder.sources.intake import (
     OnBad,
     RecordError,
     SourceError,
+    bad_reason,
     image_extension,
     image_from_value,
     log_bad,
@@ -185,8 +186,8 @@ def _items(rows: Iterable[dict[str, Any]], where: str, limit: int | None, on_bad
         index += 1
         try:
             item = convert(row, index)
-        except RecordError as exc:
-            on_bad(BadRecord(where, f"row {index}", str(exc)))
+        except Exception as exc:  # whatever one row raises skips that row only
+            on_bad(BadRecord(where, f"row {index}", bad_reason(exc)))
             continue
         yield item
 

@@ -2,8 +2,8 @@
 
 Images are bounded (bytes and pixel count, checked from the header without decoding pixels),
 image paths never leave the folder they are given, categories and labels must be taxonomy
-values, and a bad record becomes a `BadRecord` (file, line/row, reason) for the caller's
-`on_bad` instead of an exception that would sink the records after it.
+values, and a bad record — whatever it raises — becomes a `BadRecord` (file, line/row, reason)
+for the caller's `on_bad` instead of an exception that would sink the records after it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -80,8 +80,29 @@ class SourceError(ValueError):
     """A whole source is unusable (missing file, missing column, unreadable container)."""
 
 
+def limits_from(table: Mapping[str, Any]) -> Limits:
+    """`Limits` from a config table; raises `SourceError` naming the bad key or value."""
+    known = {f.name for f in fields(Limits)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise SourceError(f"limits: unknown key(s) {', '.join(unknown)}; expected "
+                          f"{', '.join(sorted(known))}")
+    for name, value in table.items():
+        if type(value) is not int or value < 1:
+            raise SourceError(f"limits.{name} must be a positive integer, not {value!r:.40}")
+    return Limits(**table)
+
+
 class RecordError(ValueError):
     """One record is unusable; loaders turn it into a BadRecord and go on."""
+
+
+def bad_reason(exc: BaseException) -> str:
+    """Why a record was skipped: a `RecordError`'s message, else the exception named (any
+    exception one record raises skips that record only)."""
+    if isinstance(exc, RecordError):
+        return str(exc)
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
 class UnreadableImage(ValueError):
@@ -163,6 +184,8 @@ def image_from_value(value: Any, root: Path | None, limits: Limits,
     """Image bytes and a file name from a path, raw bytes, or a `{"bytes", "path"}` value."""
     if isinstance(value, Mapping):
         data, path = value.get("bytes"), value.get("path")
+        if data is not None and not isinstance(data, bytes | bytearray | memoryview):
+            raise RecordError(f"image bytes of type {type(data).__name__}")
         if data:
             return _named(bytes(data), path, limits, fallback_stem)
         value = path

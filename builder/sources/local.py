@@ -24,6 +24,7 @@ from safer_toolkit.builder.sources.intake import (
     OnBad,
     RecordError,
     SourceError,
+    bad_reason,
     image_from_value,
     log_bad,
     make_item,
@@ -110,8 +111,8 @@ def load_jsonl(path: PathLike, *, source_dataset: str, source_license: str,
                 continue
             try:
                 item = reader.item(json.loads(line), number, "line")
-            except ValueError as exc:  # JSON, UTF-8 and record errors
-                on_bad(BadRecord(str(path), where, str(exc)))
+            except Exception as exc:  # JSON, UTF-8, nesting, record errors: this record only
+                on_bad(BadRecord(str(path), where, bad_reason(exc)))
                 continue
             yield item
 
@@ -155,8 +156,8 @@ def load_parquet(path: PathLike, *, source_dataset: str, source_license: str,
             for record in batch.to_pylist():
                 try:
                     item = reader.item(record, row, "row")
-                except ValueError as exc:
-                    on_bad(BadRecord(str(path), f"row {row}", str(exc)))
+                except Exception as exc:  # whatever one row raises skips that row only
+                    on_bad(BadRecord(str(path), f"row {row}", bad_reason(exc)))
                     continue
                 finally:
                     row += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 from pathlib import Path
 
 from PIL import Image
@@ -17,6 +18,16 @@ from PIL import Image
 def png(colour: tuple[int, int, int], size: tuple[int, int] = (24, 16)) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, colour).save(out, "PNG")
+    return out.getvalue()
+
+
+def noise_png(seed: int, size: int = 32) -> bytes:
+    """A grey-noise PNG that no other seed's picture is a perceptual duplicate of."""
+    rng = random.Random(seed)
+    image = Image.new("L", (size, size))
+    image.putdata([rng.randrange(256) for _ in range(size * size)])
+    out = io.BytesIO()
+    image.save(out, format="PNG")
     return out.getvalue()
 
 
