@@ -41,12 +41,15 @@ def offline(tmp_path_factory) -> dict[str, str]:
     return digests(tmp / "out")
 
 
-def grammar_build(tmp_path: Path, constrain: str = "grammar", **server: Any
-                  ) -> tuple[BuildResult, OpenAIServer]:
+def grammar_build(tmp_path: Path, constrain: str = "grammar", server: str | None = None,
+                  **behaviour: Any) -> tuple[BuildResult, OpenAIServer]:
     tmp_path.mkdir(parents=True, exist_ok=True)
-    with OpenAIServer(content=OfflineBackend().answer_body, models=SERVED, **server) as running:
+    with OpenAIServer(content=OfflineBackend().answer_body, models=SERVED,
+                      **behaviour) as running:
         config = load_config(write_config(tmp_path / "b.toml", base_url=running.url,
                                           constrain=constrain, **SMALL))
+        if server is not None:
+            config = config.with_overrides(servers={"": server})
         result = asyncio.run(build(config, tmp_path / "out", backend="openai",
                                    progress=False))
     return result, running
@@ -133,6 +136,15 @@ def test_a_server_that_refuses_the_grammar_falls_back_to_json(tmp_path, offline,
     assert server.grammar_counts == {"refused": 1}  # refused once, never retried as a fault
     assert all(c["retries"] == {} for c in result.manifest["run"]["calls"].values())
     assert all("extra" not in r for r in responder_requests(tmp_path / "out"))
+
+
+def test_a_server_declared_openai_is_not_sent_a_grammar(tmp_path):
+    result, server = grammar_build(tmp_path, grammar="enforce", server="openai")
+    found = constraint(result)
+    assert found == {"mode": "grammar", "server": "openai", "found_by": "config",
+                     "sent": "free text", "enforced": False}
+    assert "an openai server takes no grammar; falling back to `json`" in result.summary
+    assert result.manifest["run"]["preflight"]["sent"] == 3 and server.grammar_counts == {}
 
 
 def test_without_the_grammar_mode_requests_and_keys_are_unchanged(tmp_path):
