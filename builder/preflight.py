@@ -278,8 +278,8 @@ async def _check_json(prober: _Prober, check: RoleCheck) -> None:
             check.notes.append("; ".join(refused) + f"; using `{form}`")
         check.notes += _reading_notes(found)
         if form != "none":
-            check.enforced = _enforced(found, "{") is not False
-            if not check.enforced:
+            check.enforced = _enforced(found, "{")  # None: all thinking, it cannot tell
+            if check.enforced is False:
                 check.form = "none"
                 check.notes.append(f"the server accepts `{form}` but does not enforce it (the "
                                    f"reply began {found.text.strip()[:40]!r}); the schema goes "
@@ -303,21 +303,29 @@ async def _check_grammar(prober: _Prober, check: RoleCheck) -> None:
             break
         found = await prober.send(request)
         where = f"the {grammar.describe()}"
-        if isinstance(found, CallFailed):
-            said.append(_refusal(found, where) if found.reason in _REFUSED else
-                        f"the probe with {where} failed ({found.reason}: {found.detail[:160]})")
+        if isinstance(found, CallFailed) and found.reason in _REFUSED:
+            said.append(_refusal(found, where))
             continue
-        enforced = _enforced(found, TRACE_START)
-        if enforced is False:
+        if isinstance(found, CallFailed):  # a flaky call says nothing about the server
+            if check.server is None:
+                said.append(f"the probe with {where} failed ({found.reason}: "
+                            f"{found.detail[:160]})")
+                continue
+            check.grammar = grammar
+            check.notes.append(f"the probe with {where} failed ({found.reason}: "
+                               f"{found.detail[:160]}); going on with it, unseen")
+            return
+        check.enforced = _enforced(found, TRACE_START)
+        if check.enforced is False:
             ignored.append(grammar.describe().removeprefix("trace grammar in "))
             began = found.text.strip()[:40]
             continue
-        check.grammar, check.enforced = grammar, True
+        check.grammar = grammar
         if check.server is None:
             check.server, check.found_by = kind, "probe"
-        check.notes.append(f"the server enforces {where}" + (
-            "" if enforced else " (the probe's reply was all reasoning: enforcement could not "
-            "be seen; every reply is validated as always)"))
+        check.notes.append(f"the server enforces {where}" if check.enforced else
+                           f"the server takes {where}; whether it enforces it could not be "
+                           "seen (the probe's reply was all reasoning)")
         check.notes += _reading_notes(found)
         return
     if ignored:
