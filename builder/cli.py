@@ -2,7 +2,8 @@
 
     safer-toolkit build (--preset demo|paper | --config BUILD.toml) --out DIR
                         [--backend offline|openai] [--model [ROLE=]NAME] [--base-url [ROLE=]URL]
-                        [--api-key-env [ROLE=]VAR] [--max-calls N] [--max-cost USD]
+                        [--api-key-env [ROLE=]VAR] [--constrain [ROLE=]MODE]
+                        [--server [ROLE=]KIND] [--max-calls N] [--max-cost USD]
                         [--concurrency N] [--seed N] [--ray ADDRESS [--ray-shards N]]
 
 Exit status: 0 every split full; 1 a shortfall, no row at all (nothing released), an endpoint
@@ -19,7 +20,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from safer_toolkit.builder.config import PRESETS, ConfigError, load_config, load_preset
+from safer_toolkit.builder.config import PRESETS, ConfigError, help_of, load_config, load_preset
 from safer_toolkit.builder.lock import BuildLock, OutDirLocked, holder_text
 from safer_toolkit.builder.pipeline import BACKENDS, STATE_DIR, BuildError, build, missing_keys
 from safer_toolkit.builder.progress import loss_hint
@@ -49,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"http://127.0.0.1:8000/v1 (repeatable); {ROLES_HELP}")
     parser.add_argument("--api-key-env", action="append", default=[], metavar="[ROLE=]VAR",
                         help="the environment variable holding a role's API key (repeatable); "
+                             f"{ROLES_HELP}")
+    parser.add_argument("--constrain", action="append", default=[], metavar="[ROLE=]MODE",
+                        help=f"with --backend openai: {help_of('constrain')} (repeatable; "
+                             f"default json); {ROLES_HELP}")
+    parser.add_argument("--server", action="append", default=[], metavar="[ROLE=]KIND",
+                        help=f"with --backend openai: {help_of('server')} (repeatable); "
                              f"{ROLES_HELP}")
     parser.add_argument("--max-calls", type=int, metavar="N",
                         help="send at most N requests in all (retries and preflight included)")
@@ -101,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
             models=_per_role(args.model, "--model"),
             base_urls=_per_role(args.base_url, "--base-url", url=True),
             api_key_envs=_per_role(args.api_key_env, "--api-key-env"),
+            constrains=_per_role(args.constrain, "--constrain"),
+            servers=_per_role(args.server, "--server"),
             max_calls=args.max_calls, max_cost=args.max_cost, origin="command line")
     except ConfigError as exc:
         return _fail(str(exc))

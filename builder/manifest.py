@@ -24,7 +24,7 @@ OPENAI_NOTE = "Built by the models below through OpenAI-compatible chat-completi
 
 
 def _model(role: str, m: ModelConfig, backend: str,
-           constrain: Mapping[str, str] | None) -> dict[str, Any]:
+           constrain: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
     entry: dict[str, Any] = {"role": role, "model": m.model, "sampling": dict(m.sampling),
                              "concurrency": m.concurrency}
     if backend == "openai":  # endpoints and prices only mean something for real calls
@@ -32,7 +32,9 @@ def _model(role: str, m: ModelConfig, backend: str,
                      price_in=m.price_in, price_out=m.price_out,
                      max_tokens_cap=m.max_tokens_cap, images=m.images)
         if constrain and role in constrain:  # what the preflight chose: it shaped the requests
-            entry["constrain"] = constrain[role]
+            entry["constrain"] = dict(constrain[role])
+            if m.grammar_limits:
+                entry["grammar_limits"] = dict(m.grammar_limits)
     if role.startswith("responder"):
         entry["samples"] = m.samples
     return entry
@@ -43,14 +45,15 @@ def build_manifest(config: BuildConfig, *, backend: str, preset: str | None,
                    failures: Mapping[str, int], dropped: Mapping[str, int],
                    calls: Mapping[str, Mapping[str, Any]], run: Mapping[str, Any],
                    yields: Mapping[str, Mapping[str, int]] | None = None,
-                   constrain: Mapping[str, str] | None = None,
+                   constrain: Mapping[str, Mapping[str, Any]] | None = None,
                    exclusion: Any = None) -> dict[str, Any]:
     """The manifest dict handed to the release writer.
 
     `calls` holds each role's stable call figures (calls used, tokens, cost, repairs by kind,
     truncations, re-asks by reason); `yields` each stage's exchanges by outcome (valid on the
-    first try, after a repair, after a re-ask, rejected, failed); `constrain` the response
-    format mode the preflight chose per role."""
+    first try, after a repair, after a re-ask, rejected, failed); `constrain` per role what
+    the preflight settled (`preflight.RoleCheck.to_json`: the mode asked for, the server kind
+    and how it was found, what the requests carry, whether the server enforced it)."""
     models = [_model(role, m, backend, constrain) for role, m in config.roles().items()]
     manifest: dict[str, Any] = {
         "toolkit_version": __version__,

@@ -466,7 +466,7 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
         dropped={**assignment.dropped, **({"bad_record": bad_records.count}
                                           if bad_records.count else {})},
         calls={role: s.stable() for role, s in roles.stats.items()}, yields=_yields(job.yields),
-        constrain={role: c.constrain for role, c in checked.roles.items()} if checked else None,
+        constrain={role: c.to_json() for role, c in checked.roles.items()} if checked else None,
         run=run, exclusion=assigned.exclusion)
 
     def rows(fill: Fill) -> Iterator[dict[str, Any]]:

@@ -47,11 +47,14 @@ class Roles:
     budget: Budget
 
     def apply(self, checks: dict[str, RoleCheck]) -> None:
-        """Run each JSON role with the constraint mode its preflight chose."""
+        """Run each role with the constraint its preflight settled: a JSON role's form, a
+        responder's trace grammar (or none)."""
         if "planner" in checks:
-            self.planner = replace(self.planner, constrain=checks["planner"].constrain)
+            self.planner = replace(self.planner, constrain=checks["planner"].form)
         if self.judge is not None and "judge" in checks:
-            self.judge = replace(self.judge, constrain=checks["judge"].constrain)
+            self.judge = replace(self.judge, constrain=checks["judge"].form)
+        self.responders = [replace(r, grammar=checks[r.role].grammar) if r.role in checks else r
+                           for r in self.responders]
 
     def counting(self) -> Roles:
         """The same clients, cache and limits, counting into fresh `stats`: a Ray shard counts

@@ -21,8 +21,9 @@ small and does exactly this:
   attempt, and the `x-ratelimit-*` headers slow new requests before the server's window runs
   out (`Pacer`) — with 10% 429 (Retry-After 1 s) and 10% 500 a run takes ≈ 1.6–2× the time of
   the same run without faults (`bench_calls.py --modes faults`);
-- a 5xx whose message names the response format (llama-cpp-python answers `json_schema` with
-  HTTP 500) fails at once: the server refuses the request form, and the preflight moves on;
+- a 5xx whose message names the response format or the grammar the request carries
+  (llama-cpp-python answers `json_schema` with HTTP 500) fails at once: the server refuses the
+  request form, and the preflight moves on;
 - `finish_reason` `length` / `content_filter` and a refusal fail at once, unretried: the same
   request would most likely end the same way and every retry is paid for; the caller decides
   (the builder re-asks a cut reply with a larger `max_tokens`, `eval` judges it as it stands).
@@ -73,8 +74,11 @@ _TRIP_AFTER = 5
 _DETAIL_CHARS = 300
 #: How much of an error body is read for its message (the key is masked in all of it).
 _ERROR_BODY_CHARS = 65536
-#: Words with which a 5xx answer says the response format, not the server, is the problem.
-_FORMAT_WORDS = re.compile(r"response_format|json_schema|json_object", re.I)
+#: Words with which a 5xx answer says the response format or grammar, not the server, is the
+#: problem — when the request carries one of `_CONSTRAINT_FIELDS`.
+_FORMAT_WORDS = re.compile(r"response_format|json_schema|json_object|grammar|ebnf|"
+                           r"structured_output", re.I)
+_CONSTRAINT_FIELDS = (b'"response_format"', b'"grammar"', b'"structured_outputs"', b'"ebnf"')
 #: The message fields reasoning-model servers put the thinking text in (newest first).
 REASONING_FIELDS = ("reasoning", "reasoning_content")
 
@@ -403,9 +407,10 @@ class OpenAIChatBackend:
             self._on_wire -= 1
         if status != 200:
             detail = server_message(raw, key)
-            if status >= 500 and b'"response_format"' in body and _FORMAT_WORDS.search(detail):
-                # a server that cannot do the response format (llama-cpp-python answers
-                # json_schema with a 500): a refusal of this request, not a fault to retry
+            if status >= 500 and any(f in body for f in _CONSTRAINT_FIELDS) \
+                    and _FORMAT_WORDS.search(detail):
+                # a server that cannot do the response format or grammar (llama-cpp-python
+                # answers json_schema with a 500): a refusal of this request, not a fault
                 raise CallFailed(f"http_{status}", detail)
             if status in _RETRY_STATUS or status >= 500:
                 raise _AttemptFailed(f"http_{status}", detail, retry_after=wait,
@@ -444,14 +449,15 @@ class OpenAIChatBackend:
             raise CallFailed("refusal", mask_key(refusal, key)[:_DETAIL_CHARS])
         return result
 
-    async def models(self) -> dict[str, list[str] | None]:
-        """The model ids each replica lists at `GET /models` (None where it lists none).
+    async def models(self) -> dict[str, dict[str, str] | None]:
+        """The models each replica lists at `GET /models`, id → `owned_by` ("" when not said;
+        None where it lists none): the owner names the server kind on vLLM, SGLang and llama.cpp.
 
         Raises `CallFailed` when a replica cannot be reached or refuses the key — the server's
         own message in the detail."""
         session = self._open()
         key, headers = self._auth()
-        listed: dict[str, list[str] | None] = {}
+        listed: dict[str, dict[str, str] | None] = {}
         for base in self.endpoint.base_urls:
             url = base.rstrip("/") + "/models"
             try:
@@ -469,8 +475,9 @@ class OpenAIChatBackend:
             if status == 200:
                 with contextlib.suppress(orjson.JSONDecodeError, TypeError, AttributeError):
                     data = orjson.loads(raw).get("data")
-                    ids = [m["id"] for m in data if isinstance(m, dict)
-                           and isinstance(m.get("id"), str)] if isinstance(data, list) else None
+                    ids = {m["id"]: str(m.get("owned_by") or "") for m in data
+                           if isinstance(m, dict) and isinstance(m.get("id"), str)} \
+                        if isinstance(data, list) else None
             listed[base] = ids
         return listed
 

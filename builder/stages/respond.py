@@ -26,6 +26,7 @@ from safer_toolkit.builder.prompts import template
 from safer_toolkit.builder.prompts.wire import HINT_HEADER, payload_part, text_part
 from safer_toolkit.builder.sources.base import SourceItem
 from safer_toolkit.builder.stages.ask import Asker, Exchange, Reading
+from safer_toolkit.builder.stages.constrain import GrammarConstraint
 from safer_toolkit.builder.stages.content import image_content
 from safer_toolkit.builder.stages.extract import extract_trace
 from safer_toolkit.builder.stages.judge import Judgement
@@ -39,7 +40,8 @@ REPAIR_ORDER = 1000
 
 @dataclass(frozen=True)
 class Responder:
-    """One responder model, how many samples it contributes per item, and its limits."""
+    """One responder model, how many samples it contributes per item, and its limits;
+    `grammar`: its requests carry the protocol's trace grammar (the preflight's choice)."""
 
     backend: ChatBackend
     model: str
@@ -48,6 +50,7 @@ class Responder:
     max_tokens_cap: int = 0
     role: str = "responder"
     images: bool = True
+    grammar: GrammarConstraint | None = None
 
     @property
     def asker(self) -> Asker:
@@ -124,10 +127,12 @@ class RespondStage:
     model: str
     name: str = "respond"
     instruction: str = REPAIR_INSTRUCTION
+    grammar: GrammarConstraint | None = None
 
     def request(self, row: RespondRow) -> ChatRequest:
-        return respond_request(self.model, row.item, row.protocol.document, row.instruction,
-                               row.sampling)
+        request = respond_request(self.model, row.item, row.protocol.document, row.instruction,
+                                  row.sampling)
+        return request if self.grammar is None else self.grammar.apply(request, row.protocol)
 
     def parse(self, row: RespondRow, text: str) -> Reading[tuple[str, Verdict]]:
         return read_trace(text, row.protocol)
@@ -159,9 +164,11 @@ async def sample_candidates(responders: Sequence[Responder], item: SourceItem,
     messages (the same exchange, so repairs chain on the latest reply). A call that fails
     costs its sample only.
     """
+    for grammar in {r.grammar for r in responders if r.grammar is not None}:
+        await grammar.prepare(protocol)
     exchanges: list[tuple[Responder, tuple[int, int], Exchange[tuple[str, Verdict]]]] = []
     for r_index, responder in enumerate(responders):
-        stage = RespondStage(responder.model)
+        stage = RespondStage(responder.model, grammar=responder.grammar)
         for s in range(responder.samples):
             row = RespondRow(item, protocol, instruction,
                              sample_sampling(responder.sampling, seed, s))
