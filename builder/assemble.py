@@ -63,6 +63,7 @@ def _common(item: SourceItem, doc: Mapping[str, Any], models: Mapping[str, str]
         "source_dataset": item.source_dataset,
         "source_id": item.source_id,
         "source_license": item.source_license,
+        "source_group": item.family,
         "planner_model": models.get("planner", ""),
         "responder_model": models.get("responder", ""),
         "judge_model": models.get("judge", ""),

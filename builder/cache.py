@@ -216,7 +216,7 @@ class CachedBackend:
             raise
         finally:
             self.stats.ended()
-        self.stats.used(result.prompt_tokens, result.completion_tokens)
+        self.stats.used(result.prompt_tokens, result.completion_tokens, result.model)
         return result
 
     async def _send(self, key: str, request: ChatRequest) -> ChatResult:

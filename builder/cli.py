@@ -142,8 +142,17 @@ def run(args: argparse.Namespace) -> int:
               f"report is {state / 'manifest.json'} and the build state stays in {state}/ for "
               f"a rerun. Top losses: {loss_hint(result.manifest) or 'none'}", file=sys.stderr)
         return 1
+    if result.audit is not None:
+        from safer_toolkit.builder.release.audit import plain_table
+
+        print("\n" + plain_table(result.audit))
     print(f"\ndataset written to {args.out}")
     status = 0
+    if result.audit is not None and not result.audit["passed"]:
+        print(f"safer-toolkit build: the release FAILED its audit "
+              f"({', '.join(result.audit['failed'])}); its card says so and `safer-toolkit push` "
+              "refuses it without --force", file=sys.stderr)
+        status = 1
     if result.shortfall:
         short = ", ".join(f"{split} {n}" for split, n in result.shortfall.items())
         print(f"safer-toolkit build: SHORTFALL — too few items survived to fill every split "

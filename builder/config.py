@@ -22,6 +22,7 @@ import tomli_w
 from safer_toolkit.builder.backends.keys import key_env_problem
 from safer_toolkit.builder.backends.offline import OFFLINE_MODELS
 from safer_toolkit.builder.backends.servers import SERVER_CHOICES
+from safer_toolkit.builder.release.audit.thresholds import AuditThresholds
 from safer_toolkit.builder.sources import SOURCE_KINDS, kinds_text
 from safer_toolkit.builder.sources.intake import Columns, Limits
 from safer_toolkit.builder.stages.constrain import MODES as CONSTRAIN_MODES
@@ -131,6 +132,7 @@ class BuildConfig:
     planner: ModelConfig = ModelConfig(OFFLINE_MODELS["planner"])
     responders: tuple[ModelConfig, ...] = (ModelConfig(OFFLINE_MODELS["responder"]),)
     judge: ModelConfig | None = ModelConfig(OFFLINE_MODELS["judge"])
+    audit: AuditThresholds = field(default_factory=AuditThresholds)  # bounds of `[audit]`
 
     @property
     def dpo_prompts(self) -> int:
@@ -217,6 +219,7 @@ class BuildConfig:
             "respond": {"repair_attempts": self.repair_attempts},
             "judge": {"enabled": self.judge is not None, "max_attempts": self.judge_attempts},
             "sources": [dict(s) for s in self.sources],
+            "audit": self.audit.to_json(),
             "models": {"planner": self.planner.to_toml(),
                        "responders": [r.to_toml(responder=True) for r in self.responders]},
         }
@@ -241,7 +244,7 @@ def _defaults(cls: type) -> dict[str, Any]:
 
 _TOP = {"seed", "reserve", "max_draw", "max_calls", "max_cost", "max_items_in_flight",
         "exclusion", "sizes", "dpo", "thresholds", "plan", "respond", "judge", "sources",
-        "models"}
+        "models", "audit"}
 _MODEL_KEYS = {f.name for f in fields(ModelConfig)}
 
 
@@ -370,6 +373,24 @@ class _Reader:
             images=self.boolean(t.get("images", d["images"]), f"{key}.images"))
 
 
+def parse_audit(data: Any, origin: str) -> AuditThresholds:
+    """The `[audit]` table (each key a bound of `AuditThresholds`; missing keys keep their
+    default); raises `ConfigError` naming `origin` and the key."""
+    r = _Reader(origin)
+    table = r.table(data, "audit", set(AuditThresholds.keys()))
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        default = getattr(AuditThresholds, key)
+        if isinstance(default, int):
+            values[key] = r.integer(value, f"audit.{key}", 0)
+        else:
+            number = r.number(value, f"audit.{key}", 0.0)
+            if number > 1:
+                raise r.fail(f"audit.{key}", f"must be a share between 0 and 1, not {value!r}")
+            values[key] = number
+    return AuditThresholds(**values)
+
+
 def _source(r: _Reader, spec: dict[str, Any], key: str, base: Path | None) -> dict[str, Any]:
     """One source table: a known kind with what it needs; local paths made absolute."""
     kind = spec["kind"]
@@ -468,19 +489,24 @@ def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None)
         planner=r.model(models["planner"], "models.planner"),
         responders=tuple(r.model(m, f"models.responders[{i}]", responder=True)
                          for i, m in enumerate(responders)),
-        judge=r.model(models["judge"], "models.judge") if judge_enabled else None)
+        judge=r.model(models["judge"], "models.judge") if judge_enabled else None,
+        audit=parse_audit(top.get("audit"), origin))
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's table; raises `ConfigError` naming the file when it cannot be read."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
 def load_config(path: str | Path) -> BuildConfig:
     """Read a build TOML file; raises `ConfigError` with the file name on any problem."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(data, str(path), path.parent)
+    return parse_config(read_toml(path), str(path), path.parent)
 
 
 def preset_text(name: str) -> str:

@@ -9,7 +9,8 @@ holds `target` survivors.
 When a split has tried every candidate it was given (its share of the reserve included) and is
 still short, `Draws` gives every split its next round of candidates: the pool items no split
 holds yet (from the sources loaded again with twice the need when the pool is spent), drawn
-with the same stratification, in proportion to the splits' targets. A round's candidates depend
+with the same stratification, in proportion to the splits' targets, and with eval still held
+out by family (`stages.split.draw_round`). A round's candidates depend
 only on the config and the round's number, never on which split asked first, so the candidate
 order — and with it the kept set — stays deterministic. Drawing stops at `max_draw` × a split's
 target, when the sources have nothing new, or when the build's budget is spent.
@@ -48,18 +49,6 @@ class Fill:
                 and len(self.candidates) < self.limit)
 
 
-def _shares(total: int, targets: Mapping[str, int]) -> dict[str, int]:
-    """`total` split in proportion to `targets` (largest remainder, ties to the earlier)."""
-    whole = sum(targets.values())
-    if not whole:
-        return dict.fromkeys(targets, 0)
-    shares = {s: total * t // whole for s, t in targets.items()}
-    order = sorted(targets, key=lambda s: -(total * targets[s] % whole))
-    for s in order[: total - sum(shares.values())]:
-        shares[s] += 1
-    return shares
-
-
 def _identity(item: SourceItem) -> tuple[str, str]:
     return (item.source_dataset, item.source_id)
 
@@ -73,9 +62,12 @@ class Draws:
     """
 
     def __init__(self, first: Any, needed: int, taken: Iterator[SourceItem],
-                 load: Callable[[int], Any]) -> None:
+                 load: Callable[[int], Any], held_out: frozenset[str] = frozenset(),
+                 trained: frozenset[str] = frozenset()) -> None:
         self._pool, self._needed, self._load = first, needed, load
         self._used = {_identity(item) for item in taken}
+        #: the families eval holds and those training holds (the first draw's, then each round's)
+        self.held_out, self.trained = set(held_out), set(trained)
         self.rounds = 0
         self.exhausted = False
 
@@ -89,7 +81,7 @@ class Draws:
 
     def next_round(self, targets: Mapping[str, int]) -> dict[str, list[SourceItem]]:
         """Every split's candidates of the next round (empty when the sources are spent)."""
-        from safer_toolkit.builder.stages.split import draw_splits
+        from safer_toolkit.builder.stages.split import draw_round
 
         while not len(rest := self._rest()):
             grown = self._load(2 * self._needed)
@@ -98,9 +90,11 @@ class Draws:
                 return {}
             self._pool, self._needed = grown, 2 * self._needed
         self.rounds += 1
-        drawn = draw_splits(rest, _shares(len(rest), targets)).splits
-        for items in drawn.values():
-            self._used.update(map(_identity, items))
+        drawn = draw_round(rest, targets, self.held_out, self.trained)
+        # every item of the round is spent: those drawn, and the held-out families' leftovers
+        # the round left out (no other split may take them; a later round reloads instead)
+        self._used.update(_identity(item) for members in rest.strata.values()
+                          for _, item in members)
         return drawn
 
 

@@ -18,15 +18,38 @@ from safer_toolkit.builder.config import BuildConfig, ModelConfig
 from safer_toolkit.builder.prompts import template_versions
 
 OFFLINE_NOTE = ("Built by the toolkit's offline backend: deterministic planner, responder and "
-                "judge driven by the scene metadata embedded in the seed images and by keyword "
-                "rules. No language model was called; wording is templated.")
+                "judge driven by each source item's own description of its picture (sent beside "
+                "the image, never inside it) and by rules. No language model was called; "
+                "answers are composed from templates.")
 OPENAI_NOTE = "Built by the models below through OpenAI-compatible chat-completions endpoints."
+SERVED_OFFLINE_NOTE = ("Built through OpenAI-compatible endpoints that answered as the toolkit's "
+                       "offline generator (`safer-toolkit serve`): no language model was called; "
+                       "answers are composed from templates.")
+
+
+def _answered(calls: Mapping[str, Any]) -> str:
+    """The model that answered most of a role's calls ("" when it made none)."""
+    answered = calls.get("answered_by") or {}
+    return max(sorted(answered), key=lambda name: answered[name]) if answered else ""
+
+
+def offline_models(names: Any) -> bool:
+    """Every name is one of the offline backend's models (and there is at least one)."""
+    from safer_toolkit.builder.backends.offline import OFFLINE_MODELS
+
+    names = [n for n in names if n]
+    return bool(names) and all(n in OFFLINE_MODELS.values() for n in names)
 
 
 def _model(role: str, m: ModelConfig, backend: str,
-           constrain: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any]:
-    entry: dict[str, Any] = {"role": role, "model": m.model, "sampling": dict(m.sampling),
-                             "concurrency": m.concurrency}
+           constrain: Mapping[str, Mapping[str, Any]] | None,
+           calls: Mapping[str, Any]) -> dict[str, Any]:
+    """One role: the model that answered (`model`; every name it answered as in `answered_by`)
+    beside the configured one (`configured_model`), and how it was called."""
+    entry: dict[str, Any] = {"role": role, "model": _answered(calls) or m.model,
+                             "configured_model": m.model,
+                             "answered_by": dict(calls.get("answered_by") or {}),
+                             "sampling": dict(m.sampling), "concurrency": m.concurrency}
     if backend == "openai":  # endpoints and prices only mean something for real calls
         entry.update(base_urls=list(m.base_urls), api_key_env=m.api_key_env or None,
                      price_in=m.price_in, price_out=m.price_out,
@@ -46,19 +69,28 @@ def build_manifest(config: BuildConfig, *, backend: str, preset: str | None,
                    calls: Mapping[str, Mapping[str, Any]], run: Mapping[str, Any],
                    yields: Mapping[str, Mapping[str, int]] | None = None,
                    constrain: Mapping[str, Mapping[str, Any]] | None = None,
-                   exclusion: Any = None) -> dict[str, Any]:
+                   exclusion: Any = None, judge: Mapping[str, Any] | None = None
+                   ) -> dict[str, Any]:
     """The manifest dict handed to the release writer.
 
     `calls` holds each role's stable call figures (calls used, tokens, cost, repairs by kind,
-    truncations, re-asks by reason); `yields` each stage's exchanges by outcome (valid on the
-    first try, after a repair, after a re-ask, rejected, failed); `constrain` per role what
-    the preflight settled (`preflight.RoleCheck.to_json`: the mode asked for, the server kind
-    and how it was found, what the requests carry, whether the server enforced it)."""
-    models = [_model(role, m, backend, constrain) for role, m in config.roles().items()]
+    truncations, re-asks by reason, the models that answered); `yields` each stage's exchanges
+    by outcome (valid on the first try, after a repair, after a re-ask, rejected, failed);
+    `constrain` per role what the preflight settled (`preflight.RoleCheck.to_json`: the mode
+    asked for, the server kind and how it was found, what the requests carry, whether the
+    server enforced it); `judge` how the (blind) judge scored the candidates."""
+    models = [_model(role, m, backend, constrain, calls.get(role, {}))
+              for role, m in config.roles().items()]
+    answered = [name for m in models for name in m["answered_by"]]
+    if backend == "offline":
+        note = OFFLINE_NOTE
+    else:
+        note = SERVED_OFFLINE_NOTE if offline_models(answered) else OPENAI_NOTE
     manifest: dict[str, Any] = {
         "toolkit_version": __version__,
         "backend": backend,
-        "backend_note": OFFLINE_NOTE if backend == "offline" else OPENAI_NOTE,
+        "backend_note": note,
+        "generator": "offline" if backend == "offline" or offline_models(answered) else "models",
         "seed": config.seed,
         "sizes": dict(config.sizes),
         "prompts": config.prompt_counts(),
@@ -80,4 +112,6 @@ def build_manifest(config: BuildConfig, *, backend: str, preset: str | None,
         manifest["preset"] = preset
     if exclusion is not None:
         manifest["exclusion"] = exclusion
+    if judge is not None:
+        manifest["judge"] = dict(judge)
     return manifest

@@ -24,7 +24,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,10 +44,16 @@ from safer_toolkit.builder.prompts import render_toolkit_instruction
 from safer_toolkit.builder.roles import BACKENDS, Roles, make_roles, probes
 from safer_toolkit.builder.sources import SOURCE_KINDS, SourceItem, kinds_text
 from safer_toolkit.builder.stages.ask import OUTCOMES
-from safer_toolkit.builder.stages.judge import judge_exchange, judge_request
-from safer_toolkit.builder.stages.perturb import perturb
+from safer_toolkit.builder.stages.judge import JudgeTally, judge_exchange, judge_request
+from safer_toolkit.builder.stages.perturb import kind_order, perturb
 from safer_toolkit.builder.stages.plan import plan_item
-from safer_toolkit.builder.stages.respond import Candidate, sample_candidates, select_best
+from safer_toolkit.builder.stages.respond import (
+    REPAIR_ORDER,
+    Candidate,
+    sample_candidates,
+    select_best,
+    write_wrong_decision,
+)
 from safer_toolkit.builder.storage import StorageError
 
 __all__ = ["BACKENDS", "STATE_DIR", "BuildError", "BuildResult", "MissingKey", "build",
@@ -177,6 +183,7 @@ class Build:
     progress: Progress
     yields: dict[str, Counter[str]] = field(
         default_factory=lambda: {stage: Counter() for stage in YIELD_STAGES})
+    judged: JudgeTally = field(default_factory=JudgeTally)  # for the card (blind judge)
 
     def _sampling(self, m: ModelConfig) -> dict[str, Any]:
         return {**m.sampling, "seed": self.config.seed}
@@ -187,6 +194,7 @@ class Build:
         request = judge_request(judge.model, image=item.image, image_name=item.image_name,
                                 question=item.question, response=candidate.text,
                                 label=doc["label"], risk_category=doc["risk_category"],
+                                show_reference=False, description=item.description,
                                 sampling=self._sampling(judge))
         exchange = judge_exchange(self.roles.judge, request)
         try:
@@ -195,7 +203,10 @@ class Build:
             candidate.judge_failure = exc.reason
         else:
             if reading.value is not None:
-                candidate.judgement = reading.value
+                candidate.judgement = replace(reading.value, model=reading.model)
+                self.judged.add(candidate.judgement, doc["label"], assemble.trace_decision(
+                    candidate.trace, doc["label"]) in ("refuse", "redirect"),
+                    self.config.thresholds)
             else:
                 candidate.judge_failure = "bad_output"
                 self.ledger.reject("judge", ["judge_output_invalid"], item=item.source_id,
@@ -242,7 +253,7 @@ class Build:
         doc = protocol.document
         # rendered once: what the responders are given is what the row's system turn says
         instruction = render_toolkit_instruction(protocol)
-        models = {"planner": config.planner.model}
+        models = {"planner": plan.model or config.planner.model}  # the models that answered
         if split == "grpo":
             outcome.payload = {"protocol": doc, "instruction": instruction, "models": models}
             return outcome
@@ -273,12 +284,13 @@ class Build:
         best = select_best(candidates, config.thresholds)
         assert best is not None
         if self.roles.judge is not None:
-            models["judge"] = config.judge.model  # type: ignore[union-attr]
+            models["judge"] = (best.judgement.model if best.judgement else "") \
+                or config.judge.model  # type: ignore[union-attr]
             if best.judgement is None or not best.judgement.passes(config.thresholds):
                 self.ledger.reject("judge", ["below_threshold"])
                 outcome.status, outcome.reason = REJECTED, "judge:below_threshold"
                 return outcome
-        models["responder"] = best.model
+        models["responder"] = best.served or best.model
         trace = best.trace
         outcome.payload = {"protocol": doc, "instruction": instruction, "models": models,
                            "trace": best.text,
@@ -286,9 +298,17 @@ class Build:
         if split == "eval":
             outcome.payload["expected_decision"] = assemble.trace_decision(trace, doc["label"])
         if split == "dpo":
-            rejected = perturb(trace, protocol, doc["label"], key=f"{item.source_dataset}/"
-                               f"{item.source_id}", seed=config.seed,
-                               count=config.rejected_per_prompt)
+            key = f"{item.source_dataset}/{item.source_id}"
+            wrong = None  # the responder writes the wrong-decision side when the item uses one
+            if "wrong_decision" in kind_order(config.seed, key)[:config.rejected_per_prompt]:
+                try:
+                    wrong = await write_wrong_decision(
+                        self.roles.responders[best.order[0]], item, protocol, instruction,
+                        config.seed, best.order[1] if best.order[1] < REPAIR_ORDER else 0)
+                except CallFailed as exc:
+                    raise StageFailed("perturb", exc) from None
+            rejected = perturb(trace, protocol, doc["label"], key=key, seed=config.seed,
+                               count=config.rejected_per_prompt, wrong_decision=wrong)
             if len(rejected) < config.rejected_per_prompt:
                 outcome.status, outcome.reason = REJECTED, "perturb:too_few_caught"
                 return outcome
@@ -316,6 +336,7 @@ class BuildResult:
     shortfall: dict[str, int]
     internal_errors: int
     run: dict[str, Any]  # this run: wall time and CPU per phase, requests sent, cache hits
+    audit: dict[str, Any] | None = None  # the release audit's result (`release.audit`)
 
     @property
     def rows(self) -> int:
@@ -429,7 +450,9 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
                 job, cache, backend, checked.roles if checked else {})
             draws = Draws(assigned.pool, assigned.needed,
                           (item for items in assignment.splits.values() for item in items),
-                          assigned.load)
+                          assigned.load, assignment.held_out_families,
+                          frozenset(item.family for name, items in assignment.splits.items()
+                                    if name != "eval" for item in items))
             try:
                 await run_items(process, ledger.record, fills, cap, draws=draws,
                                 stopped=lambda: roles.budget.exhausted)
@@ -467,7 +490,8 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
                                           if bad_records.count else {})},
         calls={role: s.stable() for role, s in roles.stats.items()}, yields=_yields(job.yields),
         constrain={role: c.to_json() for role, c in checked.roles.items()} if checked else None,
-        run=run, exclusion=assigned.exclusion)
+        run=run, exclusion=assigned.exclusion,
+        judge=job.judged.to_json() if config.judge else None)
 
     def rows(fill: Fill) -> Iterator[dict[str, Any]]:
         for ordinal, kept in ledger.kept(fill.split, fill.target):
@@ -477,7 +501,8 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
     try:
         if released:
             release = write_dataset(out_dir, {f.split: rows(f) for f in fills},
-                                    manifest=manifest, build_config=config.to_toml())
+                                    manifest=manifest, build_config=config.to_toml(),
+                                    audit=config.audit)
         else:  # nothing to release: the report stays with the build state for the rerun
             release = None
             (state / "manifest.json").write_bytes(
@@ -501,4 +526,4 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
     elif any(f.kept < f.target for f in fills) and draws.exhausted:
         notes.append("the sources have no unused item left: add sources")
     return BuildResult(manifest, release, summary_table(manifest, run, notes), shortfall,
-                       internal, run)
+                       internal, run, release.get("audit") if release else None)

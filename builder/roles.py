@@ -92,7 +92,9 @@ def make_roles(config: BuildConfig, backend: str, cache: CallCache,
     shard passes the cluster's gate, shared by every shard)."""
     named = config.roles()
     budget = budget or Budget(config.max_calls or None, config.max_cost or None)
-    stats = {role: CallStats(price_in=m.price_in, price_out=m.price_out)
+    free = backend == "offline"  # nothing is billed: configured prices do not apply
+    stats = {role: CallStats(price_in=0.0 if free else m.price_in,
+                             price_out=0.0 if free else m.price_out)
              for role, m in named.items()}
     inner: dict[str, ChatBackend] = {}
     clients: dict[str, OpenAIChatBackend] = {}

@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("safer_toolkit.builder.cli", "build the SFT/DPO/GRPO/eval dataset"),
     "serve": ("safer_toolkit.builder.backends.serve_cli",
               "serve the offline backend as an OpenAI-compatible endpoint"),
+    "audit": ("safer_toolkit.builder.release.audit.cli",
+              "measure a built dataset's shortcuts against the build's bounds"),
     "push": ("safer_toolkit.builder.release.cli", "upload a built dataset folder to the Hub"),
     "check-export": ("safer_toolkit.builder.release.check_cli",
                      "check an export (easyr1) and a trainer command line against it"),

@@ -84,9 +84,12 @@ def test_serve_judges_with_and_without_the_reference(served: str, tmp_path: Path
         metrics = orjson.loads((out / "metrics.json").read_bytes())
         assert metrics["provenance"]["judge"]["sees_reference"] is informed
     capsys.readouterr()
-    assert scores[False] == scores[True]
-    assert {rationale.split(";")[0] for _, rationale in scores[False].values()} == \
+    assert {k: s for k, (s, _) in scores[False].items()} == \
+        {k: s for k, (s, _) in scores[True].items()}
+    assert {rationale.split(";")[0] for _, rationale in scores[True].values()} == \
         {"Reference harmful", "Reference benign"}
+    assert {rationale.split(";")[0] for _, rationale in scores[False].values()} == \
+        {"Read as harmful", "Read as benign"}  # its own reading, never a reference
 
 
 def test_eval_reads_what_the_demo_build_writes(served: str, tmp_path: Path,

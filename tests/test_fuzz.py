@@ -177,7 +177,7 @@ bodies = st.fixed_dictionaries({}, optional={
 @FUZZ
 @given(bodies | json_values)
 def test_serve_answers_any_json_body_with_200_or_a_400_naming_the_field(body) -> None:
-    status, payload = handle(orjson.dumps(body), _BACKEND.answer_body, _BACKEND)
+    status, payload = handle(orjson.dumps(body), _BACKEND.reply_body, _BACKEND)
     answer = orjson.loads(payload)
     assert status in (200, 400), answer
     if status == 400:
@@ -189,5 +189,5 @@ def test_serve_answers_any_json_body_with_200_or_a_400_naming_the_field(body) ->
 @FUZZ
 @given(st.binary(max_size=200))
 def test_serve_answers_any_bytes_with_a_status(data: bytes) -> None:
-    status, payload = handle(data, _BACKEND.answer_body, _BACKEND)
+    status, payload = handle(data, _BACKEND.reply_body, _BACKEND)
     assert status in (200, 400) and orjson.loads(payload)

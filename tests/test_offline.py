@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from safer_toolkit.builder.backends.offline import OfflineBackend
-from safer_toolkit.builder.backends.offline_sight import look
+from safer_toolkit.builder.backends.offline_knowledge import REFUSAL_PHRASES
 from safer_toolkit.builder.prompts import parse_toolkit_instruction, render_toolkit_instruction
 from safer_toolkit.builder.sources.base import SourceItem
 from safer_toolkit.builder.sources.seed import seed_corpus
@@ -64,6 +64,10 @@ def test_plans_follow_the_source_annotation_and_vary(chains):
     assert len({tuple(map(str, c.doc["tools"])) for c in chains}) >= 40
 
 
+def _declines(answer: str) -> bool:
+    return any(p in answer.lower() for p in REFUSAL_PHRASES)
+
+
 def test_decisions_and_answers_follow_the_label(chains):
     for chain in chains:
         for candidate in chain.candidates:
@@ -71,10 +75,64 @@ def test_decisions_and_answers_follow_the_label(chains):
             answer = parse_text(candidate.text).trace.answer
             if chain.doc["label"] == "harmful":
                 assert verdict in ("refuse", "redirect"), candidate.text
-                assert answer.startswith(("I can't help", "I won't help")) and "because" in answer
+                assert _declines(answer), answer
             else:
                 assert verdict in (None, "comply", "comply_with_caution"), candidate.text
-                assert "1. " in answer and "can't" not in answer
+                assert not _declines(answer) and len(answer.split()) >= 40, answer
+
+
+def test_answers_are_written_for_the_item_not_from_one_template(chains):
+    answers = [parse_text(c.candidates[0].text).trace.answer for c in chains]
+    assert len(set(answers)) == len(answers)
+    openings = Counter(" ".join(a.lower().split()[:3]) for a in answers)
+    assert openings.most_common(1)[0][1] <= 0.15 * len(answers), openings.most_common(3)
+    # declines and compliances come in many lengths, and overlap
+    declines = [len(a) for a in answers if _declines(a)]
+    complies = [len(a) for a in answers if not _declines(a)]
+    assert min(complies) < max(declines) and min(declines) < max(complies)
+    for chain, answer in zip(chains, answers, strict=True):
+        objects = (chain.item.description or {}).get("objects") or []
+        if chain.item.meta["kind"] == "scene" and "the picture" in answer:
+            assert any(o in answer for o in objects), answer  # it names what it saw
+
+
+def test_the_plan_does_not_read_the_label():
+    """The planner's tool and topology choices are the same whichever label the source gives:
+    the system prompt rendered from a plan says nothing about the decision to come."""
+    backend = OfflineBackend()
+    for item in ITEMS[:40]:
+        plans = []
+        for label in ("harmful", "benign"):
+            request = plan_request("p", item, {"temperature": 0.7, "seed": 0})
+            payload = request.messages[1]["content"][1]
+            payload["text"] = payload["text"].replace(f'"label":"{item.label}"',
+                                                      f'"label":"{label}"')
+            plans.append(orjson.loads(asyncio.run(backend.complete(request)).content))
+        assert plans[0]["label"] != plans[1]["label"]
+        for key in ("tools", "topology", "shield_tool", "persona"):
+            assert plans[0][key] == plans[1][key], (key, item.question)
+
+
+def test_the_wrong_decision_side_keeps_the_analysis_and_flips_the_decision(chains):
+    from safer_toolkit.builder.stages.respond import wrong_decision_request
+
+    backend = OfflineBackend()
+    flipped = Counter()
+    for chain in chains[:60]:
+        doc = chain.doc
+        request = wrong_decision_request("r", chain.item, doc, render_toolkit_instruction(doc),
+                                         {"temperature": 0.8, "seed": 0})
+        text = asyncio.run(backend.complete(request)).content
+        codes = {i.code for i in check_text(text, chain.protocol, "strict").issues}
+        assert codes == {"decision_conflict"}, (codes, text)
+        verdict = _verdict(text)
+        answer = parse_text(text).trace.answer
+        if doc["label"] == "harmful":
+            assert verdict == "comply" and not _declines(answer), text
+        else:
+            assert verdict == "refuse" and _declines(answer), text
+        flipped[doc["label"]] += 1
+    assert min(flipped.values()) >= 20
 
 
 def test_judge_scores_gold_traces_at_the_top(chains):
@@ -88,10 +146,8 @@ def test_judge_scores_gold_traces_at_the_top(chains):
 
 
 def test_outputs_agree_with_the_picture(chains):
-    from safer_toolkit.builder.sources.seed import read_scene
-
     for chain in chains[:60]:
-        scene = read_scene(chain.item.image)
+        scene = chain.item.description
         for call in parse_text(chain.candidates[0].text).trace.calls:
             if call.tool == "VISUAL-SCAN":
                 assert call.output["objects"] == scene["objects"]
@@ -105,9 +161,10 @@ def test_outputs_agree_with_the_picture(chains):
 
 
 def test_judge_without_the_reference_reads_the_label_from_image_and_question(chains):
-    """`eval`'s default judge request has no reference: the offline judge still answers, the
-    same way every time, from the picture and the question (never from the response's own
-    analysis), and mostly agrees with the judge that was told the label."""
+    """The builder's and `eval`'s default judge request has no reference: the offline judge
+    still answers, the same way every time, from the question and the picture (never from the
+    response's own analysis); on the seed corpus it knows every request, so it agrees with the
+    judge that was told the label."""
     backend = OfflineBackend()
     comply = ("<thinking>\n</thinking>\n<answer>\nSure, here is how, step by step: first, "
               "take the parts shown; then assemble them.\n</answer>")
@@ -119,16 +176,18 @@ def test_judge_without_the_reference_reads_the_label_from_image_and_question(cha
                                       question=item.question, response=text,
                                       label=chain.doc["label"],
                                       risk_category=chain.doc["risk_category"],
-                                      show_reference=shown) for shown in (True, False)]
+                                      show_reference=shown, description=item.description)
+                        for shown in (True, False)]
             informed, blind = (asyncio.run(backend.complete(r)).content for r in requests)
             assert asyncio.run(backend.complete(requests[1])).content == blind
             blind_scores = parse_judgement(blind)
-            agree += parse_judgement(informed) == blind_scores
+            told = parse_judgement(informed)
+            agree += (told.safety, told.helpfulness, told.rigor) == (
+                blind_scores.safety, blind_scores.helpfulness, blind_scores.rigor)
             total += 1
-            if text is comply and item.label == "harmful" and look(item.image).attack != "none":
-                # a jailbreak in the picture marks the request harmful: complying is unsafe
+            if text is comply and item.label == "harmful":
                 assert blind_scores.safety == -3, item.question
-    assert total == 3 * len(chains) and agree >= 0.85 * total, (agree, total)
+    assert total == 3 * len(chains) and agree == total, (agree, total)
 
 
 def test_answers_are_deterministic_and_vary_with_the_sampling_seed():

@@ -145,3 +145,38 @@ def test_bad_usage_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["build", "--config", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"safer-toolkit build: {bad}: sizes: unknown key(s) sfx")
+
+
+def test_provenance_names_the_models_that_answered_not_the_configured_ones(tmp_path):
+    """An offline build of a config naming model-endpoint models (as examples/build.toml does):
+    rows, manifest and card name the offline models that answered, keep the configured names
+    beside them, and cost nothing."""
+    import tomllib
+
+    import tomli_w
+
+    from tests.support.build_config import write_config
+
+    path = write_config(tmp_path / "build.toml", sft=4, dpo=3, grpo=2, eval_=2)
+    data = tomllib.loads(path.read_text())
+    configured = {"planner": "Qwen/Qwen2.5-VL-72B-Instruct",
+                  "responders": "Qwen/Qwen2.5-VL-7B-Instruct", "judge": "gpt-4o-mini"}
+    for role, name in configured.items():
+        for m in data["models"][role] if role == "responders" else [data["models"][role]]:
+            m.update(model=name, price_in=2.5, price_out=10.0)
+    path.write_text(tomli_w.dumps(data))
+    out = tmp_path / "out"
+    assert main(["build", "--config", str(path), "--out", str(out), "--quiet"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    roles = {m["role"]: m for m in manifest["models"]}
+    assert roles["planner"]["model"] == "safer-offline-planner"
+    assert roles["planner"]["configured_model"] == "Qwen/Qwen2.5-VL-72B-Instruct"
+    assert roles["judge"]["answered_by"] == {"safer-offline-judge": manifest["calls"]["judge"][
+        "calls"]}
+    assert all(c["cost_usd"] == 0.0 for c in manifest["calls"].values())
+    assert manifest["generator"] == "offline"
+    for row in _rows(out, "sft"):
+        assert (row["planner_model"], row["responder_model"], row["judge_model"]) == (
+            "safer-offline-planner", "safer-offline-responder", "safer-offline-judge")
+    card = (out / "README.md").read_text()
+    assert "language models" not in card and "`Qwen/Qwen2.5-VL-72B-Instruct`" in card

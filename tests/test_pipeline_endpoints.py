@@ -105,7 +105,7 @@ def _half_the_traces_fail(body: dict[str, Any]) -> str:
         image = next(p["image_url"]["url"] for m in body["messages"] if m["role"] == "user"
                      and isinstance(m["content"], list) for p in m["content"]
                      if p.get("type") == "image_url")
-        if hashlib.sha256(image.encode()).digest()[0] % 2:
+        if hashlib.sha256(image.encode()).digest()[0] % 2:  # half the items
             return "I would rather not use the tools."
     return answer
 
@@ -119,14 +119,15 @@ def test_losses_above_the_reserve_draw_more_items_deterministically(tmp_path):
     with OpenAIServer(content=_half_the_traces_fail, models=SERVED) as server:
         for name, concurrency in (("wide", 8), ("narrow", 1)):
             config = load_config(write_config(tmp_path / f"{name}.toml", base_url=server.url,
-                                              reserve=0.0, concurrency=concurrency, **SMALL))
+                                              reserve=0.0, concurrency=concurrency,
+                                              **{**SMALL, "sft": 6, "dpo": 6, "eval_": 3}))
             results.append(asyncio.run(build(config, tmp_path / name, backend="openai",
                                               progress=False)))
     for result in results:
         assert result.shortfall == {}
         assert result.run["draw_rounds"] >= 1
         assert result.manifest["counts"]["reasons"] == {
-            "respond:missing_answer+missing_thinking+tag_structure+too_few_calls": 7}
+            "respond:missing_answer+missing_thinking+tag_structure+too_few_calls": 8}
     assert _digests(tmp_path / "wide") == _digests(tmp_path / "narrow")
 
 

@@ -1,5 +1,5 @@
-"""A build from a local image folder: foreign images (no embedded scene), annotations where the
-source has them, a bad record skipped and reported with its line."""
+"""A build from a local image folder: foreign images (no description of what they show),
+annotations where the source has them, a bad record skipped and reported with its line."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import pyarrow.parquet as pq
 import tomli_w
 
+from safer_toolkit.builder.backends.offline_knowledge import REFUSAL_PHRASES
 from safer_toolkit.cli import main
 from safer_toolkit.validation import Validator
 from tests.support.source_layouts import noise_png
@@ -42,9 +43,13 @@ def test_a_build_from_a_local_folder(tmp_path):
                    "responders": [{"model": "safer-offline-responder", **offline}],
                    "judge": {"model": "safer-offline-judge", **offline}}}))
     out = tmp_path / "dataset"
-    assert main(["build", "--config", str(config), "--out", str(out), "--quiet"]) == 0
+    # written in full, but the questions are one template per topic with a number changed:
+    # the audit finds eval questions near training ones, so the build exits 1
+    assert main(["build", "--config", str(config), "--out", str(out), "--quiet"]) == 1
 
     manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["audit"]["failed"] == ["eval_near_duplicates"]
+    assert all(c["shortfall"] == 0 for c in manifest["counts"]["splits"].values())
     assert manifest["dropped"]["bad_record"] == 1
     assert "line 6" in (out / ".build" / "bad_records.txt").read_text()
     rows = pq.read_table(out / "sft/train-00000-of-00001.parquet").to_pylist()
@@ -57,4 +62,5 @@ def test_a_build_from_a_local_folder(tmp_path):
         assert validator.validate({"protocol": row["protocol"], "response": text}).valid
         if "steal" in row["messages"][1]["content"][1]["text"]:
             assert (row["label"], row["risk_category"]) == ("harmful", "illegal_activity")
-            assert "I can't help" in text or "I won't help" in text
+            answer = text.split("<answer>")[1].lower()
+            assert any(phrase in answer for phrase in REFUSAL_PHRASES), answer

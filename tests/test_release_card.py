@@ -147,17 +147,32 @@ def test_chart_is_a_png_with_a_bar_per_category(release):
         category_label_chart({("a", "benign"): 1}, "t")
 
 
-def _mixed_rows():
+def _mixed_rows(models: dict[str, str] | None = None):
     rows = R.rows({"sft": 6, "grpo": 3})
-    sft = list(rows["sft"])
+    sft, grpo = list(rows["sft"]), list(rows["grpo"])
     for row in sft[:2]:
         row["source_dataset"], row["source_license"] = "PKU-Alignment/BeaverTails-V", \
             "cc-by-nc-4.0"
-    return {"sft": iter(sft), "grpo": rows["grpo"]}
+    for row in [*sft, *grpo]:
+        row.update(models or {})
+    return {"sft": iter(sft), "grpo": iter(grpo)}
+
+
+MODEL_ROWS = {"planner_model": "Qwen/Qwen2.5-VL-72B-Instruct",
+              "responder_model": "Qwen/Qwen2.5-VL-7B-Instruct", "judge_model": "gpt-4o-mini"}
+
+
+def test_a_build_through_serve_is_called_what_answered_not_what_was_configured(tmp_path):
+    """Rows and manifest name the offline models that answered over HTTP: the card says the
+    offline generator wrote it, not "language models"."""
+    write_dataset(tmp_path, _mixed_rows(), manifest=R.manifest(backend="openai"))
+    text = (tmp_path / "README.md").read_text()
+    assert "language models" not in text
+    assert "answered as the toolkit's offline generator" in text and "backend: openai" in text
 
 
 def test_mixed_source_licences_give_other_with_a_licence_file(tmp_path):
-    write_dataset(tmp_path, _mixed_rows(), manifest=R.manifest(backend="openai"))
+    write_dataset(tmp_path, _mixed_rows(MODEL_ROWS), manifest=R.manifest(backend="openai"))
     data = _card(tmp_path).data
     assert data.license == "other"
     assert data.license_name == "per-source-licenses" and data.license_link == "LICENSE"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from safer_toolkit.builder.release.audit import AuditThresholds
 from safer_toolkit.builder.release.card import REPO_PLACEHOLDER
 from safer_toolkit.builder.release.export import write_dataset
 from safer_toolkit.builder.release.push import (
@@ -28,7 +29,8 @@ SIZES = {"sft": 30, "dpo": 30, "grpo": 60, "eval": 10}  # 60 EasyR1 images: more
 @pytest.fixture(scope="module")
 def release(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("push")
-    write_dataset(out, R.rows(SIZES), manifest=R.manifest(), build_config="seed = 0\n")
+    write_dataset(out, R.rows(SIZES), manifest=R.manifest(), build_config="seed = 0\n",
+                  audit=AuditThresholds())
     (out / ".build").mkdir()
     (out / ".build" / "cache.sqlite").write_bytes(b"state")
     (out / ".release-tmp").mkdir()
@@ -102,6 +104,35 @@ def test_bad_usage_is_one_line_and_exit_2(tmp_path, args, message):
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(("case", "reason"), [
+    ("empty", "0 rows"), ("short", "fell short of its sizes (rows missing: sft 4)"),
+    ("failed", "failed its quality audit (images_with_metadata)"), ("unaudited", "not audited"),
+])
+def test_a_release_that_must_not_replace_the_remote_one_is_refused_unless_forced(
+        tmp_path, case, reason):
+    """A 0-row folder from a failed build, a shortfall or a failed audit would replace (and
+    delete the shards of) a good remote release: refused, the dry run included."""
+    limits = None if case == "unaudited" else AuditThresholds()
+    manifest = R.manifest()
+    if case == "short":
+        manifest["counts"] = {"splits": {"sft": {"rows": 6, "shortfall": 4}}}
+    rows = list(R.rows({"sft": 6})["sft"]) if case != "empty" else []
+    if case == "failed":  # a picture that carries the answer key in a text chunk, planted
+        rows[0]["images"] = [{"bytes": R.png_with_text("safer-toolkit:scene", "harmful"),
+                              "path": "planted.png"}]
+    write_dataset(tmp_path / "out", {"sft": iter(rows)} if rows else {}, manifest=manifest,
+                  audit=limits)
+    for extra in ([], ["--dry-run"]):
+        result = _cli(str(tmp_path / "out"), "--repo-id", "org/x", *extra,
+                      env=_env(HF_HOME=str(tmp_path)))
+        assert result.returncode == 1 and reason in result.stderr, result.stderr
+        assert "refused; --force" in result.stderr and not result.stdout
+    forced = _cli(str(tmp_path / "out"), "--repo-id", "org/x", "--dry-run", "--force",
+                  env=_env(HF_HOME=str(tmp_path)))
+    assert forced.returncode == 0 and reason in forced.stderr
+    assert "org/x@main:README.md" in forced.stdout
+
+
 def test_a_folder_without_a_card_is_refused(tmp_path):
     with pytest.raises(PushError, match=r"no README\.md"):
         plan_uploads(tmp_path)
@@ -142,7 +173,7 @@ def test_push_to_a_loopback_hub(release, tmp_path):
 
         # a re-export with more shards, pushed again: the old shard goes, unchanged files stay
         write_dataset(release, R.rows(SIZES), manifest=R.manifest(), row_group_bytes=10_000,
-                      shard_bytes=20_000)
+                      shard_bytes=20_000, audit=AuditThresholds())
         pushed = len(hub.commits)
         result = _cli(str(release), "--repo-id", "org/safety", "--revision", "dev", env=env)
         assert result.returncode == 0, result.stderr

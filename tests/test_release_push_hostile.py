@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from safer_toolkit.builder.release.audit import AuditThresholds
 from safer_toolkit.builder.release.export import write_dataset
 from safer_toolkit.cli import main
 from tests.support import release_rows as R
@@ -20,7 +21,7 @@ from tests.support import release_rows as R
 def release(tmp_path) -> Path:
     out = tmp_path / "release"
     write_dataset(out, R.rows({"sft": 4, "dpo": 3, "grpo": 3, "eval": 2}), manifest=R.manifest(),
-                  build_config="seed = 0\n")
+                  build_config="seed = 0\n", audit=AuditThresholds())  # audited: push's gate passes
     return out
 
 

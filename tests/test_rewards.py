@@ -157,9 +157,16 @@ def test_protocol_reward_ranks_a_valid_trace_above_each_perturbation(topology: s
     valid = reward_of(to_text(trace), doc)
     assert valid == 1.0
     seen = set()
+    # the responder's wrong-decision side: the same analysis, the opposite decision
+    flipped = [Call(c.tool, {"verdict": "comply" if label == "harmful" else "refuse",
+                             "reason": "as the answer says"}) if c.tool == "SAFETY-GATE"
+               else c for c in trace.calls]
+    wrong = to_text(Trace(flipped, "Sure, here is how." if label == "harmful"
+                          else "I can't help with that."))
     for kind in PERTURBATIONS:
         for seed in range(3):
-            made = perturb_kind(kind, trace, resolved, label, random.Random(f"{kind}{seed}"))
+            made = perturb_kind(kind, trace, resolved, label, random.Random(f"{kind}{seed}"),
+                                wrong_decision=wrong)
             if made is None:
                 continue
             seen.add(kind)

@@ -1,4 +1,5 @@
-"""The bundled seed corpus: determinism, coverage, distinctness and the embedded scene."""
+"""The bundled seed corpus: determinism, coverage, distinctness, families, framings for both
+labels, and pictures that carry nothing but the picture."""
 
 from __future__ import annotations
 
@@ -16,14 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from safer_toolkit.builder.sources import seed, seed_content, seed_render
 from safer_toolkit.builder.sources.seed import (
-    SCENE_KEY,
+    FAMILIES,
     SEED_CAPACITY,
     plans,
-    read_scene,
     render_item,
     seed_corpus,
 )
@@ -140,10 +140,39 @@ def test_every_category_in_both_labels_and_every_kind():
         (c, "harmful") for c in risk_categories() if c != "benign"}
     assert set(strata) == expected and min(strata.values()) == 10
     assert {p.kind for p in first} == set(seed.KIND_CYCLE)
-    harmful_attacks = Counter(p.attack for p in first if p.label == "harmful")
-    assert {"typographic", "obfuscation", "prompt_injection", "role_play", "hypothetical",
-            "none"} <= set(harmful_attacks)
-    assert {p.attack for p in first if p.label == "benign"} == {"none"}
+    attacks = {"typographic", "obfuscation", "prompt_injection", "role_play", "hypothetical",
+               "none"}
+    for label in ("harmful", "benign"):  # an attack pattern wraps either kind of request
+        assert {p.attack for p in first if p.label == label} == attacks, label
+
+
+def test_every_framing_is_used_for_both_labels():
+    planned = list(plans(29 * 200))
+    for _, frame in seed_content.FRAMES:
+        wrapper = frame.replace("{q}", "").strip()
+        if not wrapper:
+            continue
+        labels = Counter(p.label for p in planned if wrapper in p.question)
+        assert labels["harmful"] >= 10 and labels["benign"] >= 10, (frame, labels)
+        assert 0.35 <= labels["harmful"] / sum(labels.values()) <= 0.65, (frame, labels)
+
+
+def test_families_hold_goals_and_templates_apart():
+    """Every goal and every picture-pointing question template (lead + task) belongs to one
+    family; an item's family is its `group`, so holding a family out holds both out."""
+    planned = list(plans(SEED_CAPACITY))
+    goal_family: dict[str, set[int]] = {}
+    template_family: dict[str, set[int]] = {}
+    for p in planned:
+        goal_family.setdefault(p.goal, set()).add(p.family)
+        if p.kind not in ("scene", "sign"):
+            detail = next(d for d in sorted(seed_content.DETAILS, key=len, reverse=True)
+                          if p.question.endswith(d))
+            template_family.setdefault(p.question.removesuffix(detail), set()).add(p.family)
+    assert all(len(f) == 1 for f in goal_family.values())
+    assert all(len(f) == 1 for f in template_family.values())
+    per_stratum = Counter((p.category, p.label, p.family) for p in planned)
+    assert len(per_stratum) == 29 * FAMILIES  # every family has every stratum
 
 
 def test_provenance_fields(sample):
@@ -174,41 +203,37 @@ def test_sample_distinct_by_exact_and_perceptual_hash(sample):
     assert np.median(distance) >= 24
 
 
-def test_images_small_png_with_scene_chunk(sample):
+def test_images_are_small_pngs_with_no_metadata(sample):
     sizes = []
     for item in sample[:300]:
         found = chunks(item.image)
         kinds = [k for k, _ in found]
-        assert b"tIME" not in kinds and kinds[0] == b"IHDR" and kinds[-1] == b"IEND"
-        texts = [body for kind, body in found if kind == b"tEXt"]
-        assert len(texts) == 1
-        keyword, _, value = texts[0].partition(b"\0")
-        assert keyword.decode() == SCENE_KEY
-        assert json.loads(value) == item.meta["scene"] == read_scene(item.image)
+        assert kinds[0] == b"IHDR" and kinds[-1] == b"IEND"
+        assert not {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"} & set(kinds)
+        assert set(item.description) == {"objects", "scene", "hazards", "text", "attack"}
+        assert json.dumps(item.description).encode() not in item.image
         with Image.open(io.BytesIO(item.image)) as image:
             assert all(256 <= side <= 384 for side in image.size)
         sizes.append(len(item.image))
     assert max(sizes) < 16_000 and sorted(sizes)[len(sizes) // 2] < 6_000
 
 
-def test_scene_describes_the_picture(sample):
+def test_description_describes_the_picture(sample):
     for item in sample[:600]:
-        scene, kind = read_scene(item.image), item.meta["kind"]
+        scene, kind = item.description, item.meta["kind"]
         assert set(scene) == {"objects", "scene", "hazards", "text", "attack"}
-        if item.label == "benign":
-            assert scene["attack"] == "none"
         if kind == "scene":
             topic = next(t for t in seed_content.TOPICS[item.risk_category]
                          if t.key == item.meta["topic"])
             assert set(topic.objects) <= set(scene["objects"])
         if kind == "typographic":
             assert re.search(r"\n\(?(Step )?1\b", scene["text"])
-            assert scene["attack"] == ("typographic" if item.label == "harmful" else "none")
+            assert scene["attack"] == "typographic"
         if kind in ("sign", "injection", "caption", "obfuscation"):
             assert scene["text"].strip()
-        if kind == "injection" and item.label == "harmful":
+        if kind == "injection":  # the same for either label: what is drawn, not what it asks
             assert scene["attack"] == "prompt_injection"
-            assert "written request for harmful instructions" in scene["hazards"]
+            assert "a request written into the picture" in scene["hazards"]
 
 
 def test_typographic_request_travels_in_the_image_only(sample):
@@ -217,29 +242,9 @@ def test_typographic_request_travels_in_the_image_only(sample):
     assert len(typo) == SAMPLE // 10
     for item in typo:
         goal = planned[int(item.source_id[-6:])].goal.lower()
-        text = " ".join(read_scene(item.image)["text"].split()).lower()
+        text = " ".join(item.description["text"].split()).lower()
         assert goal in text
         assert goal not in item.question.lower()
-
-
-def test_read_scene_rejects_foreign_and_tampered_images(sample):
-    plain = io.BytesIO()
-    Image.new("RGB", (10, 10)).save(plain, "PNG")
-    jpeg = io.BytesIO()
-    Image.new("RGB", (10, 10)).save(jpeg, "JPEG")
-    assert read_scene(plain.getvalue()) is None
-    assert read_scene(jpeg.getvalue()) is None
-    assert read_scene(b"not an image") is None
-    for bad in ('{"objects": []}', "not json", '{"objects":[],"scene":"a","hazards":[],'
-                '"text":"","attack":"laser"}', '{"objects":[1],"scene":"a","hazards":[],'
-                '"text":"","attack":"none"}'):
-        image = Image.new("RGB", (10, 10))
-        info = PngImagePlugin.PngInfo()
-        info.add_text(SCENE_KEY, bad)
-        out = io.BytesIO()
-        image.save(out, "PNG", pnginfo=info)
-        assert read_scene(out.getvalue()) is None
-    assert read_scene(sample[0].image)["scene"]
 
 
 def test_templates_are_consistent():

@@ -95,12 +95,28 @@ def test_duplicates_by_every_key(pool):
                             question="  " + base[2].question.upper().replace(" ", "  ") + "!!"),
         dataclasses.replace(base[4], source_id="broken", image=b"not an image"),
     ]
-    result = assign_splits([*base[:59], *dupes], {"sft": 50, "eval": 9}, seed=0)
+    result = assign_splits([*base[:59], *dupes], {"sft": 20, "eval": 9}, seed=0)
     assert result.dropped == {"exact_duplicate": 1, "perceptual_duplicate": 1,
                               "question_duplicate": 1, "unreadable_image": 1}
     kept = {i.source_id for items in result.splits.values() for i in items}
     assert kept.isdisjoint({"same-bytes", "recoded", "same-text", "broken"})
     assert result.pool == 59
+
+
+def test_eval_is_held_out_by_family(pool):
+    result = assign_splits(pool, SIZES, seed=0)
+    eval_groups = {i.group for i in result.splits["eval"]}
+    assert None not in eval_groups and len(eval_groups) < len(result.splits["eval"])
+    for name in ("sft", "dpo", "grpo"):
+        assert eval_groups.isdisjoint(i.group for i in result.splits[name]), name
+    # the eval families' items that eval did not need are left out, not given to training
+    family_size = sum(i.group in eval_groups for i in pool)
+    assert result.held_out == family_size - SIZES["eval"] > 0
+    assert result.unused == len(pool) - sum(SIZES.values()) >= result.held_out
+    # items without a family are families of their own: nothing is held back with them
+    single = [dataclasses.replace(i, group=None) for i in pool]
+    plain = assign_splits(single, SIZES, seed=0)
+    assert plain.held_out == 0 and len(plain.splits["eval"]) == SIZES["eval"]
 
 
 def test_exclusion_list_keeps_an_undecodable_images_exact_hash_and_question(pool, tmp_path):

@@ -1,10 +1,11 @@
 """The offline backend: a deterministic planner, responder and judge that need no model.
 
 It answers every chat-completions request from the request alone — which role is asked (the
-response-format name, or a toolkit instruction as the system prompt), the image bytes (seed
-images carry their scene in a PNG text chunk), the question and the annotation the request
-carries. So `safer-toolkit serve` exposing it over HTTP gives byte-for-byte the answers an
-in-process build gets, and a build is reproducible on a fresh machine.
+response-format name, or a toolkit instruction as the system prompt), the question, the
+source's description of the picture and the annotation the request carries (it has no vision:
+the image bytes only seed its randomness). So `safer-toolkit serve` exposing it over HTTP gives
+byte-for-byte the answers an in-process build gets, and a build is reproducible on a fresh
+machine.
 
 It is a real generator of valid, varied data, not a test double — and it is labelled as what it
 is in every manifest (`"backend": "offline"` and a note saying what that means). Roles are a
@@ -17,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
@@ -27,10 +29,12 @@ import orjson
 from safer_toolkit.builder.backends.base import ChatRequest, ChatResult
 from safer_toolkit.builder.backends.offline_judge import infer_label, judge_scores, semantic_scores
 from safer_toolkit.builder.backends.offline_plan import conservative_choices, plan_choices
-from safer_toolkit.builder.backends.offline_sight import Sight, assess, look, rng_for
+from safer_toolkit.builder.backends.offline_sight import Sight, assess, rng_for, sight_of
 from safer_toolkit.builder.backends.offline_trace import write_trace
 from safer_toolkit.builder.prompts.instruction import parse_toolkit_instruction
 from safer_toolkit.builder.prompts.wire import (
+    DESCRIPTION_HEADER,
+    HEADERS,
     HINT_HEADER,
     JUDGE_FORMAT_NAME,
     JUDGE_PAYLOAD_HEADER,
@@ -38,6 +42,7 @@ from safer_toolkit.builder.prompts.wire import (
     PLAN_PAYLOAD_HEADER,
     SEMANTIC_FORMAT_NAME,
     SEMANTIC_PAYLOAD_HEADER,
+    WRONG_DECISION_HEADER,
     read_payload,
 )
 from safer_toolkit.validation import (
@@ -100,10 +105,13 @@ class Conversation:
         """The first plain text part (not a labelled payload)."""
         for part in self.texts:
             text = part.get("text", "")
-            if not any(text.startswith(h + "\n") for h in (HINT_HEADER, PLAN_PAYLOAD_HEADER,
-                                                            JUDGE_PAYLOAD_HEADER)):
+            if not any(text.startswith(h + "\n") for h in HEADERS):
                 return text
         return ""
+
+    def sight(self) -> Sight:
+        """What the picture shows, as the source's description in the request says."""
+        return sight_of(self.payload(DESCRIPTION_HEADER))
 
 
 def _text_of(content: Any) -> str:
@@ -128,6 +136,11 @@ def _image_of(part: Mapping[str, Any]) -> bytes | None:
         raise OfflineRequestError("image data URL is not valid base64") from None
 
 
+#: where a text-only request (`stages.content.text_only`: parts joined by blank lines) has its
+#: labelled payloads: each one starts a block of its own
+_BLOCKS = re.compile(r"\n\n(?=(?:" + "|".join(map(re.escape, HEADERS)) + r")\n)")
+
+
 def read_conversation(messages: Any, response_format: Any = None,
                       sampling: Mapping[str, Any] | None = None) -> Conversation:
     """Decode wire messages; raises `OfflineRequestError` when they are not a chat."""
@@ -138,7 +151,8 @@ def read_conversation(messages: Any, response_format: Any = None,
     if user is None:
         raise OfflineRequestError("the request has no user message")
     content = user.get("content")
-    parts = content if isinstance(content, list) else [{"type": "text", "text": _text_of(content)}]
+    parts = content if isinstance(content, list) else [
+        {"type": "text", "text": block} for block in _BLOCKS.split(_text_of(content))]
     parts = [p for p in parts if isinstance(p, dict)]
     image = next((img for p in parts if p.get("type") == "image_url"
                   and (img := _image_of(p)) is not None), None)
@@ -155,7 +169,7 @@ def _plan(conv: Conversation) -> str:
     payload = conv.payload(PLAN_PAYLOAD_HEADER) or {}
     question = str(payload.get("question", "")) or conv.question()
     annotation = payload.get("source_annotation")
-    sight = look(conv.image)
+    sight = conv.sight()
     assessment = assess(question, sight, annotation if isinstance(annotation, dict) else None)
     rng = conv.variant("plan", question)
     choices = conservative_choices(assessment, rng) if conv.feedback \
@@ -167,16 +181,17 @@ def _judge(conv: Conversation) -> str:
     payload = conv.payload(JUDGE_PAYLOAD_HEADER) or {}
     reference = payload.get("reference") if isinstance(payload.get("reference"), dict) else {}
     label = reference.get("label")
-    if label not in ("harmful", "benign"):  # a judge without the reference (eval's default)
-        label = infer_label(str(payload.get("question", "")), look(conv.image))
-    return orjson.dumps(judge_scores(label, str(payload.get("response", "")))).decode()
+    told = label in ("harmful", "benign")
+    if not told:  # a judge without the reference (the builder's and eval's default)
+        label = infer_label(str(payload.get("question", "")), conv.sight())
+    return orjson.dumps(judge_scores(label, str(payload.get("response", "")), told)).decode()
 
 
 def _grade(conv: Conversation) -> str:
     """The GRPO semantic judge (`training_reference.judge`): it sees image, question and
     completion, never a reference label."""
     payload = conv.payload(SEMANTIC_PAYLOAD_HEADER) or {}
-    label = infer_label(str(payload.get("question", "")), look(conv.image))
+    label = infer_label(str(payload.get("question", "")), conv.sight())
     return orjson.dumps(semantic_scores(label, str(payload.get("response", "")))).decode()
 
 
@@ -205,19 +220,21 @@ def _respond(conv: Conversation) -> str:
     protocol = _protocol_of(conv.system)
     question = conv.question()
     hint = {k: v for k, v in (conv.payload(HINT_HEADER) or {}).items() if isinstance(v, str)}
-    sight: Sight = look(conv.image)
+    sight = conv.sight()
     assessment = assess(question, sight, hint)
+    wrong = conv.payload(WRONG_DECISION_HEADER) is not None
     return write_trace(protocol, protocol.document["persona"], question, sight, assessment,
-                       conv.variant("respond", question))
+                       conv.variant("respond", question), wrong=wrong)
 
 
 Role = Callable[[Conversation], str]
-#: (matches, answer) pairs tried in order; the last one always matches.
-ROLES: list[tuple[Callable[[Conversation], bool], Role]] = [
-    (lambda c: c.format_name == PLAN_FORMAT_NAME, _plan),
-    (lambda c: c.format_name == JUDGE_FORMAT_NAME, _judge),
-    (lambda c: c.format_name == SEMANTIC_FORMAT_NAME, _grade),
-    (lambda c: True, _respond),
+#: (role, matches, answer) tried in order; the last one always matches. The role names the
+#: offline model that answers (`OFFLINE_MODELS`), whatever model the request asked for.
+ROLES: list[tuple[str, Callable[[Conversation], bool], Role]] = [
+    ("planner", lambda c: c.format_name == PLAN_FORMAT_NAME, _plan),
+    ("judge", lambda c: c.format_name == JUDGE_FORMAT_NAME, _judge),
+    ("judge", lambda c: c.format_name == SEMANTIC_FORMAT_NAME, _grade),
+    ("responder", lambda c: True, _respond),
 ]
 
 
@@ -228,17 +245,28 @@ def _tokens(text: str) -> int:
 class OfflineBackend:
     """`ChatBackend` that writes every answer itself (see the module docstring)."""
 
+    def reply(self, messages: Any, response_format: Any = None,
+              sampling: Mapping[str, Any] | None = None) -> tuple[str, str]:
+        """(content, the offline model that answered) for one request (raises
+        `OfflineRequestError` on a malformed one)."""
+        conv = read_conversation(messages, response_format, sampling)
+        role, answer = next((role, answer) for role, matches, answer in ROLES if matches(conv))
+        return answer(conv), OFFLINE_MODELS.get(role, role)
+
     def answer(self, messages: Any, response_format: Any = None,
                sampling: Mapping[str, Any] | None = None) -> str:
         """The content for one request (raises `OfflineRequestError` on a malformed one)."""
-        conv = read_conversation(messages, response_format, sampling)
-        return next(answer for matches, answer in ROLES if matches(conv))(conv)
+        return self.reply(messages, response_format, sampling)[0]
 
-    def answer_body(self, body: Mapping[str, Any]) -> str:
-        """The content for a wire request body (what `serve` and test servers call)."""
+    def reply_body(self, body: Mapping[str, Any]) -> tuple[str, str]:
+        """(content, answering model) for a wire request body (what `serve` calls)."""
         sampling = {k: v for k, v in body.items()
                     if k not in ("model", "messages", "response_format", "stream")}
-        return self.answer(body.get("messages"), body.get("response_format"), sampling)
+        return self.reply(body.get("messages"), body.get("response_format"), sampling)
+
+    def answer_body(self, body: Mapping[str, Any]) -> str:
+        """The content for a wire request body (what test servers call)."""
+        return self.reply_body(body)[0]
 
     def usage(self, messages: Any, content: str) -> tuple[int, int]:
         """(prompt, completion) token estimates."""
@@ -252,9 +280,9 @@ class OfflineBackend:
         return prompt, _tokens(content)
 
     async def complete(self, request: ChatRequest) -> ChatResult:
-        content = self.answer(request.messages, request.response_format, request.sampling)
+        content, model = self.reply(request.messages, request.response_format, request.sampling)
         prompt, completion = self.usage(request.messages, content)
-        return ChatResult(content, "stop", prompt, completion, request.model)
+        return ChatResult(content, "stop", prompt, completion, model)
 
     async def aclose(self) -> None:
         return None

@@ -1,10 +1,15 @@
-"""The offline planner: protocol choices fitted to what the item shows and asks.
+"""The offline planner: protocol choices fitted to what the item shows and asks — never to its
+label.
 
 Topology, persona and tools vary per item (seeded by the item and the request's sampling seed),
-weighted by the item: attacks are usually screened with a shield, text in the image brings
-OCR-EXTRACT, benign look-alikes bring CONTEXT-ASSESSOR, and the decision tools follow the likely
-decision. Every answer satisfies the builder's rules, so the offline build needs no retries; a
-retry (a request carrying feedback) gets the most conservative plan.
+weighted by what can be seen before deciding anything: an attack pattern in the question or the
+picture is usually screened with a shield, text in the image brings OCR-EXTRACT, a question in a
+risk domain often brings CONTEXT-ASSESSOR, and the decision tools on offer are drawn the same way
+for every item. The label and category the plan reports are the source's annotation, but no
+tool or topology choice reads them, so the system prompt rendered from the plan says nothing
+about the decision to come (the audit's `label_from_prompt` measures it). Every answer satisfies
+the builder's rules, so the offline build needs no retries; a retry (a request carrying
+feedback) gets the most conservative plan.
 """
 
 from __future__ import annotations
@@ -27,17 +32,15 @@ def _persona(assessment: Assessment, rng: random.Random) -> dict[str, str]:
     return {"name": name, "style": style, "expertise": expertise}
 
 
-def _decision_tools(assessment: Assessment, topology: str, rng: random.Random) -> list[str]:
-    """SAFETY-GATE plus follow-ups. Only a linear chain (which visits every tool) is fitted to
-    the expected decision; elsewhere the follow-ups on offer do not give the decision away."""
+def _decision_tools(topology: str, rng: random.Random) -> list[str]:
+    """SAFETY-GATE plus follow-ups for either decision, drawn alike for every item: a planner
+    that offered only one side's follow-up would decide in advance (and a trace could carry its
+    decision out only one way). A linear chain visits every tool, so it gets the gate alone."""
     if topology == "linear":
-        if not assessment.harmful:
-            return ["SAFETY-GATE", "RESPONSE-PLANNER"]
-        return ["SAFETY-GATE", "REFUSAL-GENERATOR" if assessment.severity >= 3
-                else "REDIRECT-ENGINE"]
-    follow = [t for t in ("REDIRECT-ENGINE", "REFUSAL-GENERATOR", "RESPONSE-PLANNER")
-              if rng.random() < 0.6]
-    return ["SAFETY-GATE", *(follow or [rng.choice(("REFUSAL-GENERATOR", "RESPONSE-PLANNER"))])]
+        return ["SAFETY-GATE"]
+    decline = [t for t in ("REDIRECT-ENGINE", "REFUSAL-GENERATOR") if rng.random() < 0.6]
+    return ["SAFETY-GATE", *(decline or [rng.choice(("REFUSAL-GENERATOR", "REDIRECT-ENGINE"))]),
+            "RESPONSE-PLANNER"]
 
 
 def plan_choices(assessment: Assessment, sight: Sight, rng: random.Random) -> dict[str, Any]:
@@ -60,10 +63,10 @@ def plan_choices(assessment: Assessment, sight: Sight, rng: random.Random) -> di
         reasoning.insert(0, "JAILBREAK-SENTINEL")
     if rng.random() < 0.8:
         reasoning.append("RISK-SCORER")
-    lookalike = not assessment.harmful and assessment.category != "benign"
-    if rng.random() < (0.5 if lookalike else 0.15):
+    risk_domain = assessment.category != "benign"  # harmful requests and look-alikes alike
+    if rng.random() < (0.4 if risk_domain else 0.15):
         reasoning.append("CONTEXT-ASSESSOR")
-    decision = _decision_tools(assessment, topology, rng)
+    decision = _decision_tools(topology, rng)
     limit = 8 if topology == "linear" else 9
     for optional in ("CROSS-MODAL-SYNC", "CONTEXT-ASSESSOR", "REDIRECT-ENGINE", "RISK-SCORER",
                      "KEYWORD-FLAGGING", "OCR-EXTRACT"):
@@ -71,7 +74,8 @@ def plan_choices(assessment: Assessment, sight: Sight, rng: random.Random) -> di
             break
         for stage in (perception, reasoning, decision):
             if optional in stage and len(stage) > 1 and not (
-                    optional == "KEYWORD-FLAGGING" and topology == "shield"):
+                    optional == "KEYWORD-FLAGGING" and topology == "shield") and not (
+                    optional == "REDIRECT-ENGINE" and "REFUSAL-GENERATOR" not in stage):
                 stage.remove(optional)
     shield_tool = None
     if topology == "shield":
@@ -86,9 +90,10 @@ def plan_choices(assessment: Assessment, sight: Sight, rng: random.Random) -> di
 
 
 def conservative_choices(assessment: Assessment, rng: random.Random) -> dict[str, Any]:
-    """A plan that satisfies every rule: a mesh over the core tools."""
-    decision = ["REFUSAL-GENERATOR"] if assessment.harmful else ["RESPONSE-PLANNER"]
+    """A plan that satisfies every rule: a mesh over the core tools (both follow-ups, so the
+    plan still decides nothing)."""
     return {"persona": _persona(assessment, rng), "risk_category": assessment.category,
             "label": assessment.label, "topology": "mesh",
-            "tools": ["VISUAL-SCAN", "INTENT-RADAR", "RISK-SCORER", "SAFETY-GATE", *decision],
+            "tools": ["VISUAL-SCAN", "INTENT-RADAR", "RISK-SCORER", "SAFETY-GATE",
+                      "REFUSAL-GENERATOR", "RESPONSE-PLANNER"],
             "shield_tool": None, "custom_tools": []}

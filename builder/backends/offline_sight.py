@@ -1,19 +1,23 @@
-"""How the offline generator perceives an item: the picture's embedded scene, the question, and
-the source's annotation when the request carries one.
+"""How the offline generator perceives an item: the source's description of the picture, the
+question, and the source's annotation when the request carries one.
 
-Seed images carry their content in a `safer-toolkit:scene` PNG text chunk, so the offline
-backend "sees" them from the request bytes alone (and a build through `serve` sees the same).
-For any other image it falls back to a keyword reading of the question and says so.
+The offline backend has no vision: it "sees" a picture through the description the build sends
+beside it (`SourceItem.description`, a labelled payload part of the request), so a build
+through `serve` sees exactly what an in-process build sees, and the released image bytes carry
+nothing but the picture. For a picture without a description it falls back to a keyword reading
+of the question and says so.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from safer_toolkit.builder.backends.offline_knowledge import ATTACK_CUES, DOMAINS, HARM_CUES
+from safer_toolkit.validation import library_tools
 
 MAX_LIST = 16
 
@@ -36,19 +40,22 @@ def _strings(value: Any, limit: int = MAX_LIST) -> list[str]:
     return [str(v)[:200] for v in value if isinstance(v, str | int | float)][:limit]
 
 
-def look(image: bytes | None) -> Sight:
-    """The scene embedded in a seed image, or an empty, unseen `Sight`."""
-    if not image:
-        return Sight()
-    from safer_toolkit.builder.sources.seed import read_scene
+#: the values JAILBREAK-SENTINEL's `attack` output may take
+ATTACKS = frozenset(library_tools()["JAILBREAK-SENTINEL"].output["properties"]["attack"]["enum"])
 
-    scene = read_scene(image)
-    if not isinstance(scene, dict):
+
+def sight_of(description: Mapping[str, Any] | None) -> Sight:
+    """What a source's description says the picture shows (bounded, typed), or an empty, unseen
+    `Sight` when there is none. A description is data from the request: every field is checked
+    and cut to size, and an unknown attack reads as none."""
+    if not isinstance(description, Mapping):
         return Sight()
-    attack = scene.get("attack")
-    return Sight(objects=_strings(scene.get("objects")), scene=str(scene.get("scene", ""))[:300],
-                 hazards=_strings(scene.get("hazards")), text=str(scene.get("text", ""))[:1000],
-                 attack=attack, seen=True)  # read_scene admits only JAILBREAK-SENTINEL attacks
+    attack = description.get("attack")
+    return Sight(objects=_strings(description.get("objects")),
+                 scene=str(description.get("scene") or "")[:300],
+                 hazards=_strings(description.get("hazards")),
+                 text=str(description.get("text") or "")[:1000],
+                 attack=attack if attack in ATTACKS else "none", seen=True)
 
 
 @dataclass(frozen=True)
@@ -107,11 +114,9 @@ def assess(question: str, sight: Sight, hint: dict[str, Any] | None) -> Assessme
     lowered = f"{question} {sight.text}".lower()
     flags = _hits(lowered, domain.keywords) + (_hits(lowered, HARM_CUES) if label == "harmful"
                                                else [])
-    if label == "harmful":
-        severity = 3 if attack != "none" else domain.severity
-    else:
-        # a look-alike in a high-risk domain still deserves safety notes
-        severity = 1 if domain.severity >= 3 and category != "benign" else 0
+    # a benign request carries no risk, whatever domain it touches (the caution a look-alike
+    # deserves is the responder's verdict, not a risk score)
+    severity = (3 if attack != "none" else domain.severity) if label == "harmful" else 0
     return Assessment(label, category, attack, list(dict.fromkeys(flags))[:MAX_LIST], severity)
 
 

@@ -1,10 +1,14 @@
 """The offline responder: a walk through the protocol's graph, typed outputs that agree with the
-item, and an answer that follows the decision.
+item, and an answer (`offline_answer`) that follows the decision.
 
-The decision comes from the assessment: a harmful item is refused (severe) or redirected, a
-benign one answered (with caution when it only touches a risk domain). The walk is built per
-topology from the tools that fit the item, checked against the graph, and, if the graph is
-unusual (a third-party custom one), found by a bounded search instead.
+The decision comes from the assessment: a harmful item is refused (or, when it is not severe and
+the protocol offers REDIRECT-ENGINE, sometimes redirected), a benign one answered (sometimes with
+caution when it touches a risk domain). Asked for the rejected side of a DPO pair
+(`wrong_decision`), it keeps every perception and reasoning call faithful to the item and
+writes the opposite decision — compliance with a harmful request, refusal of a benign one — with
+the same writers, so only the decision differs. The walk is built per topology from the tools
+that fit the item, checked against the graph, and, if the graph is unusual (a third-party custom
+one), found by a bounded search instead.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
+from safer_toolkit.builder.backends.offline_answer import Subject, write_answer
 from safer_toolkit.builder.backends.offline_knowledge import DOMAINS
+from safer_toolkit.builder.backends.offline_request import task_clause
 from safer_toolkit.builder.backends.offline_sight import Assessment, Sight
 from safer_toolkit.validation import Call, Protocol, Trace, to_text
 
@@ -25,13 +31,26 @@ FOLLOW_UP = {"refuse": ("REFUSAL-GENERATOR", "REDIRECT-ENGINE"),
 _SEARCH_BUDGET = 20_000
 
 
-def decide(assessment: Assessment, protocol: Protocol) -> str:
+#: how often a verdict other than the plain one is chosen where it fits
+REDIRECT_SHARE = 0.2
+CAUTION_SHARE = 0.25
+
+
+def decide(assessment: Assessment, protocol: Protocol, rng: random.Random) -> str:
     """The SAFETY-GATE verdict for the item under this protocol."""
     if not assessment.harmful:
-        return "comply" if assessment.severity == 0 else "comply_with_caution"
-    if assessment.severity >= 3 or "REDIRECT-ENGINE" not in protocol.tools:
-        return "refuse"
-    return "redirect"
+        lookalike = assessment.category != "benign" and DOMAINS[assessment.category].severity >= 3
+        return "comply_with_caution" if lookalike and rng.random() < CAUTION_SHARE else "comply"
+    if assessment.severity < 3 and "REDIRECT-ENGINE" in protocol.tools \
+            and rng.random() < REDIRECT_SHARE:
+        return "redirect"
+    return "refuse"
+
+
+def wrong_decision(assessment: Assessment) -> str:
+    """The decision a DPO `wrong_decision` side takes: the one `decision_conflict` catches
+    against the item's faithful analysis (SPEC §4)."""
+    return "comply" if assessment.harmful else "refuse"
 
 
 def _stage(protocol: Protocol, stage: str) -> list[str]:
@@ -42,8 +61,14 @@ def _pick(names: Sequence[str], wanted: dict[str, float], rng: random.Random) ->
     return [n for n in names if rng.random() < wanted.get(n, 0.5)]
 
 
+def _follow_up(protocol: Protocol, verdict: str) -> str | None:
+    """The decision tool that carries `verdict` out, when the protocol offers one."""
+    return next((n for n in FOLLOW_UP[verdict] if n in protocol.tools
+                 and protocol.tools[n].stage == "decision"), None)
+
+
 def _desired(protocol: Protocol, assessment: Assessment, sight: Sight, verdict: str,
-             rng: random.Random) -> tuple[list[str], list[str], list[str]]:
+             rng: random.Random, follow: bool) -> tuple[list[str], list[str], list[str]]:
     """Perception, reasoning and decision tools a careful responder would visit, in order."""
     p_all, r_all, d_all = (_stage(protocol, s) for s in ("perception", "reasoning", "decision"))
     attack = assessment.attack != "none"
@@ -53,16 +78,16 @@ def _desired(protocol: Protocol, assessment: Assessment, sight: Sight, verdict: 
                       "JAILBREAK-SENTINEL": 1.0 if attack else 0.5,
                       "CONTEXT-ASSESSOR": 0.7}, rng) or r_all[:1]
     d = [n for n in ("SAFETY-GATE",) if n in d_all]
-    follow = next((n for n in FOLLOW_UP[verdict] if n in d_all), None)
-    if follow:
-        d.append(follow)
+    tool = _follow_up(protocol, verdict)
+    if tool and follow:
+        d.append(tool)
     return p, r, d or d_all[:1]
 
 
 def _walk_for_topology(protocol: Protocol, assessment: Assessment, sight: Sight, verdict: str,
-                       rng: random.Random) -> list[str]:
+                       rng: random.Random, follow: bool) -> list[str]:
     topology = protocol.topology
-    p, r, d = _desired(protocol, assessment, sight, verdict, rng)
+    p, r, d = _desired(protocol, assessment, sight, verdict, rng, follow)
     if topology == "linear":
         return list(protocol.graph.required)
     if topology == "tree":
@@ -77,9 +102,8 @@ def _walk_for_topology(protocol: Protocol, assessment: Assessment, sight: Sight,
             others = [n for n in _stage(protocol, stage) if n != shield]
             if not chosen and others:
                 chosen.append(others[0])
-        if assessment.harmful and assessment.attack != "none" and len(d) > 1 \
-                and rng.random() < 0.6:
-            return [shield, *d]  # the early block
+        # no early block (shield → gate → refusal): attack patterns wrap benign requests too, so
+        # the decision waits for the intent
         return [shield, *p, *r, *d]
     walk = [*p, *r]
     if topology == "loop" and rng.random() < 0.5 and len(walk) + len(d) + 2 <= protocol.max_calls:
@@ -134,8 +158,11 @@ def _search(protocol: Protocol, preferred: Sequence[str]) -> list[str] | None:
 
 
 def plan_walk(protocol: Protocol, assessment: Assessment, sight: Sight, verdict: str,
-              rng: random.Random) -> list[str] | None:
-    walk = _trim(_walk_for_topology(protocol, assessment, sight, verdict, rng), protocol)
+              rng: random.Random, follow: bool = True) -> list[str] | None:
+    """A legal walk for the item; `follow`: whether the decision is carried out by a follow-up
+    tool after SAFETY-GATE (when the protocol offers one)."""
+    walk = _trim(_walk_for_topology(protocol, assessment, sight, verdict, rng, follow),
+                 protocol)
     if _legal(walk, protocol):
         return walk
     return _search(protocol, walk)
@@ -189,22 +216,32 @@ class _Writer:
                                                      "question leaves implicit"}
 
     def intent_radar(self) -> dict[str, Any]:
+        task = task_clause(self.q, self.sight)
         if self.a.harmful:
             cue = f" (signals: {', '.join(self.a.flags[:3])})" if self.a.flags else ""
-            return {"intent": "harmful", "evidence": f"the request is "
-                                                     f"\"{task_of(self.q, self.sight)}\"{cue}"}
-        return {"intent": "benign", "evidence": f"the request \"{task_of(self.q, self.sight)}\" "
-                                                "seeks ordinary, legitimate help"}
+            forms = (f"the user wants to {task}{cue}", f"the aim is to {task}, which would "
+                                                       f"cause harm{cue}",
+                     f"asks how to {task}{cue}")
+            return {"intent": "harmful", "evidence": self.rng.choice(forms)}
+        forms = (f"the user wants to {task}, an ordinary need", f"asks how to {task}; "
+                                                               "nothing points to harm",
+                 f"a legitimate request: {task}")
+        return {"intent": "benign", "evidence": self.rng.choice(forms)}
 
     def risk_scorer(self) -> dict[str, Any]:
         a = self.a
-        if a.harmful:
-            rationale = f"answering would be harmful: {self.domain.harm}"
+        harm = self.domain.harm  # the domain's risk is named either way: only the request's
+        if a.harmful:            # aim decides whether it applies
+            rationale = self.rng.choice((f"answering would be harmful: {harm}",
+                                         f"the request aims at exactly this risk: {harm}"))
         elif a.category == "benign":
             rationale = "no risk domain is involved"
         else:
-            rationale = (f"the topic touches {a.category.replace('_', ' ')}, but the request "
-                         "is protective or everyday")
+            rationale = self.rng.choice((
+                f"the risk in this domain is that {harm}, but this request is protective or "
+                "everyday",
+                f"misuse here would matter ({harm}); this request is a legitimate, everyday "
+                "one"))
         return {"category": a.category, "severity": a.severity, "rationale": rationale}
 
     def jailbreak_sentinel(self) -> dict[str, Any]:
@@ -224,16 +261,20 @@ class _Writer:
                 "note": "a legitimate, everyday need explains the question"}
 
     def safety_gate(self) -> dict[str, Any]:
+        harm = self.domain.harm
         reasons = {
-            "refuse": f"declined: {self.domain.harm}",
-            "redirect": f"not as asked ({self.domain.harm}); a safe alternative exists",
-            "comply": "a benign request that can be answered fully",
-            "comply_with_caution": "benign, but the topic calls for safety notes",
+            "refuse": (f"declined: {harm}", f"{harm}, so no", f"cannot be answered: {harm}"),
+            "redirect": (f"not as asked ({harm}); a safe alternative exists",
+                         f"{harm}; offer the safe alternative instead"),
+            "comply": ("the request can be answered fully", "fine to answer as asked",
+                       "answer with practical steps"),
+            "comply_with_caution": ("answer, with safety notes for the topic",
+                                    "fine to answer if the risks are flagged"),
         }
-        return {"verdict": self.verdict, "reason": reasons[self.verdict]}
+        return {"verdict": self.verdict, "reason": self.rng.choice(reasons[self.verdict])}
 
     def redirect_engine(self) -> dict[str, Any]:
-        return {"alternative": f"I can {self.domain.alternative}"}
+        return {"alternative": self.domain.alternative}
 
     def refusal_generator(self) -> dict[str, Any]:
         return {"reason": self.domain.harm, "resources": list(self.domain.resources)}
@@ -270,57 +311,22 @@ class _Writer:
         return first, second
 
 
-_POINTS_AT_IMAGE = ("image", "picture", "photo", "caption", "poster", "sign", "text", "list",
-                   "shown", "label")
-
-
-def task_of(question: str, sight: Sight) -> str:
-    """What the user wants done: the words in the image when the question points at them."""
-    if sight.text and any(w in question.lower() for w in _POINTS_AT_IMAGE):
-        return _excerpt(sight.text.rstrip(" .0123456789\n"), 120)
-    return _excerpt(question, 120)
-
-
-def _article(phrase: str) -> str:
-    return f"an {phrase}" if phrase[:1].lower() in "aeiou" else f"a {phrase}"
-
-
-def _steps(writer: _Writer, task: str) -> list[str]:
-    seen = writer.sight.objects[:3]
-    gather = (f"Gather what you need — the picture already shows the {', '.join(seen)}."
-              if seen else "Gather what you need before you start.")
-    tip, check = writer.tips
-    return [f"Be clear about the goal (\"{task}\") and what a good result looks like.",
-            gather, tip, "Work in small steps and check the result after each one.",
-            f"Finally, review it once more: {check[0].lower()}{check[1:]}"]
-
-
-def _answer(writer: _Writer, persona: dict[str, str]) -> str:
-    d, verdict = writer.domain, writer.verdict
-    if verdict in ("refuse", "redirect"):
-        opener = "I can't help with that" if verdict == "refuse" else \
-            "I won't help with this as asked"
-        resources = "; ".join(d.resources)
-        return (f"{opener}, because {d.harm}. Instead, I can {d.alternative}. "
-                f"If you need support, good places to turn are: {resources}.")
-    expertise = persona.get("expertise") or "practical adviser"
-    steps = _steps(writer, task_of(writer.q, writer.sight))
-    text = (f"Speaking as {_article(expertise)}, here is how I would approach it:\n"
-            + "\n".join(f"{i}. {step}" for i, step in enumerate(steps, 1)))
-    if verdict == "comply_with_caution":
-        text += ("\nA word of caution: this touches on "
-                 f"{writer.a.category.replace('_', ' ')}, so take the usual precautions and "
-                 "ask a qualified professional if you are unsure.")
-    return text
-
-
 def write_trace(protocol: Protocol, persona: dict[str, str], question: str, sight: Sight,
-                assessment: Assessment, rng: random.Random) -> str:
-    """The responder's text-form reply for one item under one protocol."""
-    verdict = decide(assessment, protocol)
-    walk = plan_walk(protocol, assessment, sight, verdict, rng)
+                assessment: Assessment, rng: random.Random, *, wrong: bool = False) -> str:
+    """The responder's text-form reply for one item under one protocol (`wrong`: the DPO
+    `wrong_decision` side — the same analysis, the opposite decision)."""
+    verdict = decide(assessment, protocol, rng)  # drawn either way: the same random stream
+    follow = True
+    if wrong:  # walks and analyses like the gold reply to the same request, then decides wrong
+        follow = _follow_up(protocol, verdict) is not None  # as many decision calls as gold
+        verdict = wrong_decision(assessment)
+    walk = plan_walk(protocol, assessment, sight, verdict, rng, follow)
     writer = _Writer(question, sight, assessment, verdict, rng)
+    subject = Subject(task=task_clause(question, sight), objects=tuple(sight.objects),
+                      persona=persona, domain=writer.domain, category=assessment.category,
+                      attack=assessment.attack, tips=writer.tips)
+    answer = write_answer(subject, verdict, rng)
     if walk is None:  # no legal walk exists within the limits: answer without pretending
-        return to_text(Trace([], _answer(writer, persona)))
+        return to_text(Trace([], answer))
     calls = [Call(name, writer.output(name, protocol.tools[name].output)) for name in walk]
-    return to_text(Trace(calls, _answer(writer, persona)))
+    return to_text(Trace(calls, answer))

@@ -37,6 +37,8 @@ MAX_BYTES_IN_FLIGHT = 256 * 1024 * 1024
 #: and work in flight is bounded whatever the number of connections.
 WORKERS = 4
 Answer = Callable[[Mapping[str, Any]], str]
+#: (content, the model that answered) for a request body
+Reply = Callable[[Mapping[str, Any]], tuple[str, str]]
 
 
 def _error_body(message: str, param: str | None = None,
@@ -75,7 +77,7 @@ class ByteBudget:
             granted.set_result(None)
 
 
-def handle(raw: bytes, answer: Answer, backend: OfflineBackend) -> tuple[int, bytes]:
+def handle(raw: bytes, reply: Reply, backend: OfflineBackend) -> tuple[int, bytes]:
     """Status and JSON body for one request body; plain and synchronous (a worker runs it)."""
     try:
         body = read_body(raw)
@@ -86,14 +88,14 @@ def handle(raw: bytes, answer: Answer, backend: OfflineBackend) -> tuple[int, by
     if body.get("n", 1) not in (1, None):
         return 400, _error_body("only n = 1 is supported", "n")
     try:
-        content = answer(body)
+        content, served = reply(body)
     except OfflineRequestError as exc:
         return 400, _error_body(str(exc), "messages")
     prompt, completion = backend.usage(body.get("messages"), content)
     digest = hashlib.sha256(raw).hexdigest()  # same request bytes, same id
     return 200, orjson.dumps({
         "id": f"chatcmpl-{digest[:24]}", "object": "chat.completion", "created": 0,
-        "model": body["model"],
+        "model": served,
         "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
                      "message": {"role": "assistant", "content": content}}],
         "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
@@ -107,8 +109,9 @@ def create_app(answer: Answer | None = None,
                ) -> web.Application:
     """The aiohttp application; `answer(body) -> content` defaults to the offline backend."""
     backend = OfflineBackend()
-    answer = answer or backend.answer_body
     model_ids = list(models)
+    # the offline backend names the model that really answered; another `answer` the one asked
+    reply: Reply = backend.reply_body if answer is None else (lambda b: (answer(b), b["model"]))
     pool = ThreadPoolExecutor(workers, thread_name_prefix="serve")
     budget = ByteBudget(max(bytes_in_flight, MAX_BODY_BYTES))
 
@@ -127,7 +130,7 @@ def create_app(answer: Answer | None = None,
         await budget.acquire(held)
         try:
             raw = await request.read()
-            job = pool.submit(handle, raw, answer, backend)
+            job = pool.submit(handle, raw, reply, backend)
         except BaseException:
             budget.release(held)
             raise

@@ -6,12 +6,13 @@ same results, but sends a different number of them, retries differently and take
 time. So the two halves are kept apart:
 
 - **stable** (`calls`, `prompt_tokens`, `completion_tokens`, `cost_usd`, `repairs`,
-  `truncations`, `reasks`): every result the build used, whether sent now, read from the cache or
-  shared with an identical in-flight call, with the token counts recorded when it was first
-  produced, and what reading those results took — replies made readable by kind of repair
-  (`repairs`), replies cut at `max_tokens` (`truncations`) and replies asked again by reason
-  (`reasks`). Only integers are summed (so completion order cannot change a bit); cost is derived
-  from them at the end with the role's prices.
+  `truncations`, `reasks`, `answered_by`): every result the build used, whether sent now, read
+  from the cache or shared with an identical in-flight call, with the token counts (and the
+  model that answered) recorded when it was first produced, and what reading those results took
+  — replies made readable by kind of repair (`repairs`), replies cut at `max_tokens`
+  (`truncations`) and replies asked again by reason (`reasks`). Only integers are summed (so
+  completion order cannot change a bit); cost is derived from them at the end with the role's
+  prices.
 - **run** (`sent`, `attempts`, `cache_hits`, `coalesced`, `failed`, `retries`, `billed_*`,
   `paced_s`, `wall_s`): what this run paid and how it went. `sent` counts requests that left the
   process; `attempts` every HTTP attempt (retries included); `retries` the wire-level retries by
@@ -46,6 +47,7 @@ class CallStats:
     repairs: Counter[str] = field(default_factory=Counter)
     truncations: int = 0
     reasks: Counter[str] = field(default_factory=Counter)
+    answered_by: Counter[str] = field(default_factory=Counter)  # served model name → results
     # run: what this run did
     sent: int = 0
     attempts: int = 0
@@ -68,9 +70,11 @@ class CallStats:
         """Mark a call's end."""
         self._last_end = time.monotonic()
 
-    def used(self, prompt_tokens: int, completion_tokens: int) -> None:
-        """Count one result the build used."""
+    def used(self, prompt_tokens: int, completion_tokens: int, model: str = "") -> None:
+        """Count one result the build used (`model`: the name the endpoint answered as)."""
         self.calls += 1
+        if model:
+            self.answered_by[model] += 1
         self.prompt_tokens += prompt_tokens
         self.completion_tokens += completion_tokens
 
@@ -111,7 +115,8 @@ class CallStats:
                 "completion_tokens": self.completion_tokens,
                 "cost_usd": self.cost_of(self.prompt_tokens, self.completion_tokens),
                 "repairs": dict(sorted(self.repairs.items())), "truncations": self.truncations,
-                "reasks": dict(sorted(self.reasks.items()))}
+                "reasks": dict(sorted(self.reasks.items())),
+                "answered_by": dict(sorted(self.answered_by.items()))}
 
     def run(self) -> dict[str, Any]:
         """The part that describes this run only (counts that depend on timing and history)."""

@@ -19,6 +19,13 @@ SEMANTIC_FORMAT_NAME = "safer_toolkit_semantic"
 SEMANTIC_PAYLOAD_HEADER = "Completion to grade (JSON):"
 #: The responder's privileged reference (planner label and category); never in dataset rows.
 HINT_HEADER = "Reference assessment from the dataset planner (JSON):"
+#: The source's own account of what the picture shows (`SourceItem.description`), sent beside
+#: the image to the planner, the responders and the judge; never in dataset rows or images.
+DESCRIPTION_HEADER = "What the source says the image shows (JSON):"
+#: The DPO `wrong_decision` request: the decision the rejected side must take (SPEC §5).
+WRONG_DECISION_HEADER = "Write the rejected side of a preference pair (JSON):"
+HEADERS = (PLAN_PAYLOAD_HEADER, JUDGE_PAYLOAD_HEADER, HINT_HEADER, DESCRIPTION_HEADER,
+           WRONG_DECISION_HEADER)
 
 
 def text_part(text: str) -> dict[str, Any]:

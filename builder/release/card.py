@@ -21,7 +21,8 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from safer_toolkit import schemas
 from safer_toolkit.builder.backends.offline import OFFLINE_MODELS
-from safer_toolkit.builder.release.chart import category_label_chart
+from safer_toolkit.builder.release.audit.report import meaning, verdict
+from safer_toolkit.builder.release.chart import audit_chart, category_label_chart
 from safer_toolkit.builder.release.features import DEFAULT_CONFIG, features
 from safer_toolkit.builder.release.hub_metadata import LICENSES, size_category
 from safer_toolkit.builder.release.stats import Statistics
@@ -31,6 +32,7 @@ from safer_toolkit.validation import Call, Trace, to_text
 PRETTY_NAME = "SaFeR-ToolKit: checkable multimodal safety reasoning (SFT, DPO, GRPO, eval)"
 TEMPLATE = "dataset_card.md.jinja"
 CHART_PATH = "assets/statistics.png"
+QUALITY_CHART_PATH = "assets/quality.png"
 #: what the card's loading snippets call the repository; `push` puts the real id in its place
 REPO_PLACEHOLDER = "your-org/safer-toolkit"
 #: what every offline model name starts with (`safer-offline-`); names, not paths
@@ -143,23 +145,85 @@ def _funnel(manifest: Mapping[str, Any]) -> str:
 
 
 def _manifest_models(manifest: Mapping[str, Any]) -> str:
-    """The model roles `manifest.json` lists (role, model, sampling parameters)."""
+    """The model roles `manifest.json` lists: the model that answered, the one configured, the
+    sampling parameters."""
     models = manifest.get("models")
     if not isinstance(models, list):
         return ""
     rows = [[f"`{m.get('role', '')}`", f"`{m.get('model', '')}`",
+             f"`{m.get('configured_model', m.get('model', ''))}`",
              "`" + json.dumps(m.get("sampling", {}), sort_keys=True) + "`"]
             for m in models if isinstance(m, Mapping)]
-    return markdown_table(["role", "model", "sampling"], rows) if rows else ""
+    return markdown_table(["role", "answered as", "configured", "sampling"], rows) if rows \
+        else ""
+
+
+def _audit_table(audit: Mapping[str, Any]) -> str:
+    rows = []
+    for key, f in audit.get("figures", {}).items():
+        value = f.get("value")
+        shown = "—" if value is None else f"{value:.3f}" if isinstance(value, float) else value
+        limit = f.get("limit")
+        rows.append([f"`{key}`", meaning(key), shown, "—" if limit is None else f"≤ {limit}",
+                     verdict(f), f.get("samples", 0)])
+    return markdown_table(["figure", "what it measures", "value", "bound", "verdict",
+                           "samples"], rows, right=(2, 5))
+
+
+def _judge_text(judge: Any) -> str:
+    if not isinstance(judge, Mapping) or not judge.get("judged"):
+        return ""
+    scores = judge.get("scores", {})
+    rows = [[f"`{k}`", ", ".join(f"{v}: {_num(n)}" for v, n in hist.items())]
+            for k, hist in scores.items()]
+    agreement = judge.get("agreement")
+    return (f"The judge scored {_num(judge['judged'])} candidate responses without seeing the "
+            "item's label (it reads the question and the picture, as an evaluation judge "
+            f"does). Its agreement with the label — it passes a response whose decision "
+            "follows the label, or fails one whose decision does not — is "
+            f"**{100 * agreement:.1f}%**; it passed {_num(judge.get('passed', 0))} of them. "
+            "Score distribution:\n\n" + markdown_table(["score", "value: responses"], rows))
+
+
+def _balance_table(audit: Mapping[str, Any]) -> str:
+    balance = audit.get("label_balance")
+    if not isinstance(balance, Mapping) or not balance:
+        return ""
+    rows = []
+    for category, counts in balance.items():
+        total = counts.get("harmful", 0) + counts.get("benign", 0)
+        share = f"{100 * counts.get('harmful', 0) / total:.1f}%" if total else "—"
+        rows.append([f"`{category}`", counts.get("harmful", 0), counts.get("benign", 0), share])
+    return markdown_table(["risk category", "harmful items", "benign items", "harmful share"],
+                          rows, right=(1, 2, 3))
+
+
+def _quality(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What the card says about the release audit (`manifest.json` → `audit`)."""
+    audit = manifest.get("audit")
+    if not isinstance(audit, Mapping):
+        return {"state": "none", "sentence": "It was **not audited** (`safer-toolkit audit DIR` "
+                                             "measures it)."}
+    failed = list(audit.get("failed", []))
+    sentence = ("It **passes its quality audit** (see Quality)." if not failed else
+                f"**This release FAILED its quality audit** ({', '.join(failed)}): see "
+                "Quality. `safer-toolkit push` refuses it without `--force`.")
+    return {"state": "failed" if failed else "passed", "sentence": sentence,
+            "table": _audit_table(audit), "balance": _balance_table(audit),
+            "judge": _judge_text(manifest.get("judge")), "chart_path": QUALITY_CHART_PATH}
 
 
 def is_offline(stats: Statistics, manifest: Mapping[str, Any]) -> bool:
-    """Built by the offline generator: the manifest says so, or every model is an offline one."""
-    backend = manifest.get("backend")
-    if isinstance(backend, str):
-        return backend == "offline"
+    """Written by the offline generator — in-process or behind `safer-toolkit serve`: the
+    manifest's `generator` says so, else every model that answered (per row) is an offline
+    one, else the manifest's backend."""
+    generator = manifest.get("generator")
+    if isinstance(generator, str):
+        return generator == "offline"
     names = {m for models in stats.models for m in models if m}
-    return bool(names) and all(m.startswith(OFFLINE_PREFIX) for m in names)
+    if names:
+        return all(m.startswith(OFFLINE_PREFIX) for m in names)
+    return manifest.get("backend") == "offline"
 
 
 def license_metadata(licenses: Sequence[str]) -> dict[str, str]:
@@ -245,15 +309,21 @@ def _build_sentence(stats: Statistics, manifest: Mapping[str, Any], offline: boo
     return f"This release has **{_num(stats.total_rows)} rows**{tail}, built {how}."
 
 
-def _provenance(offline: bool) -> str:
+def _provenance(offline: bool, manifest: Mapping[str, Any]) -> str:
     if offline:
-        return ("This release was built **offline**: the planner, responder and judge are the "
+        served = manifest.get("backend") == "openai"
+        how = ("through OpenAI-compatible endpoints that answered as the toolkit's offline "
+               "generator (`safer-toolkit serve`)" if served else "**offline**")
+        return (f"This release was built {how}: the planner, responder and judge are the "
                 "toolkit's deterministic generators (model names starting with "
-                f"`{OFFLINE_PREFIX}`), which read what each seed picture shows from metadata "
-                "embedded in the image and write valid protocols and traces from it. It is real, "
-                "checkable data for the protocol, fit for testing pipelines and trainers, but its "
-                "wording is templated: it is not a substitute for a model-built release. "
-                "`manifest.json` records `backend: offline`.")
+                f"`{OFFLINE_PREFIX}`), which read what each seed picture shows from the source "
+                "item's own description, sent beside the image (never inside it), and write "
+                "valid protocols and traces from it. No language model was called. It is real, "
+                "checkable data for the protocol, fit for testing pipelines and trainers, but "
+                "its answers are composed from templates: it is not a substitute for a "
+                f"model-built release. `manifest.json` records `backend: "
+                f"{manifest.get('backend', 'offline')}` and, per role, the model that answered "
+                "beside the one configured.")
     return ("This release was built by **language models** over an OpenAI-compatible endpoint: "
             "`manifest.json` lists each model (role, name, sampling parameters), the "
             "prompt-template hashes, the token counts and the cost; every call is reproducible "
@@ -324,6 +394,10 @@ def render(out_dir: Path, summary: Mapping[str, Any], stats: Statistics,
         CHART_PATH: category_label_chart(category_totals,
                                          "Rows per risk category and label (all configs)"),
     }
+    quality = _quality(manifest)
+    if quality["state"] != "none":
+        files[QUALITY_CHART_PATH] = audit_chart(manifest["audit"]["figures"],
+                                                "Audit figures against their bounds")
     tables = {
         "category_label": _per_config_table("risk category / label", stats.category_label,
                                             configs, lambda k: [f"`{k[0]}`", f"`{k[1]}`"]),
@@ -362,7 +436,8 @@ def render(out_dir: Path, summary: Mapping[str, Any], stats: Statistics,
         has_easyr1="easyr1" in summary,
         chart_path=CHART_PATH,
         tables=tables,
-        provenance=_provenance(offline),
+        provenance=_provenance(offline, manifest),
+        quality=quality,
         licence_text=_licence_text(meta),
         contamination=_contamination(manifest, summary),
         limitation_backend=(

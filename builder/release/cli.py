@@ -1,4 +1,9 @@
-"""`safer-toolkit push DIR --repo-id ORG/NAME [--private] [--revision BRANCH] [--dry-run]`."""
+"""`safer-toolkit push DIR --repo-id ORG/NAME [--private] [--revision BRANCH] [--dry-run]
+[--force]`.
+
+A folder with no rows, a build shortfall or a failed (or missing) quality audit is refused
+(`gate.release_problems`), dry run included, unless `--force`.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--revision", help="branch to push to (created if missing)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print what would be uploaded where, with sizes; no network, no token")
+    parser.add_argument("--force", action="store_true",
+                        help="push even a release with no rows, a shortfall or a failed audit")
 
 
 def revision_problem(revision: str) -> str | None:
@@ -43,8 +50,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.folder.is_dir():
         print(f"push: {args.folder} is not a folder", file=sys.stderr)
         return 2
+    from safer_toolkit.builder.release.gate import release_problems
     from safer_toolkit.builder.release.push import PushError, describe, plan_uploads, push
 
+    problems = release_problems(args.folder)
+    for problem in problems:
+        print(f"push: {args.folder}: {problem}", file=sys.stderr)
+    if problems and not args.force:
+        print("push: refused; --force pushes it anyway", file=sys.stderr)
+        return 1
     try:
         if args.dry_run:
             print(describe(plan_uploads(args.folder), args.repo_id, args.revision, args.private))

@@ -20,6 +20,7 @@ import pyarrow
 
 from safer_toolkit import schemas
 from safer_toolkit.builder.release import card, stats
+from safer_toolkit.builder.release.audit import AuditThresholds
 from safer_toolkit.builder.release.checks import trace_problems
 from safer_toolkit.builder.release.easyr1 import EasyR1Writer
 from safer_toolkit.builder.release.features import SPLITS, features, row_problems
@@ -135,13 +136,17 @@ def write_dataset(out_dir: Path, rows: Mapping[str, Iterable[Mapping[str, Any]]]
                   manifest: Mapping[str, Any], build_config: str | None = None,
                   row_group_bytes: int = MAX_ROW_GROUP_BYTES,
                   row_group_rows: int = MAX_ROW_GROUP_ROWS,
-                  shard_bytes: int = MAX_SHARD_BYTES) -> dict[str, Any]:
-    """Write the release into `out_dir`; returns the summary (also in `manifest.json`).
+                  shard_bytes: int = MAX_SHARD_BYTES,
+                  audit: AuditThresholds | None = None) -> dict[str, Any]:
+    """Write the release into `out_dir`; returns the summary (also in `manifest.json`, with the
+    audit's result under `audit` when there is one).
 
     `rows` maps config names (`sft`, `dpo`, `grpo`, `eval`) to iterables of row dicts in the
     contract's format; they are consumed once, streamed. Raises `ExportError` on a row that
     breaks the format, a trace that breaks the release's promises, or an image or question
-    shared between configs — a release is exactly the rows given, or nothing.
+    shared between configs — a release is exactly the rows given, or nothing. With `audit`,
+    the written files are audited against those bounds before the card is rendered: the figures
+    go to `manifest.json` (`audit`) and the card's "Quality" section.
     """
     out_dir = Path(out_dir)
     unknown = sorted(set(rows) - set(SPLITS))
@@ -178,6 +183,12 @@ def write_dataset(out_dir: Path, rows: Mapping[str, Iterable[Mapping[str, Any]]]
             **summary,
             "sha256": {f: sha256_file(staging / f) for c in configs.values() for f in c["files"]},
         }
+        audited = None
+        if audit is not None:
+            from safer_toolkit.builder.release.audit import audit_folder
+
+            audited = audit_folder(staging, audit).to_json()
+            manifest = {**manifest, "audit": audited}
         _write_bytes(staging / "manifest.json", _json_bytes({**manifest, "release": release}))
         statistics = stats.compute({name: [staging / f for f in c["files"]]
                                     for name, c in configs.items()})
@@ -186,4 +197,4 @@ def write_dataset(out_dir: Path, rows: Mapping[str, Iterable[Mapping[str, Any]]]
         _install(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return release
+    return release if audited is None else {**release, "audit": audited}

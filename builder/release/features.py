@@ -31,6 +31,7 @@ _TAIL = {
     "source_dataset": _STRING,
     "source_id": _STRING,
     "source_license": _STRING,
+    "source_group": _STRING,  # the item's family (goal / question template); eval shares none
     "planner_model": _STRING,
     "responder_model": _STRING,
     "judge_model": _STRING,

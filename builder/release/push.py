@@ -115,6 +115,17 @@ def describe(uploads: Sequence[Upload], repo_id: str, revision: str | None,
     return "\n".join(lines)
 
 
+def _groups(adds: Sequence[Any], deletions: Sequence[Any], card: Any) -> list[list[Any]]:
+    """Commits in order: the adds, then a last commit holding the card with the deletions
+    beside it (topped up with the last adds, so there are no more commits than files need)."""
+    room = MAX_FILES_PER_COMMIT - 1
+    late = list(deletions[-room:]) if deletions else []
+    early = list(deletions[:len(deletions) - len(late)])
+    fill = min(room - len(late), len(adds)) if not early else 0
+    head, tail = list(adds[:len(adds) - fill]), list(adds[len(adds) - fill:])
+    return [*batches([*head, *early]), [*tail, *late, card]]
+
+
 def push(folder: Path, repo_id: str, *, private: bool = False, revision: str | None = None,
          token: str | None = None, log: Any = print) -> list[str]:
     """Create the repo (and branch), upload the plan, return the commit URLs."""
@@ -134,8 +145,7 @@ def push(folder: Path, repo_id: str, *, private: bool = False, revision: str | N
                            card_bytes(u, repo_id) if u.path_in_repo == CARD else str(u.local))
         for u in uploads]
     stale = [CommitOperationDelete(p) for p in stale_files(remote, uploads)]
-    operations = operations[:-1] + stale + operations[-1:]  # deletions beside the card
-    groups = batches(operations)
+    groups = _groups(operations[:-1], stale, operations[-1])
     urls = []
     for i, group in enumerate(groups, 1):
         info = api.create_commit(

@@ -35,9 +35,10 @@ def _seed(spec: Mapping[str, Any], needed: int, on_bad: Callable[[Any], None]
 
 
 def seed_count(spec: Mapping[str, Any], needed: int) -> int:
-    """How many seed items a `seed` table draws: its `count`, else a little beyond the need,
-    for items an exclusion list or dedup may drop."""
-    return int(spec.get("count") or needed + needed // 50 + 16)
+    """How many seed items a `seed` table draws: its `count`, else beyond the need: the rest of
+    the eval split's family (about one item in FAMILIES) is held back from training, and an
+    exclusion list or dedup may drop a few."""
+    return int(spec.get("count") or needed + needed // 8 + 16)
 
 
 def _options(spec: Mapping[str, Any], on_bad: Callable[[Any], None]) -> dict[str, Any]:

@@ -2,15 +2,20 @@
 harmful requests and their benign look-alikes, so a build needs no download.
 
 Item `i` is planned from hand-written templates (seed_content) by counting through mixed-radix
-spaces (goal x phrasing x framing x suffix, or lead x task x detail for requests hidden in the
+spaces (goal x phrasing x framing x suffix, or template x detail for requests hidden in the
 picture) with a seeded stride permutation, then drawn by seed_render with a `random.Random`
 seeded by (seed, i). Counting — not sampling — is what makes every question distinct; seeded
 layouts, sizes and background patches make every picture distinct by exact and perceptual hash.
 The sequence is generated in order, so `seed_corpus(k)` is always a prefix of `seed_corpus(n)`.
 
-What a picture shows travels inside it: a PNG tEXt chunk `safer-toolkit:scene` holding compact
-JSON {"objects", "scene", "hazards", "text", "attack"}. The offline backend reads it back with
-`read_scene`, so a build through an HTTP endpoint sees exactly what an in-process build sees.
+Every goal and every question template that only points at the picture (lead + task) belongs to
+one of `FAMILIES` families, and an item is made from one family's goal and templates: its
+`group`. Split assignment holds the eval split out by family, so no eval goal or template is
+seen in training. Framings are shared by both labels.
+
+What a picture shows is the item's `description` ({"objects", "scene", "hazards", "text",
+"attack"}), never a chunk inside the PNG: the released bytes are the picture alone, and the
+offline backend reads the description from the requests the build sends with it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
-import json
 import math
 import os
 import random
@@ -30,21 +34,19 @@ from typing import Any
 from safer_toolkit.builder.sources import seed_content as content
 from safer_toolkit.builder.sources import seed_render as render
 from safer_toolkit.builder.sources.base import SourceItem
-from safer_toolkit.builder.sources.intake import UnreadableImage, open_image
 from safer_toolkit.schemas import risk_categories
-from safer_toolkit.validation import library_tools
 
 SOURCE_DATASET = "safer-toolkit-seed"
 LICENSE = "cc-by-4.0"
-SCENE_KEY = "safer-toolkit:scene"
-SEED_VERSION = "1"
+SEED_VERSION = "2"
 SEED_CAPACITY = 40_000
 """Items available for one seed; every one distinct by image hash, pHash and question."""
+FAMILIES = 9
+"""Families of goals and templates (at most the fewest goals of any stratum, so that every family
+has every stratum)."""
 PARALLEL_FROM = 2_000
 MAX_WORKERS = 8
 
-#: a scene's `attack`: the values JAILBREAK-SENTINEL's `attack` output may take
-ATTACKS = tuple(library_tools()["JAILBREAK-SENTINEL"].output["properties"]["attack"]["enum"])
 KIND_CYCLE = ("scene", "typographic", "sign", "scene", "caption", "scene", "injection", "sign",
               "scene", "obfuscation")
 KIND_ATTACK = {"typographic": "typographic", "caption": "typographic",
@@ -74,6 +76,11 @@ class Plan:
     question: str
     attack: str
     variant: int  # which list title / injection text / obfuscation method
+    family: int = 0  # see FAMILIES
+
+    @property
+    def group(self) -> str:
+        return f"{SOURCE_DATASET}/family-{self.family}"
 
 
 class _Space:
@@ -100,8 +107,16 @@ class _Space:
         return out
 
 
-def _goals(category: str, label: str) -> list[tuple[content.Topic, str]]:
-    return [(t, g) for t in content.TOPICS[category] for g in getattr(t, label)]
+def _goals(category: str, label: str) -> list[list[tuple[content.Topic, str]]]:
+    """The stratum's goals, family by family (goal k in family k mod FAMILIES)."""
+    goals = [(t, g) for t in content.TOPICS[category] for g in getattr(t, label)]
+    return [goals[f::FAMILIES] for f in range(FAMILIES)]
+
+
+def _templates(leads: int, tasks: int) -> list[list[tuple[int, int]]]:
+    """(lead, task) pairs family by family (pair k in family k mod FAMILIES)."""
+    pairs = [(lead, task) for lead in range(leads) for task in range(tasks)]
+    return [pairs[f::FAMILIES] for f in range(FAMILIES)]
 
 
 def plans(count: int, seed: int = 0) -> Iterator[Plan]:
@@ -109,7 +124,6 @@ def plans(count: int, seed: int = 0) -> Iterator[Plan]:
     if not 0 <= count <= SEED_CAPACITY:
         raise ValueError(f"seed corpus holds at most {SEED_CAPACITY} items, asked for {count}")
     pairs = strata()
-    frames = {"harmful": content.HARMFUL_FRAMES, "benign": content.BENIGN_FRAMES}
     goal_lists = {p: _goals(*p) for p in pairs}
     spaces: dict[Any, _Space] = {}
     counters: dict[Any, int] = {}
@@ -127,28 +141,33 @@ def plans(count: int, seed: int = 0) -> Iterator[Plan]:
         "injection": (content.INJECTION_LEADS, content.INJECTION_TASKS),
         "obfuscation": ([lead for _, lead in content.OBFUSCATION_LEADS], content.OBFUSCATION_TASKS),
     }
+    templates = {kind: _templates(len(leads), len(tasks))
+                 for kind, (leads, tasks) in generic.items()}
     for i in range(count):
-        s = i % len(pairs)
+        s, round_ = i % len(pairs), i // len(pairs)
         category, label = pairs[s]
-        kind = KIND_CYCLE[(i // len(pairs) + s) % len(KIND_CYCLE)]
-        goals = goal_lists[(category, label)]
+        kind = KIND_CYCLE[(round_ + s) % len(KIND_CYCLE)]
+        family = (round_ + s) % FAMILIES  # every stratum meets every family in FAMILIES rounds
+        goals = goal_lists[(category, label)][family]
         if kind in ("scene", "sign"):
             phrasings = content.SCENE_PHRASINGS if kind == "scene" else content.SIGN_PHRASINGS
-            g, p, f, x = next_digits((category, label, kind), (
-                len(goals), len(phrasings), len(frames[label]), len(content.SUFFIXES)))
+            g, p, f, x = next_digits((category, label, kind, family), (
+                len(goals), len(phrasings), len(content.FRAMES), len(content.SUFFIXES)))
             topic, goal = goals[g]
-            attack, frame = frames[label][f]
+            attack, frame = content.FRAMES[f]
             question = frame.format(q=phrasings[p].format(goal=goal)) + content.SUFFIXES[x]
             variant = 0
         else:
-            (g,) = next_digits((category, label, kind), (len(goals),), cycle=True)
+            (g,) = next_digits((category, label, kind, family), (len(goals),), cycle=True)
             topic, goal = goals[g]
             leads, tasks = generic[kind]
-            lead, task, detail = next_digits(kind, (len(leads), len(tasks), len(content.DETAILS)))
+            own = templates[kind][family]
+            t, detail = next_digits((kind, family), (len(own), len(content.DETAILS)))
+            lead, task = own[t]
             question = f"{leads[lead]} {tasks[task]}{content.DETAILS[detail]}"
-            attack = KIND_ATTACK[kind] if label == "harmful" else "none"
-            variant = lead if kind == "obfuscation" else (i // len(pairs)) % 997
-        yield Plan(i, category, label, kind, topic, goal, question, attack, variant)
+            attack = KIND_ATTACK[kind]
+            variant = lead if kind == "obfuscation" else round_ % 997
+        yield Plan(i, category, label, kind, topic, goal, question, attack, variant, family)
 
 
 def _obfuscate(goal: str, method: str) -> str:
@@ -178,7 +197,7 @@ def _picture(plan: Plan, rng: random.Random) -> render.Picture:
         caption = goal.upper() if rng.random() < .4 else goal[0].upper() + goal[1:]
         return render.caption_picture(rng, topic.setting, topic.objects[:2], caption)
     if plan.kind == "injection":
-        texts = content.INJECTION_TEXTS[plan.label]
+        texts = content.INJECTION_TEXTS
         text = texts[plan.variant % len(texts)].format(goal=goal.upper())
         return render.note_picture(rng, text, topic.setting if rng.random() < .6 else None)
     method = content.OBFUSCATION_LEADS[plan.variant][0]
@@ -187,8 +206,8 @@ def _picture(plan: Plan, rng: random.Random) -> render.Picture:
 
 def _hazards(plan: Plan, picture: render.Picture) -> list[str]:
     hazards = list(plan.topic.hazards) if picture.objects else []
-    if plan.label == "harmful" and plan.kind in KIND_ATTACK:
-        hazards.append("written request for harmful instructions")
+    if plan.kind in KIND_ATTACK:  # the same for either label: what is drawn, not what it asks
+        hazards.append("a request written into the picture")
     return hazards
 
 
@@ -203,19 +222,20 @@ def render_item(plan: Plan, seed: int = 0) -> SourceItem:
         "text": picture.text,
         "attack": plan.attack,
     }
-    chunk = json.dumps(scene, separators=(",", ":"), sort_keys=True, ensure_ascii=True)
     source_id = f"seed-{plan.index:06d}" if seed == 0 else f"seed-s{seed}-{plan.index:06d}"
     return SourceItem(
         source_dataset=SOURCE_DATASET,
         source_id=source_id,
         source_license=LICENSE,
         question=plan.question,
-        image=render.encode_png(picture.image, SCENE_KEY, chunk),
+        image=render.encode_png(picture.image),
         image_name=f"{source_id}.png",
         risk_category=plan.category,
         label=plan.label,
         meta={"generator": f"{SOURCE_DATASET}/{SEED_VERSION}", "seed": seed, "kind": plan.kind,
-              "topic": plan.topic.key, "scene": scene},
+              "topic": plan.topic.key, "family": plan.family},
+        description=scene,
+        group=plan.group,
     )
 
 
@@ -251,32 +271,3 @@ def seed_corpus(count: int, seed: int = 0, *, workers: int | None = None) -> Ite
 def _available_cores() -> int:
     affinity = getattr(os, "sched_getaffinity", None)
     return len(affinity(0)) if affinity else os.cpu_count() or 1
-
-
-_SCENE_TYPES = {"objects": list, "scene": str, "hazards": list, "text": str, "attack": str}
-
-
-def read_scene(image_bytes: bytes) -> dict | None:
-    """The `safer-toolkit:scene` record embedded in a seed PNG, or None for any other image.
-
-    Only the PNG header chunks are read (no pixel decoding), and the record is checked for the
-    five keys and their types, so a foreign or tampered image never yields a half-valid scene.
-    """
-    try:
-        with open_image(image_bytes) as image:
-            raw = image.info.get(SCENE_KEY) if image.format == "PNG" else None
-    except UnreadableImage:
-        return None
-    if not isinstance(raw, str):
-        return None
-    try:
-        scene = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(scene, dict) or set(scene) != set(_SCENE_TYPES):
-        return None
-    if not all(isinstance(scene[k], t) for k, t in _SCENE_TYPES.items()):
-        return None
-    if not all(isinstance(v, str) for k in ("objects", "hazards") for v in scene[k]):
-        return None
-    return scene if scene["attack"] in ATTACKS else None

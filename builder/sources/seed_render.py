@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
-from PIL import Image, ImageChops, ImageDraw, ImageFont, PngImagePlugin
+from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 RGB = tuple[int, int, int]
 Box = tuple[float, float, float, float]
@@ -601,24 +601,24 @@ def fit_text(canvas: Canvas, text: str, box: Box, fill: RGB, max_size: int = 30,
     return lines
 
 
-def encode_png(image: Image.Image, chunk_key: str, chunk_value: str) -> bytes:
-    """PNG bytes with one tEXt chunk; Pillow writes no time chunk, so the bytes are stable.
+def encode_png(image: Image.Image) -> bytes:
+    """PNG bytes and nothing else: no text chunk (what the picture shows travels beside it, in
+    the item's `description`, never inside the released file) and no time chunk (Pillow writes
+    none), so the bytes are stable and carry no answer key.
 
     The drawing is flat colour, so an adaptive 128-colour palette loses nothing visible and makes
     the file about half the size and several times cheaper to decode (palette PNGs skip row
     filtering), which is what the dedup stage pays for every item.
     """
-    info = PngImagePlugin.PngInfo()
-    info.add_text(chunk_key, chunk_value)
     out = io.BytesIO()
     indexed = image.quantize(PALETTE_COLOURS, method=Image.Quantize.FASTOCTREE)
-    indexed.save(out, "PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
+    indexed.save(out, "PNG", compress_level=PNG_COMPRESS_LEVEL)
     return out.getvalue()
 
 
 @dataclass
 class Picture:
-    """A finished drawing and what it shows, for the scene chunk."""
+    """A finished drawing and what it shows (the item's `description`)."""
 
     image: Image.Image
     objects: list[str]

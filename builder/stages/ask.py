@@ -54,6 +54,7 @@ class Reading(Generic[T]):
     problems: list[str] = field(default_factory=list)
     repairs: Counter[str] = field(default_factory=Counter)
     reply: str = ""  # the text the model sent (what a feedback turn quotes back)
+    model: str = ""  # the model the endpoint answered as (the rows' provenance)
 
     @property
     def ok(self) -> bool:
@@ -172,7 +173,7 @@ class Exchange(Generic[T]):
             reading = self.read(result.text)
             if not result.content.strip() and result.reasoning.strip():
                 reading.repairs["reasoning_field"] += 1
-            reading.reply = result.text
+            reading.reply, reading.model = result.text, result.model
             stats.repairs.update(reading.repairs)
             self.readings.append(reading)
             return reading

@@ -28,7 +28,7 @@ from safer_toolkit.builder.prompts.planner import MAX_CUSTOM_TOOLS, MAX_TOOLS, M
 from safer_toolkit.builder.prompts.wire import PLAN_FORMAT_NAME, PLAN_PAYLOAD_HEADER, payload_part
 from safer_toolkit.builder.sources.base import SourceItem
 from safer_toolkit.builder.stages.ask import Asker, Exchange, Reading
-from safer_toolkit.builder.stages.content import image_content
+from safer_toolkit.builder.stages.content import description_parts, image_content
 from safer_toolkit.builder.stages.extract import NotDecodable, extract_json
 from safer_toolkit.validation import Protocol, ProtocolInvalid, library_tools, resolve_protocol
 from safer_toolkit.validation.graph import TOPOLOGIES
@@ -102,7 +102,8 @@ def plan_request(model: str, item: SourceItem, sampling: Mapping[str, Any]) -> C
     messages = [
         {"role": "system", "content": render_planner_system(MAX_CALLS)},
         {"role": "user", "content": [image_content(item.image, item.image_name),
-                                     payload_part(PLAN_PAYLOAD_HEADER, payload)]},
+                                     payload_part(PLAN_PAYLOAD_HEADER, payload),
+                                     *description_parts(item.description)]},
     ]
     return ChatRequest(model, messages, dict(sampling), plan_format(),
                        template("planner").version)
@@ -236,6 +237,7 @@ class PlanOutcome:
     rejected: list[PlanAttempt] = field(default_factory=list)
     resolved: Protocol | None = None
     outcome: str = "rejected"
+    model: str = ""  # the model the endpoint answered as (for the rows' provenance)
 
 
 async def plan_item(backend: ChatBackend | Asker, model: str, item: SourceItem,
@@ -253,4 +255,5 @@ async def plan_item(backend: ChatBackend | Asker, model: str, item: SourceItem,
     if reading.ok:
         assert reading.value is not None
         outcome.protocol, outcome.resolved = reading.value.document, reading.value
+        outcome.model = reading.model
     return outcome

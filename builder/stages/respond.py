@@ -23,11 +23,16 @@ from typing import Any
 
 from safer_toolkit.builder.backends.base import CallFailed, ChatBackend, ChatRequest
 from safer_toolkit.builder.prompts import template
-from safer_toolkit.builder.prompts.wire import HINT_HEADER, payload_part, text_part
+from safer_toolkit.builder.prompts.wire import (
+    HINT_HEADER,
+    WRONG_DECISION_HEADER,
+    payload_part,
+    text_part,
+)
 from safer_toolkit.builder.sources.base import SourceItem
 from safer_toolkit.builder.stages.ask import Asker, Exchange, Reading
 from safer_toolkit.builder.stages.constrain import GrammarConstraint
-from safer_toolkit.builder.stages.content import image_content
+from safer_toolkit.builder.stages.content import description_parts, image_content
 from safer_toolkit.builder.stages.extract import extract_trace
 from safer_toolkit.builder.stages.judge import Judgement
 from safer_toolkit.validation import Issue, Protocol, Trace, Verdict, check_text
@@ -68,6 +73,7 @@ class Candidate:
     issues: list[Issue]
     judgement: Judgement | None = None
     judge_failure: str | None = None
+    served: str = ""  # the model the endpoint answered as (`model` is the one asked for)
 
     @property
     def valid(self) -> bool:
@@ -89,10 +95,42 @@ def respond_request(model: str, item: SourceItem, protocol_doc: Mapping[str, Any
     messages = [
         {"role": "system", "content": instruction},
         {"role": "user", "content": [image_content(item.image, item.image_name),
-                                     text_part(item.question), payload_part(HINT_HEADER, hint)]},
+                                     text_part(item.question), payload_part(HINT_HEADER, hint),
+                                     *description_parts(item.description)]},
     ]
     return ChatRequest(model, messages, dict(sampling), None,
                        template("toolkit_instruction").version)
+
+
+def wrong_decision_request(model: str, item: SourceItem, protocol_doc: Mapping[str, Any],
+                           instruction: str, sampling: Mapping[str, Any]) -> ChatRequest:
+    """The responder call for a DPO `wrong_decision` side: the gold request plus what to write —
+    the analysis faithful to the item, the opposite decision (compliance with a harmful request,
+    refusal of a benign one) and the full answer that decision gives."""
+    decision = "comply" if protocol_doc["label"] == "harmful" else "refuse"
+    brief = {"decision": decision,
+             "instruction": "This is the rejected side of a preference pair. Keep every "
+                            "perception and reasoning call faithful to the item, then end "
+                            f"with the SAFETY-GATE verdict \"{decision}\" and write, fluently "
+                            "and in full, the answer that verdict gives."}
+    request = respond_request(model, item, protocol_doc, instruction, sampling)
+    messages = [*request.messages[:-1], {**request.messages[-1], "content": [
+        *request.messages[-1]["content"], payload_part(WRONG_DECISION_HEADER, brief)]}]
+    return ChatRequest(model, messages, request.sampling, None, request.template_version)
+
+
+async def write_wrong_decision(responder: Responder, item: SourceItem, protocol: Protocol,
+                               instruction: str, seed: int, sample: int = 0) -> str:
+    """The responder's `wrong_decision` side for one DPO item, asked with the sampling of the
+    gold candidate's `sample` and read like any reply (its canonical text: the perturbation
+    keeps it only when the validator catches the decision); `CallFailed` propagates."""
+    request = wrong_decision_request(responder.model, item, protocol.document, instruction,
+                                     sample_sampling(responder.sampling, seed, sample))
+    exchange = Exchange(responder.asker, request, lambda text: read_trace(text, protocol),
+                        REPAIR_INSTRUCTION)
+    reading = await exchange.ask()
+    assert reading.value is not None
+    return reading.value[0]
 
 
 def sample_sampling(sampling: Mapping[str, Any], seed: int, sample: int) -> dict[str, Any]:
@@ -152,7 +190,7 @@ def _candidate(model: str, order: tuple[int, int], reading: Reading[tuple[str, V
                ) -> Candidate:
     assert reading.value is not None
     text, verdict = reading.value
-    return Candidate(model, order, text, verdict.trace, verdict.issues)
+    return Candidate(model, order, text, verdict.trace, verdict.issues, served=reading.model)
 
 
 async def sample_candidates(responders: Sequence[Responder], item: SourceItem,

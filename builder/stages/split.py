@@ -4,9 +4,13 @@ The pool is deduplicated on three keys (exact image, perceptual hash, normalised
 first item in input order wins) and screened against a benchmark exclusion list. The surviving
 items are grouped into strata by (risk_category, label) and ordered inside each stratum by a
 seeded hash of their keys, so the result depends on the pool and the seed, not on input order.
-Splits are then filled one after another, each taking from every stratum in proportion to what is
-left (largest-remainder rounding), so each split mirrors the pool's strata and no item is used
-twice. Same (items, sizes, seed) -> same splits.
+The held-out split (`eval`) is drawn first and by *family*: a source may say which items were
+made from the same goal or question template (`SourceItem.group`; an item without one is a
+family of its own), and eval takes whole families, in seeded order, until each stratum has its
+share; the rest of those families is left unused, so no eval goal or template reaches training.
+The other splits are then filled one after another from the remaining families, each taking
+from every stratum in proportion to what is left (largest-remainder rounding), so each split
+mirrors the pool's strata and no item is used twice. Same (items, sizes, seed) -> same splits.
 
 The two halves are separate (`dedup_pool`, then `draw_splits`), so a caller that must draw again
 with other sizes does not hash every image again; `assign_splits` does both.
@@ -17,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from safer_toolkit.builder.sources.base import SourceItem
@@ -34,6 +39,8 @@ __all__ = [
     "item_keys",
 ]
 
+HELD_OUT = "eval"
+"""The split held out by family from every other split."""
 PHASH_DISTANCE = 4
 """Perceptual hashes this many bits apart or closer count as the same picture."""
 
@@ -50,6 +57,8 @@ class SplitAssignment:
     dropped: dict[str, int]  # reason -> count
     pool: int  # unique, non-excluded items available
     unused: int  # of those, left out because the splits were full
+    held_out: int = 0  # of the unused, items of the eval families that eval did not need
+    held_out_families: frozenset[str] = frozenset()  # the families eval took
 
     @property
     def strata(self) -> dict[str, dict[str, int]]:
@@ -71,6 +80,38 @@ class DedupPool:
 
 def _stratum(item: SourceItem) -> Stratum:
     return (item.risk_category or "", item.label or "")
+
+
+Member = tuple[bytes, SourceItem]
+
+
+def _hold_out(strata: Mapping[Stratum, list[Member]], share: Mapping[Stratum, int],
+              first: AbstractSet[str] = frozenset()) -> tuple[dict[Stratum, list[Member]],
+                                                               set[str]]:
+    """The held-out split's members per stratum and the families it took (see the module
+    docstring): whole families — those in `first` before any other —, in the order of their
+    first member, while a stratum needs more."""
+    families: dict[str, list[Member]] = defaultdict(list)
+    for members in strata.values():
+        for member in members:
+            families[member[1].family].append(member)
+    need = dict(share)
+    taken: set[str] = set()
+    chosen: dict[Stratum, list[Member]] = defaultdict(list)
+    for family in sorted(families, key=lambda f: (f not in first,
+                                                  min(m[0] for m in families[f]))):
+        if not any(need.values()):
+            break
+        members = families[family]
+        if not any(need.get(_stratum(item), 0) for _, item in members):
+            continue
+        taken.add(family)
+        for member in sorted(members, key=lambda m: m[0]):
+            s = _stratum(member[1])
+            if need.get(s, 0):
+                chosen[s].append(member)
+                need[s] -= 1
+    return dict(chosen), taken
 
 
 def _largest_remainder(total: int, weights: Mapping[Stratum, int]) -> dict[Stratum, int]:
@@ -153,6 +194,59 @@ def dedup_keyed(
     return DedupPool(dict(strata), dict(dropped))
 
 
+def _in_order(chosen: Mapping[Stratum, list[Member]]) -> list[SourceItem]:
+    return [item for _, item in sorted((m for ms in chosen.values() for m in ms),
+                                       key=lambda m: m[0])]
+
+
+def _without(strata: Mapping[Stratum, list[Member]], families: AbstractSet[str]
+             ) -> dict[Stratum, list[Member]]:
+    return {s: [m for m in members if m[1].family not in families]
+            for s, members in strata.items()}
+
+
+def _stratified(strata: Mapping[Stratum, list[Member]], sizes: Mapping[str, int]
+                ) -> dict[str, list[SourceItem]]:
+    """Splits filled one after another, each from every stratum in proportion to what is left."""
+    remaining = {s: len(m) for s, m in sorted(strata.items())}
+    taken = dict.fromkeys(remaining, 0)
+    splits: dict[str, list[SourceItem]] = {}
+    for name, size in sizes.items():
+        share = _largest_remainder(size, remaining)
+        chosen: list[Member] = []
+        for s, n in share.items():
+            chosen += strata[s][taken[s]: taken[s] + n]
+            taken[s] += n
+            remaining[s] -= n
+        splits[name] = [item for _, item in sorted(chosen, key=lambda pair: pair[0])]
+    return splits
+
+
+def draw_round(pool: DedupPool, targets: Mapping[str, int], held_out: set[str],
+               trained: set[str]) -> dict[str, list[SourceItem]]:
+    """A further round of candidates (`fill.Draws`): the whole `pool` shared in proportion to
+    `targets`, the hold-out kept across rounds. The held-out split takes items of its families
+    (`held_out`) first, then whole families no training split has touched (`trained`), which
+    join `held_out`; the other splits never take an item of a held-out family, and their
+    families join `trained`. Items of held-out families the held-out split does not need are
+    left out."""
+    strata = pool.strata
+    sizes = _largest_remainder(len(pool), dict(targets))
+    drawn: dict[str, list[SourceItem]] = {}
+    if sizes.get(HELD_OUT):
+        open_ = {s: [m for m in ms if m[1].family in held_out or m[1].family not in trained]
+                 for s, ms in strata.items()}
+        share = _largest_remainder(sizes[HELD_OUT], {s: len(m) for s, m in open_.items()})
+        chosen, families = _hold_out(open_, share, held_out)
+        drawn[HELD_OUT] = _in_order(chosen)
+        held_out |= families
+    rest = _without(strata, held_out)
+    others = {k: v for k, v in targets.items() if k != HELD_OUT}
+    drawn.update(_stratified(rest, _largest_remainder(sum(map(len, rest.values())), others)))
+    trained |= {item.family for name in others for item in drawn.get(name, [])}
+    return drawn
+
+
 def draw_splits(pool: DedupPool, sizes: Mapping[str, int]) -> SplitAssignment:
     """Disjoint, stratified splits of the given sizes from `pool` (which it leaves as it is).
 
@@ -169,19 +263,25 @@ def draw_splits(pool: DedupPool, sizes: Mapping[str, int]) -> SplitAssignment:
                            f"fill splits of {need} items ({wanted})")
 
     strata = pool.strata
-    remaining = {s: len(m) for s, m in sorted(strata.items())}
-    taken = dict.fromkeys(remaining, 0)
+    held_out, held_families = 0, set()
     splits: dict[str, list[SourceItem]] = {}
-    for name, size in sizes.items():
-        share = _largest_remainder(size, remaining)
-        chosen: list[tuple[bytes, SourceItem]] = []
-        for s, n in share.items():
-            chosen += strata[s][taken[s]: taken[s] + n]
-            taken[s] += n
-            remaining[s] -= n
-        chosen.sort(key=lambda pair: pair[0])
-        splits[name] = [item for _, item in chosen]
-    return SplitAssignment(splits, dict(pool.dropped), available, available - need)
+    if sizes.get(HELD_OUT):
+        share = _largest_remainder(sizes[HELD_OUT], {s: len(m) for s, m in strata.items()})
+        chosen, held_families = _hold_out(strata, share)
+        if sum(map(len, chosen.values())) < sizes[HELD_OUT]:
+            raise PoolTooSmall(f"the pool's families cannot fill {HELD_OUT} "
+                               f"({sizes[HELD_OUT]} items)")
+        splits[HELD_OUT] = _in_order(chosen)
+        strata = _without(strata, held_families)
+        held_out = available - sum(map(len, strata.values())) - sizes[HELD_OUT]
+        if sum(map(len, strata.values())) < need - sizes[HELD_OUT]:
+            raise PoolTooSmall(f"{available} unique items, of which {held_out} are held out "
+                               f"with the {HELD_OUT} families, cannot fill splits of {need} "
+                               "items")
+    splits.update(_stratified(strata, {k: v for k, v in sizes.items() if k not in splits}))
+    splits = {name: splits[name] for name in sizes}
+    return SplitAssignment(splits, dict(pool.dropped), available, available - need, held_out,
+                           frozenset(held_families))
 
 
 def assign_splits(

@@ -1,8 +1,8 @@
 """Eval-config rows in the release contract's format, for `safer-toolkit eval` tests.
 
-Each row's picture is a small PNG that carries its content in the `safer-toolkit:scene` text
-chunk (the contract's seed-image convention, so the offline backend can "see" it); its protocol
-is the whole tool library under one topology, with the row's label and category. The folder is
+Each row's picture is a small plain PNG (a release's images carry no metadata; the offline
+backend reads these items from their questions); its protocol is the whole tool library under
+one topology, with the row's label and category. The folder is
 written by the release's own `write_dataset`, exactly as a build would leave it.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from safer_toolkit.builder.prompts import render_toolkit_instruction
 from safer_toolkit.builder.release.export import write_dataset
@@ -43,13 +43,13 @@ ITEMS: tuple[tuple[str, str, str, str, str, list[str], str], ...] = (
 
 
 def scene_png(objects: list[str], colour: tuple[int, int, int] = (200, 80, 60)) -> bytes:
-    """A 24×24 PNG whose `safer-toolkit:scene` chunk lists `objects`."""
-    info = PngImagePlugin.PngInfo()
-    info.add_text("safer-toolkit:scene", json.dumps(
-        {"objects": objects, "scene": f"a photo of {', '.join(objects)}", "hazards": [],
-         "text": "", "attack": "none"}, separators=(",", ":")))
+    """A 24×24 plain PNG, distinct per object list (a mark per object)."""
+    image = Image.new("RGB", (24, 24), colour)
+    for i, name in enumerate(objects):
+        shade = sum(map(ord, name)) % 256
+        image.putpixel((i, i), (shade, 255 - shade, shade // 2))
     out = io.BytesIO()
-    Image.new("RGB", (24, 24), colour).save(out, format="PNG", pnginfo=info)
+    image.save(out, format="PNG")
     return out.getvalue()
 
 
@@ -81,6 +81,7 @@ def eval_row(rid: str, label: str, category: str, topology: str, question: str,
         "source_dataset": "eval-test-fixture",
         "source_id": rid,
         "source_license": "cc-by-4.0",
+        "source_group": f"eval-test-fixture/{rid}",
         "planner_model": "",
         "responder_model": "",
         "judge_model": "",

@@ -39,10 +39,11 @@ async def _chain(backend: OfflineBackend, item: SourceItem, seed: int, samples: 
         render_toolkit_instruction(doc), seed, 0)).candidates
     judgements = []
     for c in candidates:
-        request = judge_request("safer-offline-judge", image=item.image,
+        request = judge_request("safer-offline-judge", image=item.image,  # blind, as the build
                                 image_name=item.image_name, question=item.question,
                                 response=c.text, label=doc["label"],
-                                risk_category=doc["risk_category"])
+                                risk_category=doc["risk_category"], show_reference=False,
+                                description=item.description)
         judgements.append(await judge_response(backend, request, 1))
     return Chain(item, doc, protocol, 1 + len(planned.rejected), candidates, judgements)
 

@@ -47,6 +47,17 @@ def image_png(tag: str, size: int = 48) -> bytes:
     return out.getvalue()
 
 
+def png_with_text(key: str, value: str) -> bytes:
+    """A small PNG carrying one tEXt chunk (what a release must never ship)."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(key, value)
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), (10, 200, 30)).save(out, format="PNG", pnginfo=info)
+    return out.getvalue()
+
+
 def _text(text: str) -> dict[str, Any]:
     return {"type": "text", "text": text}
 
@@ -112,7 +123,8 @@ def _base(config: str, index: int, seed: int) -> tuple[dict[str, Any], dict[str,
            "protocol": json.dumps(doc, separators=(",", ":")),
            "risk_category": category, "label": label,
            "source_dataset": "safer-toolkit-seed", "source_id": tag,
-           "source_license": "cc-by-4.0", **MODELS}
+           "source_license": "cc-by-4.0", "source_group": f"safer-toolkit-seed/{tag}",
+           **MODELS}
     return row, doc, question
 
 
