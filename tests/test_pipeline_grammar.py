@@ -18,6 +18,7 @@ import pytest
 from safer_toolkit.builder.backends.offline import OFFLINE_MODELS, OfflineBackend
 from safer_toolkit.builder.config import load_config
 from safer_toolkit.builder.pipeline import BuildResult, build
+from safer_toolkit.builder.prompts.wire import WRONG_DECISION_HEADER
 from safer_toolkit.cli import main
 from tests.support.build_config import write_config
 from tests.support.openai_server import FaultPlan, OpenAIServer
@@ -82,12 +83,15 @@ def test_an_enforcing_server_gets_the_trace_grammar_and_the_rows_stay_the_same(t
     assert constraint(result, "planner")["sent"] == "response_format json_object + schema"
     assert result.manifest["run"]["preflight"]["sent"] == 3
     asked = responder_requests(tmp_path / "out")
-    traced = result.manifest["calls"]["responder[0]"]["calls"]
-    assert len(asked) == traced > 0
+    assert len(asked) == result.manifest["calls"]["responder[0]"]["calls"] > 0
+    # a DPO wrong-decision side goes free: the grammar admits only the decision the label allows
+    wrong = [r for r in asked if WRONG_DECISION_HEADER in json.dumps(r)]
+    traced = [r for r in asked if r not in wrong]
+    assert wrong and traced and all("extra" not in r for r in wrong)
     assert all(set(r["extra"]) == {"grammar"} and len(r["extra"]["grammar"]["sha256"]) == 64
-               for r in asked)  # the grammar is keyed, by its hash
+               for r in traced)  # the grammar is keyed, by its hash
     # every offline trace is one the grammar admits: the server enforced, the model complied
-    assert server.grammar_counts["accepted"] == traced
+    assert server.grammar_counts["accepted"] == len(traced)
     assert server.grammar_counts["generated"] == 1  # the probe: a trace where words were asked
     assert "note: responder[0]: the server enforces the trace grammar in `grammar` (GBNF)" \
         in result.summary
@@ -106,8 +110,10 @@ def test_a_server_of_unknown_kind_is_probed_field_by_field(tmp_path, offline):
                                   "sent": "trace grammar in `ebnf` (EBNF)", "enforced": True}
     # vLLM's and llama.cpp's fields were ignored (the plain words came back), then SGLang's
     assert result.manifest["run"]["preflight"]["sent"] == 3 + 2
-    assert all(set(r["extra"]) == {"ebnf"} for r in responder_requests(tmp_path / "out"))
-    assert server.grammar_counts["accepted"] == result.manifest["calls"]["responder[0]"]["calls"]
+    traced = [r for r in responder_requests(tmp_path / "out")
+              if WRONG_DECISION_HEADER not in json.dumps(r)]
+    assert traced and all(set(r["extra"]) == {"ebnf"} for r in traced)
+    assert server.grammar_counts["accepted"] == len(traced)
 
 
 def test_a_server_that_ignores_the_grammar_is_reported_and_not_sent_it(tmp_path, offline):
@@ -155,7 +161,8 @@ def test_without_the_grammar_mode_requests_and_keys_are_unchanged(tmp_path):
              for name in ("json", "grammar")}
     assert asked["json"].keys() == asked["grammar"].keys()  # the same questions …
     assert all("extra" not in r for r in asked["json"].values())  # … without a grammar
-    assert all("grammar" in r["extra"] for r in asked["grammar"].values())  # … and with one
+    assert all("grammar" in r["extra"] for r in asked["grammar"].values()  # … and with one
+               if WRONG_DECISION_HEADER not in json.dumps(r))  # (wrong-decision sides: free)
     assert constraint(plain) == {"mode": "json", "server": None, "found_by": None,
                                  "sent": "free text", "enforced": None}
     assert constraint(grammar)["enforced"] is True

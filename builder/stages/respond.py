@@ -123,7 +123,8 @@ async def write_wrong_decision(responder: Responder, item: SourceItem, protocol:
                                instruction: str, seed: int, sample: int = 0) -> str:
     """The responder's `wrong_decision` side for one DPO item, asked with the sampling of the
     gold candidate's `sample` and read like any reply (its canonical text: the perturbation
-    keeps it only when the validator catches the decision); `CallFailed` propagates."""
+    keeps it only when the validator catches the decision); `CallFailed` propagates. It is
+    asked without the trace grammar, which admits only the decisions the label allows."""
     request = wrong_decision_request(responder.model, item, protocol.document, instruction,
                                      sample_sampling(responder.sampling, seed, sample))
     exchange = Exchange(responder.asker, request, lambda text: read_trace(text, protocol),
