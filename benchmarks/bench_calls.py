@@ -1,6 +1,6 @@
 """How fast the builder calls a model, against a loopback endpoint in its own process.
 
-    python benchmarks/bench_calls.py                      # every mode but `real`
+    python benchmarks/bench_calls.py                      # every mode but the real-model ones
     python benchmarks/bench_calls.py --modes overhead     # one mode
     python benchmarks/bench_calls.py --modes real         # the tiny real model, two servers
 
@@ -23,6 +23,10 @@ Modes (each a function in `MODES` returning table rows; add a mode by adding one
   as wall time relative to the same client against the same server without faults, measured in
   the same run (target ≤ 2×). Retries wait outside the in-flight bound, so, as in a build, more
   calls are offered (4×) than may be on the wire.
+- `build-grammar`: the `build-overhead` build with `constrain = "json"` and with `"grammar"`
+  (the server, in its own process, enforcing the grammar with llguidance): the builder's CPU
+  per call — compiling each protocol's grammar (in a worker thread) and sending it — and the
+  wall time, grammar vs json, in the same run.
 - `messy`: a whole build against a model whose replies misbehave 30% of the time, vs the same
   build against a well-behaved one, in the same run: calls per released row (target ≤ 1.35×
   clean), wall time, every split full.
@@ -31,6 +35,13 @@ Modes (each a function in `MODES` returning table rows; add a mode by adding one
   `SAFER_SMOKE_GGUF` to point elsewhere) behind `transformers serve` and behind
   `python -m llama_cpp.server`, each started niced: exit code, calls, rows, whether a release
   was written, the yield, the loss reasons and the summary's notes on the server.
+- `real-grammar` (not in the default set; ≈ 5 minutes on 2 cores): the same small build twice
+  in one run, the responder SmolLM2 behind `python -m llama_cpp.server` (one thread) with
+  `constrain = "none"` and with `constrain = "grammar"` (`--constrain responder=MODE`), the
+  planner the offline one behind `safer-toolkit serve` (a 135M model writes no valid protocol,
+  so without it no trace would ever be asked for), no judge (a trace is kept when it validates),
+  each arm within `--max-calls` (`--grammar-calls`, default 16): rows kept, the share of the
+  responder's replies that passed strict validation, calls per kept row and the exit code.
 
 Every client is driven the same way: a warm-up, then `--calls` distinct requests pulled by as
 many workers as the concurrency (unless said otherwise); "sustained" counts the middle 80% of
@@ -84,9 +95,11 @@ class Row:
 
 @contextlib.contextmanager
 def loopback(latency: float, faults: tuple[str, ...] = (), content: str | None = None,
-             retry_after: float = 1.0, messy: float = 0.0, seed: int = 0) -> Iterator[str]:
+             retry_after: float = 1.0, messy: float = 0.0, seed: int = 0,
+             grammar: str | None = None) -> Iterator[str]:
     """Run `tests/support/openai_server.py` in its own process; yield its base URL. A server
-    answering as the offline backend lists the offline model names (the preflight asks)."""
+    answering as the offline backend lists the offline model names (the preflight asks); with
+    `grammar` it imitates llama.cpp (`owned_by` "llamacpp") and does that with a grammar."""
     cmd = [sys.executable, str(SERVER), "--port", "0", "--latency", str(latency),
            "--retry-after", str(retry_after), "--seed", str(seed)]
     cmd += [arg for f in faults for arg in ("--fault", f)]
@@ -96,6 +109,8 @@ def loopback(latency: float, faults: tuple[str, ...] = (), content: str | None =
         cmd += [arg for m in OFFLINE_MODELS.values() for arg in ("--model", m)]
     if messy:
         cmd += ["--messy", str(messy)]
+    if grammar:
+        cmd += ["--grammar", grammar, "--owned-by", "llamacpp"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
         port = int(proc.stdout.readline())
@@ -231,12 +246,13 @@ def mode_faults(args: argparse.Namespace) -> list[Row]:
 OFFLINE_CONTENT = "safer_toolkit.builder.backends.offline:answer_body"
 
 
-def build_config(url: str, calls: int, concurrency: int) -> object:
+def build_config(url: str, calls: int, concurrency: int, constrain: str = "json") -> object:
     """A build of about `calls` calls, every role on `url` (one client, one in-flight bound)."""
     from safer_toolkit.builder.config import parse_config
 
     prompts = max(20, calls // 5)  # ~5 calls per traced item, 1 per GRPO item
-    model = {"base_urls": [url], "concurrency": concurrency, "timeout_s": 60}
+    model = {"base_urls": [url], "concurrency": concurrency, "timeout_s": 60,
+             "constrain": constrain}
     return parse_config({
         "seed": 0, "sizes": {"sft": prompts * 2 // 5, "dpo": 3 * (prompts // 4),
                              "grpo": prompts // 5, "eval": prompts // 10},
@@ -246,8 +262,8 @@ def build_config(url: str, calls: int, concurrency: int) -> object:
                    "judge": {"model": "safer-offline-judge", **model}}}, "bench")
 
 
-def run_build(url: str, calls: int, concurrency: int,
-              report: list | None = None) -> tuple[dict, list[float]]:
+def run_build(url: str, calls: int, concurrency: int, report: list | None = None,
+              constrain: str = "json") -> tuple[dict, list[float]]:
     """Build into a scratch folder; (the run report, completion times of the calls sent).
     `report`, when given, receives the `BuildResult`."""
     import sqlite3
@@ -256,7 +272,7 @@ def run_build(url: str, calls: int, concurrency: int,
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "dataset"
-        result = asyncio.run(build(build_config(url, calls, concurrency), out,
+        result = asyncio.run(build(build_config(url, calls, concurrency, constrain), out,
                                    backend="openai", progress=False))
         with sqlite3.connect(out / ".build" / "calls.sqlite") as db:
             done = [t for (t,) in db.execute("SELECT created_at FROM calls ORDER BY 1")]
@@ -292,6 +308,26 @@ def mode_build_overhead(args: argparse.Namespace) -> list[Row]:
                      "aiohttp (its requests carry the image and the full prompts)")
     bare.note = "the floor (small text-only requests)"
     return [bare, ours_row]
+
+
+def mode_build_grammar(args: argparse.Namespace) -> list[Row]:
+    """The `build-overhead` build with `constrain = "json"` and with `"grammar"` (every
+    responder request compiled a trace grammar and carries it; the server, in its own process,
+    enforces it with llguidance): the builder's CPU per call and the wall time, grammar vs
+    json, in the same run."""
+    rows, results = [], []
+    for constrain in ("json", "grammar"):
+        with loopback(0.0, content=OFFLINE_CONTENT, grammar="enforce") as url:
+            run, _ = run_build(url, args.calls, args.concurrency, results, constrain)
+        items = run["phases"]["items"]
+        sent = run["sent"]
+        rows.append(Row("b-grammr", f"constrain {constrain}", sent, run["wall_s"],
+                        float("nan"), 1000 * items["cpu_s"] / sent,
+                        f"{results[-1].rows} rows; items phase {items['wall_s']:.1f} s"))
+    plain, grammar = rows
+    grammar.note += (f"; CPU/call {grammar.cpu_ms_per_call / plain.cpu_ms_per_call:.2f}× json, "
+                     f"wall {grammar.wall_s / plain.wall_s:.2f}× json")
+    return rows
 
 
 def mode_messy(args: argparse.Namespace) -> list[Row]:
@@ -334,6 +370,9 @@ REAL_SERVERS: dict[str, Callable[[Path, int], list[str]]] = {
         "--port", str(port), "--n_ctx", "8192"],
 }
 REAL_MODULES = {"transformers serve": "uvicorn", "llama_cpp.server": "llama_cpp.server"}
+#: One thread that waits passively: on 2 shared cores OpenMP's spinning threads made generation
+#: far slower (benchmarks/bench_grammar.py).
+ONE_THREAD = ("--n_threads", "1", "--n_threads_batch", "1")
 
 
 def _free_port() -> int:
@@ -345,14 +384,17 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def real_server(kind: str, gguf: Path, log: Path, start_s: float) -> Iterator[tuple[str, str]]:
-    """Start a real server niced, wait for its `/v1/models`; yield (base URL, model name)."""
+def real_server(kind: str, gguf: Path, log: Path, start_s: float,
+                extra: tuple[str, ...] = ()) -> Iterator[tuple[str, str]]:
+    """Start a real server niced (with `extra` arguments), wait for its `/v1/models`; yield
+    (base URL, model name)."""
     import urllib.request
 
     port = _free_port()
     with log.open("wb") as out:
-        proc = subprocess.Popen(["nice", "-n", "10", *REAL_SERVERS[kind](gguf, port)],
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(["nice", "-n", "10", *REAL_SERVERS[kind](gguf, port), *extra],
+                                stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + start_s
@@ -444,12 +486,104 @@ def mode_real(args: argparse.Namespace) -> list[Row]:
     return rows
 
 
+@contextlib.contextmanager
+def offline_server() -> Iterator[str]:
+    """`safer-toolkit serve` (the offline backend) on a free port; yield its base URL."""
+    proc = subprocess.Popen(["nice", "-n", "5", sys.executable, "-m", "safer_toolkit", "serve",
+                             "--port", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        yield line.strip().rsplit(" ", 1)[-1]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+#: What the grammar sent to the tiny responder allows (each cap only shrinks the language):
+#: short strings and answers keep a 135M model from rambling until max_tokens.
+REAL_GRAMMAR_LIMITS = {"max_string": 40, "max_items": 2, "max_answer": 160,
+                       "max_walk_states": 300}
+
+
+def real_grammar_config(planner_url: str, url: str, model: str) -> str:
+    """A few items (4 traced, 1 GRPO), the offline planner, the tiny model as the responder."""
+    import tomli_w
+
+    return tomli_w.dumps({
+        "seed": 0, "reserve": 0.0, "max_draw": 2.0,
+        "sizes": {"sft": 2, "dpo": 3, "grpo": 1, "eval": 1}, "judge": {"enabled": False},
+        "models": {
+            "planner": {"model": OFFLINE_MODELS["planner"], "base_url": planner_url},
+            "responders": [{"model": model, "base_url": url, "concurrency": 1,
+                            "timeout_s": 900, "max_retries": 1, "images": False,
+                            "samples": 1, "max_tokens_cap": 800,
+                            "sampling": {"temperature": 0.7, "max_tokens": 400},
+                            "grammar_limits": REAL_GRAMMAR_LIMITS}]}})
+
+
+def _respond_replies(out: Path, manifest: dict) -> tuple[int, int]:
+    """(replies that validated strictly, replies) of the responder: one valid reply per
+    exchange that ended valid, one line in `rejected.jsonl` per rejected reply."""
+    y = manifest["yield"]["respond"]
+    valid = y["first_try"] + y["repaired"] + y["re_asked"]
+    log = out / ".build" / "rejected.jsonl"
+    rejected = sum(orjson.loads(line)["stage"] == "respond"
+                   for line in log.read_text().splitlines()) if log.exists() else 0
+    return valid, valid + rejected
+
+
+def mode_real_grammar(args: argparse.Namespace) -> list[Row]:
+    """The same build with the responder's trace grammar off and on (see the module doc)."""
+    import importlib.util
+
+    if not REAL_GGUF.is_file() or importlib.util.find_spec("llama_cpp.server") is None:
+        return [Row("r-gramm", "skipped", 0, 0.0, float("nan"), float("nan"),
+                    f"needs {REAL_GGUF} and llama-cpp-python[server]")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        with real_server("llama_cpp.server", REAL_GGUF, tmp_path / "server.log", 900,
+                         ONE_THREAD) as (url, model), offline_server() as planner_url:
+            config = tmp_path / "build.toml"
+            config.write_text(real_grammar_config(planner_url, url, model))
+            for arm in ("none", "grammar"):
+                out = tmp_path / arm
+                t0 = time.monotonic()
+                done = subprocess.run(
+                    ["nice", "-n", "5", sys.executable, "-m", "safer_toolkit", "build",
+                     "--config", str(config), "--out", str(out), "--backend", "openai",
+                     "--quiet", "--max-calls", str(args.grammar_calls),
+                     "--constrain", f"responder={arm}"],
+                    capture_output=True, text=True, timeout=3600)
+                wall = time.monotonic() - t0
+                report = out / "manifest.json"
+                report = report if report.exists() else out / ".build" / "manifest.json"
+                manifest = orjson.loads(report.read_bytes())
+                run = manifest["run"]
+                sent = run["sent"] + run["preflight"]["sent"]
+                kept = sum(s["rows"] for s in manifest["counts"]["splits"].values())
+                target = sum(s["target"] for s in manifest["counts"]["splits"].values())
+                valid, replies = _respond_replies(out, manifest)
+                said = next(m["constrain"] for m in manifest["models"]
+                            if m["role"] == "responder[0]")
+                rows.append(Row(
+                    "r-gramm", f"responder {arm}", sent, wall, float("nan"), float("nan"),
+                    f"exit {done.returncode}; rows {kept} of {target}; strictly valid "
+                    f"{valid}/{replies} replies"
+                    f" ({100 * valid / replies if replies else 0:.0f}%); "
+                    f"{sent / kept if kept else float('inf'):.2f} calls per kept row; sent as "
+                    f"{said['sent']!r}, enforced {said['enforced']}; respond yield "
+                    f"{manifest['yield']['respond']}"))
+    return rows
+
+
 MODES: dict[str, Callable[[argparse.Namespace], list[Row]]] = {
     "latency": mode_latency, "overhead": mode_overhead, "faults": mode_faults,
-    "build": mode_build, "build-overhead": mode_build_overhead, "messy": mode_messy,
-    "real": mode_real}
-#: What a bare run measures (`real` takes minutes per server on CPU: ask for it).
-DEFAULT_MODES = [m for m in MODES if m != "real"]
+    "build": mode_build, "build-overhead": mode_build_overhead,
+    "build-grammar": mode_build_grammar, "messy": mode_messy,
+    "real": mode_real, "real-grammar": mode_real_grammar}
+#: What a bare run measures (the real-model modes take minutes on CPU: ask for them).
+DEFAULT_MODES = [m for m in MODES if not m.startswith("real")]
 
 
 def print_table(rows: list[Row]) -> None:
@@ -466,9 +600,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Call-rate benchmark (see module docstring).")
     parser.add_argument("--modes", default=",".join(DEFAULT_MODES),
                         help=f"comma-separated, from: {', '.join(MODES)} (default: all but "
-                             "real)")
+                             "real and real-grammar)")
     parser.add_argument("--real-calls", type=int, default=12,
                         help="real mode: the build's --max-calls (default: 12)")
+    parser.add_argument("--grammar-calls", type=int, default=16,
+                        help="real-grammar mode: each arm's --max-calls (default: 16)")
     parser.add_argument("--real-servers", default="",
                         help="real mode: only these, comma-separated: transformers, llama_cpp")
     parser.add_argument("--calls", type=int, default=2000)

@@ -56,14 +56,27 @@ CREATE TABLE IF NOT EXISTS failures (
 
 
 class CallCache:
-    """Finished calls by request key, in one SQLite file (WAL). Use from one event loop."""
+    """Finished calls by request key, in one SQLite file (WAL). Use from one event loop.
 
-    def __init__(self, path: str | Path) -> None:
+    A Ray shard's cache (`cluster.shard`) is its own file, opened `exclusive` (WAL without
+    shared memory: one process owns it, which also holds on a network file system), and reads
+    through to `base` — the build's main cache, frozen while the shards run — for calls an
+    earlier run finished; the driver `absorb`s the shard files into the main cache."""
+
+    def __init__(self, path: str | Path, *, exclusive: bool = False,
+                 base: str | Path | None = None) -> None:
         self.path = Path(path)
         with writing(self.path, "the call cache"):  # a read-only folder, a full disk: a message
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._base = None
             try:
+                if exclusive:
+                    self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
+                if base is not None and Path(base).exists():  # read-only, unlocked: frozen
+                    self._base = sqlite3.connect(
+                        f"file:{Path(base).resolve()}?mode=ro&immutable=1", uri=True,
+                        check_same_thread=False)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("PRAGMA busy_timeout=10000")
@@ -80,9 +93,11 @@ class CallCache:
         return f"CallCache({str(self.path)!r})"
 
     def get(self, key: str) -> ChatResult | None:
-        row = self._db.execute(
-            "SELECT content, finish_reason, prompt_tokens, completion_tokens, model, reasoning "
-            "FROM calls WHERE key = ?", (key,)).fetchone()
+        query = ("SELECT content, finish_reason, prompt_tokens, completion_tokens, model, "
+                 "reasoning FROM calls WHERE key = ?")
+        row = self._db.execute(query, (key,)).fetchone()
+        if row is None and self._base is not None:
+            row = self._base.execute(query, (key,)).fetchone()
         return None if row is None else ChatResult(*row[:5], from_cache=True, reasoning=row[5])
 
     def put(self, request: ChatRequest, result: ChatResult, key: str | None = None) -> None:
@@ -110,8 +125,36 @@ class CallCache:
         rows = self._db.execute("SELECT reason, count(*) FROM failures GROUP BY reason ORDER BY 1")
         return dict(rows.fetchall())
 
+    def checkpoint(self) -> None:
+        """Move everything into the main file, so a reader that opens it `immutable` (a Ray
+        shard's `base`) sees every finished call."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def absorb(self, path: Path) -> int:
+        """Copy the calls and failures of another cache file (a shard's) into this one, then
+        delete it; returns the calls it held. Idempotent: a crash midway loses nothing."""
+        with writing(self.path, "the call cache"):
+            self._db.execute("ATTACH DATABASE ? AS shard", (str(path),))
+            try:
+                self._db.execute("BEGIN")
+                try:
+                    found = self._db.execute("SELECT count(*) FROM shard.calls").fetchone()[0]
+                    self._db.execute("INSERT OR IGNORE INTO calls SELECT * FROM shard.calls")
+                    self._db.execute("INSERT INTO failures SELECT * FROM shard.failures")
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            finally:
+                self._db.execute("DETACH DATABASE shard")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return found
+
     def close(self) -> None:
         self._db.close()
+        if self._base is not None:
+            self._base.close()
 
     def __enter__(self) -> CallCache:
         return self

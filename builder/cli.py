@@ -2,8 +2,9 @@
 
     safer-toolkit build (--preset demo|paper | --config BUILD.toml) --out DIR
                         [--backend offline|openai] [--model [ROLE=]NAME] [--base-url [ROLE=]URL]
-                        [--api-key-env [ROLE=]VAR] [--max-calls N] [--max-cost USD]
-                        [--concurrency N] [--seed N]
+                        [--api-key-env [ROLE=]VAR] [--constrain [ROLE=]MODE]
+                        [--server [ROLE=]KIND] [--max-calls N] [--max-cost USD]
+                        [--concurrency N] [--seed N] [--ray ADDRESS [--ray-shards N]]
 
 Exit status: 0 every split full; 1 a shortfall, no row at all (nothing released), an endpoint
 the preflight refused, state that cannot be written, an export refused, DIR held by another
@@ -15,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import sys
 from pathlib import Path
 
-from safer_toolkit.builder.config import PRESETS, ConfigError, load_config, load_preset
+from safer_toolkit.builder.config import PRESETS, ConfigError, help_of, load_config, load_preset
 from safer_toolkit.builder.lock import BuildLock, OutDirLocked, holder_text
 from safer_toolkit.builder.pipeline import BACKENDS, STATE_DIR, BuildError, build, missing_keys
 from safer_toolkit.builder.progress import loss_hint
@@ -49,6 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key-env", action="append", default=[], metavar="[ROLE=]VAR",
                         help="the environment variable holding a role's API key (repeatable); "
                              f"{ROLES_HELP}")
+    parser.add_argument("--constrain", action="append", default=[], metavar="[ROLE=]MODE",
+                        help=f"with --backend openai: {help_of('constrain')} (repeatable; "
+                             f"default json); {ROLES_HELP}")
+    parser.add_argument("--server", action="append", default=[], metavar="[ROLE=]KIND",
+                        help=f"with --backend openai: {help_of('server')} (repeatable); "
+                             f"{ROLES_HELP}")
     parser.add_argument("--max-calls", type=int, metavar="N",
                         help="send at most N requests in all (retries and preflight included)")
     parser.add_argument("--max-cost", type=float, metavar="USD",
@@ -57,6 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="requests in flight per model endpoint (overrides the config)")
     parser.add_argument("--seed", type=int, metavar="N", help="override the config's seed")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--ray", metavar="ADDRESS",
+                        help="run on a Ray cluster: auto, HOST:PORT, ray://HOST:PORT, or local "
+                             "(start one here); needs the ray extra and DIR on storage every "
+                             "node sees")
+    parser.add_argument("--ray-shards", type=int, metavar="N",
+                        help="with --ray: item shards (actors) to run (default: half the "
+                             "cluster's CPUs, at most 4 a node)")
 
 
 def _fail(message: str) -> int:
@@ -80,6 +95,10 @@ def _per_role(values: list[str], flag: str, *, url: bool = False) -> dict[str, s
 def run(args: argparse.Namespace) -> int:
     if args.base_url and args.backend != "openai":
         return _fail("--base-url needs --backend openai")
+    if args.ray_shards is not None and not args.ray:
+        return _fail("--ray-shards needs --ray")
+    if args.ray and importlib.util.find_spec("ray") is None:
+        return _fail("--ray needs Ray: pip install 'safer-toolkit[ray]'")
     if args.out.exists() and not args.out.is_dir():
         return _fail(f"--out {args.out} exists and is not a folder")
     try:
@@ -89,22 +108,33 @@ def run(args: argparse.Namespace) -> int:
             models=_per_role(args.model, "--model"),
             base_urls=_per_role(args.base_url, "--base-url", url=True),
             api_key_envs=_per_role(args.api_key_env, "--api-key-env"),
+            constrains=_per_role(args.constrain, "--constrain"),
+            servers=_per_role(args.server, "--server"),
             max_calls=args.max_calls, max_cost=args.max_cost, origin="command line")
     except ConfigError as exc:
         return _fail(str(exc))
     if args.backend == "openai" and (missing := missing_keys(config)):
         return _fail("; ".join(f"environment variable {var} is not set ({role}'s api_key_env)"
                                for role, var in missing.items()) + "; nothing was sent")
+    cluster = None
     try:
         with BuildLock(args.out, args.out / STATE_DIR) as lock:
             if lock.stale:
                 print(f"safer-toolkit build: taking over {args.out} from a build that no longer "
                       f"runs ({holder_text(lock.stale)}); resuming", file=sys.stderr)
+            if args.ray:
+                from safer_toolkit.builder.cluster import connect
+
+                cluster = connect(args.ray, args.ray_shards)
             result = asyncio.run(build(config, args.out, backend=args.backend,
-                                       preset=args.preset, progress=not args.quiet))
-    except (BuildError, ExportError, OutDirLocked, OSError) as exc:
+                                       preset=args.preset, progress=not args.quiet,
+                                       cluster=cluster))
+    except (BuildError, ExportError, OutDirLocked, OSError) as exc:  # ClusterError: BuildError
         print(f"safer-toolkit build: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if cluster is not None:
+            cluster.close()
     print(result.summary)
     state = args.out / STATE_DIR
     if result.release is None:

@@ -21,11 +21,14 @@ import tomli_w
 
 from safer_toolkit.builder.backends.keys import key_env_problem
 from safer_toolkit.builder.backends.offline import OFFLINE_MODELS
+from safer_toolkit.builder.backends.servers import SERVER_CHOICES
 from safer_toolkit.builder.release.audit.thresholds import AuditThresholds
 from safer_toolkit.builder.sources import SOURCE_KINDS, kinds_text
 from safer_toolkit.builder.sources.intake import Columns, Limits
-from safer_toolkit.builder.stages.constrain import CHOICES as CONSTRAIN_CHOICES
+from safer_toolkit.builder.stages.constrain import MODES as CONSTRAIN_MODES
 from safer_toolkit.builder.stages.judge import RUBRIC
+from safer_toolkit.validation.grammar import GrammarLimits
+from safer_toolkit.validation.grammar.requests import SERVER_LIMITS
 
 PRESETS = ("demo", "paper")
 SPLITS = ("sft", "dpo", "grpo", "eval")
@@ -38,15 +41,22 @@ class ConfigError(ValueError):
     """A build configuration that cannot be used; the message names the file and the key."""
 
 
+#: `constrain` values of an earlier version, and what says the same now.
+_RENAMED = {"auto": 'constrain = "json" (the preflight still picks the JSON form)',
+            "json_schema": 'constrain = "json" with the server\'s kind in `server`',
+            "json_object": 'constrain = "json" with server = "llama-cpp-python"'}
+_LIMIT_KEYS = tuple(f.name for f in fields(GrammarLimits))
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """One model role. `api_key_env` is the name of an environment variable, or "".
 
-    `constrain` is how a JSON role's reply is constrained on the wire (`auto`: the preflight
-    picks `json_schema`, `json_object` or `none` — see `stages.constrain`); `max_tokens_cap`
-    bounds how far a reply cut at `max_tokens` is re-asked with more room (0: 4× the sampling
-    `max_tokens`, 8,192 without one). `images = false` sends the role text only (a text-only
-    model or server: it then sees the question, not the picture)."""
+    `max_tokens_cap` bounds how far a reply cut at `max_tokens` is re-asked with more room (0:
+    4× the sampling `max_tokens`, 8,192 without one). `images = false` sends the role text only
+    (a text-only model or server: it then sees the question, not the picture). How replies are
+    constrained — `constrain`, `server`, `grammar_limits` — is declared with its help below
+    (`help_of`), the one text the example config and `--help` repeat."""
 
     model: str
     base_urls: tuple[str, ...] = (DEFAULT_BASE_URL,)
@@ -58,17 +68,46 @@ class ModelConfig:
     price_in: float = 0.0
     price_out: float = 0.0
     samples: int = 1  # responders only: samples per item
-    constrain: str = "auto"
+    constrain: str = field(default="json", metadata={"choices": CONSTRAIN_MODES, "help": (
+        "what the server is asked to enforce: grammar (the responder's requests carry its "
+        "protocol's trace grammar; planner and judge JSON by their schemas), json (planner and "
+        "judge JSON by their schemas; free-text traces) or none (free text; schemas in the "
+        "prompt). The preflight checks the server accepts and enforces it, falls back "
+        "grammar → json → none where it refuses, and validates every reply either way")})
+    server: str = field(default="auto", metadata={"choices": SERVER_CHOICES, "help": (
+        "the server's kind, which says how a grammar or schema is sent: auto (from the "
+        "model's owned_by in GET /models, else by probing each grammar field), vllm, sglang, "
+        "llama.cpp, llama-cpp-python or openai (no grammar)")})
+    grammar_limits: Mapping[str, int] = field(default_factory=dict, metadata={"help": (
+        "caps on the grammar a server is sent, each only shrinking what it allows (all still "
+        "validates): max_string, max_items, max_answer (characters / items), max_walk_states "
+        f"(default {SERVER_LIMITS.max_walk_states}); a small model rambles inside a "
+        "1,000-character string until max_tokens without them")})
     max_tokens_cap: int = 0
     images: bool = True
+
+    def grammar(self) -> GrammarLimits:
+        """The limits the role's grammars are compiled under (`grammar_limits` over the
+        server default)."""
+        return replace(SERVER_LIMITS, **self.grammar_limits)
 
     def to_toml(self, responder: bool = False) -> dict[str, Any]:
         data = asdict(self)
         data["base_urls"] = list(self.base_urls)
         data["sampling"] = dict(self.sampling)
+        data["grammar_limits"] = dict(self.grammar_limits)
         if not responder:
             del data["samples"]
         return data
+
+
+def help_of(name: str) -> str:
+    """A model setting's help, as declared on `ModelConfig`."""
+    return next(f.metadata["help"] for f in fields(ModelConfig) if f.name == name)
+
+
+def _choices(name: str) -> tuple[str, ...]:
+    return next(f.metadata["choices"] for f in fields(ModelConfig) if f.name == name)
 
 
 @dataclass(frozen=True)
@@ -120,13 +159,16 @@ class BuildConfig:
                        models: Mapping[str, str] | None = None,
                        base_urls: Mapping[str, str] | None = None,
                        api_key_envs: Mapping[str, str] | None = None,
+                       constrains: Mapping[str, str] | None = None,
+                       servers: Mapping[str, str] | None = None,
                        max_calls: int | None = None, max_cost: float | None = None,
                        origin: str = "overrides") -> BuildConfig:
         """The command line applied, each value checked as the file's own keys are
         (`ConfigError` naming `origin` and the key): `--seed`, `--concurrency`, `--max-calls`,
         `--max-cost`, and per role (`ROLE=VALUE`; `planner`, `responder` for every responder,
-        `responder[i]`, `judge`, or "" for every role) `--model`, `--base-url` and
-        `--api-key-env`. `base_url` is `--base-url` for every role."""
+        `responder[i]`, `judge`, or "" for every role) `--model`, `--base-url`,
+        `--api-key-env`, `--constrain` and `--server`. `base_url` is `--base-url` for every
+        role."""
         r = _Reader(origin)
         if seed is not None:
             r.integer(seed, "seed", 0, MAX_SEED)
@@ -141,7 +183,10 @@ class BuildConfig:
                     ("base_urls", "base_url",
                      {**({"": base_url} if base_url else {}), **(base_urls or {})},
                      lambda v, k: (r.url(v, k),)),
-                    ("api_key_env", "api_key_env", api_key_envs or {}, r.key_variable)]
+                    ("api_key_env", "api_key_env", api_key_envs or {}, r.key_variable),
+                    ("constrain", "constrain", constrains or {}, r.constrain),
+                    ("server", "server", servers or {},
+                     lambda v, k: r.choice(v, k, _choices("server")))]
         for name, flag, given, check in per_role:
             for role, value in given.items():
                 key = f"{role}.{flag}" if role else flag
@@ -286,6 +331,15 @@ class _Reader:
             raise self.fail(key, f"must be one of {', '.join(choices)}, not {value!r}")
         return value
 
+    def constrain(self, value: Any, key: str) -> str:
+        if isinstance(value, str) and value in _RENAMED:
+            raise self.fail(key, f"{value!r} is no longer a mode; write {_RENAMED[value]}")
+        return self.choice(value, key, _choices("constrain"))
+
+    def grammar_limits(self, value: Any, key: str) -> dict[str, int]:
+        t = self.table(value, key, set(_LIMIT_KEYS))
+        return {k: self.integer(v, f"{key}.{k}", 1, 1_000_000) for k, v in t.items()}
+
     def model(self, data: Any, key: str, responder: bool = False) -> ModelConfig:
         allowed = (_MODEL_KEYS | {"base_url"}) - (set() if responder else {"samples"})
         t = self.table(data, key, allowed)
@@ -309,8 +363,11 @@ class _Reader:
             price_in=self.number(t.get("price_in", d["price_in"]), f"{key}.price_in", 0.0),
             price_out=self.number(t.get("price_out", d["price_out"]), f"{key}.price_out", 0.0),
             samples=self.integer(t.get("samples", d["samples"]), f"{key}.samples", 1, 64),
-            constrain=self.choice(t.get("constrain", d["constrain"]), f"{key}.constrain",
-                                  CONSTRAIN_CHOICES),
+            constrain=self.constrain(t.get("constrain", d["constrain"]), f"{key}.constrain"),
+            server=self.choice(t.get("server", d["server"]), f"{key}.server",
+                               _choices("server")),
+            grammar_limits=self.grammar_limits(t.get("grammar_limits", d["grammar_limits"]),
+                                               f"{key}.grammar_limits"),
             max_tokens_cap=self.integer(t.get("max_tokens_cap", d["max_tokens_cap"]),
                                         f"{key}.max_tokens_cap", 0, 1_000_000),
             images=self.boolean(t.get("images", d["images"]), f"{key}.images"))

@@ -41,7 +41,8 @@ def offline_models(names: Any) -> bool:
     return bool(names) and all(n in OFFLINE_MODELS.values() for n in names)
 
 
-def _model(role: str, m: ModelConfig, backend: str, constrain: Mapping[str, str] | None,
+def _model(role: str, m: ModelConfig, backend: str,
+           constrain: Mapping[str, Mapping[str, Any]] | None,
            calls: Mapping[str, Any]) -> dict[str, Any]:
     """One role: the model that answered (`model`; every name it answered as in `answered_by`)
     beside the configured one (`configured_model`), and how it was called."""
@@ -54,7 +55,9 @@ def _model(role: str, m: ModelConfig, backend: str, constrain: Mapping[str, str]
                      price_in=m.price_in, price_out=m.price_out,
                      max_tokens_cap=m.max_tokens_cap, images=m.images)
         if constrain and role in constrain:  # what the preflight chose: it shaped the requests
-            entry["constrain"] = constrain[role]
+            entry["constrain"] = dict(constrain[role])
+            if m.grammar_limits:
+                entry["grammar_limits"] = dict(m.grammar_limits)
     if role.startswith("responder"):
         entry["samples"] = m.samples
     return entry
@@ -65,7 +68,7 @@ def build_manifest(config: BuildConfig, *, backend: str, preset: str | None,
                    failures: Mapping[str, int], dropped: Mapping[str, int],
                    calls: Mapping[str, Mapping[str, Any]], run: Mapping[str, Any],
                    yields: Mapping[str, Mapping[str, int]] | None = None,
-                   constrain: Mapping[str, str] | None = None,
+                   constrain: Mapping[str, Mapping[str, Any]] | None = None,
                    exclusion: Any = None, judge: Mapping[str, Any] | None = None
                    ) -> dict[str, Any]:
     """The manifest dict handed to the release writer.
@@ -73,8 +76,9 @@ def build_manifest(config: BuildConfig, *, backend: str, preset: str | None,
     `calls` holds each role's stable call figures (calls used, tokens, cost, repairs by kind,
     truncations, re-asks by reason, the models that answered); `yields` each stage's exchanges
     by outcome (valid on the first try, after a repair, after a re-ask, rejected, failed);
-    `constrain` the response format mode the preflight chose per role; `judge` how the (blind)
-    judge scored the candidates."""
+    `constrain` per role what the preflight settled (`preflight.RoleCheck.to_json`: the mode
+    asked for, the server kind and how it was found, what the requests carry, whether the
+    server enforced it); `judge` how the (blind) judge scored the candidates."""
     models = [_model(role, m, backend, constrain, calls.get(role, {}))
               for role, m in config.roles().items()]
     answered = [name for m in models for name in m["answered_by"]]

@@ -148,14 +148,17 @@ class Assigned:
     load: Callable[[int], Any]  # needed → a fresh DedupPool of the sources loaded for it
 
 
-def assign(config: BuildConfig, on_bad: SourceLog) -> Assigned:
-    """Dedup and split assignment; the reserve shrinks to nothing before the build gives up."""
+def assign(config: BuildConfig, on_bad: SourceLog, cluster: Any = None) -> Assigned:
+    """Dedup and split assignment; the reserve shrinks to nothing before the build gives up.
+    With a `cluster` (`cluster.Cluster`) the sources are read and hashed on it."""
     from safer_toolkit.builder.stages.split import PoolTooSmall, dedup_pool, draw_splits
 
     exclude, described = exclusion_list(config)
     sizes = split_sizes(config)
 
     def load(needed: int, log: Callable[[Any], None] = lambda bad: None) -> Any:
+        if cluster is not None:
+            return cluster.pool(config, needed, log, exclude)
         return dedup_pool(source_items(config, needed, log), config.seed, exclude)
 
     needed = sum(sizes.values())
@@ -391,8 +394,10 @@ async def _preflight(config: BuildConfig, roles: Roles, fills: list[Fill],
 
 
 async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
-                preset: str | None = None, progress: bool = True) -> BuildResult:
-    """Run a whole build into `out_dir` (see the module docstring); returns its report."""
+                preset: str | None = None, progress: bool = True,
+                cluster: Any = None) -> BuildResult:
+    """Run a whole build into `out_dir` (see the module docstring); returns its report.
+    With a `cluster` (`cluster.connect`) the sources and the items run on Ray."""
     from safer_toolkit.builder.release.export import write_dataset
 
     if backend not in BACKENDS:
@@ -406,10 +411,12 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
     out_dir = Path(out_dir)
     state = out_dir / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
+    if cluster is not None:
+        cluster.prepare(state, config, backend)
     clock = _Clock()
     bad_records = SourceLog()
     try:
-        assigned = assign(config, bad_records)
+        assigned = assign(config, bad_records, cluster)
     except BuildError as exc:
         if bad_records.count:
             raise BuildError(f"{exc}; {bad_records.count} source record(s) were skipped, "
@@ -439,16 +446,20 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
             bars = Progress(_progress_totals(config), enabled=progress)
             cap = config.max_items_in_flight or max(8, 2 * roles.concurrency)
             job = Build(config, roles, ledger, bars)
+            process = job.process if cluster is None else await cluster.start(
+                job, cache, backend, checked.roles if checked else {})
             draws = Draws(assigned.pool, assigned.needed,
                           (item for items in assignment.splits.values() for item in items),
                           assigned.load, assignment.held_out_families,
                           frozenset(item.family for name, items in assignment.splits.items()
                                     if name != "eval" for item in items))
             try:
-                await run_items(job.process, ledger.record, fills, cap, draws=draws,
+                await run_items(process, ledger.record, fills, cap, draws=draws,
                                 stopped=lambda: roles.budget.exhausted)
             finally:
                 bars.close()
+                if cluster is not None:
+                    await cluster.stop(cache)
         finally:
             await roles.aclose()
     except BaseException:
@@ -466,6 +477,8 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
            "draw_rounds": draws.rounds}
     if checked is not None:
         run["preflight"] = checked.to_json()
+    if cluster is not None:
+        run["cluster"] = cluster.figures()
     if roles.budget.max_calls is not None or roles.budget.max_cost is not None:
         run["budget"] = {"max_calls": roles.budget.max_calls, "max_cost": roles.budget.max_cost,
                          "calls": roles.budget.calls, "cost_usd": round(roles.budget.cost, 6),
@@ -476,7 +489,7 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
         dropped={**assignment.dropped, **({"bad_record": bad_records.count}
                                           if bad_records.count else {})},
         calls={role: s.stable() for role, s in roles.stats.items()}, yields=_yields(job.yields),
-        constrain={role: c.constrain for role, c in checked.roles.items()} if checked else None,
+        constrain={role: c.to_json() for role, c in checked.roles.items()} if checked else None,
         run=run, exclusion=assigned.exclusion,
         judge=job.judged.to_json() if config.judge else None)
 

@@ -2,20 +2,31 @@
 
 A build against real servers should fail in seconds, not after a thousand calls, when a model
 name or a key is wrong, and should not pay for a thousand refusals when a server does not take
-the response format the builder asks for. So, once per build:
+the constraint the builder sends. So, once per build:
 
 1. `GET /models` on every endpoint: a key the server refuses, or an endpoint that cannot be
    reached, stops the build with the server's own message; a model the endpoint does not list
-   stops it naming what it does serve (servers without `/models` are noted and trusted);
+   stops it naming what it does serve (servers without `/models` are noted and trusted). The
+   listing's `owned_by` names the server kind where the role's `server` is `auto`
+   (`backends.servers`);
 2. one small call per role (`PROBE_TOKENS`) with the first item's image, asking for plain
-   words; a JSON role (planner, judge) asks it under its response format. A server that
-   refuses `json_schema` (HTTP 400/422/500/501 — llama-cpp-python answers 500 "Input should
-   be 'text' or 'json_object'") is asked with `json_object` plus the schema, then with no
-   format (`stages.constrain`); a server that takes the format but does not enforce it (the
-   reply is the plain words asked for, not a JSON object: `transformers serve` ignores
-   `response_format`) has the role run with the schema in its prompt and no format. Every
-   reply is validated locally whatever the mode. A reply read from the reasoning field, or with
-   `<think>` blocks, is noted with how to change the server. Each choice is said in the summary.
+   words under the constraint the role would send (`constrain`, `stages.constrain`), so that
+   only a server that *enforces* it answers otherwise:
+   - a JSON role (planner, judge) asks under its response format. A server that refuses it
+     (HTTP 400/422/500/501 — llama-cpp-python answers `json_schema` with 500 "Input should be
+     'text' or 'json_object'") is asked in the next form (`json_forms`); a server that takes
+     the format but does not enforce it (the reply is the plain words asked for, not a JSON
+     object: `transformers serve`) runs the role with the schema in its prompt and no format;
+   - a responder under `grammar` asks under the trace grammar of a small library protocol
+     (`PROBE_TOPOLOGY`) in its server's field and dialect — on a server of unknown kind, each
+     field of `servers.PROBE_ORDER` in turn. The grammar admits only a trace, which the plain
+     words asked for never start like: a reply that begins `<thinking>\n[` shows the server
+     enforced it; any other shows it ignored the field (reported as not enforced, and not
+     sent again: it is not trusted); a refusal falls back. With no field enforced the
+     responder runs under `json` — free text — as the summary says;
+   Every reply is validated locally whatever the mode. A reply read from the reasoning field,
+   or with `<think>` blocks, is noted with how to change the server. Each choice is said in
+   the summary and recorded per role in the manifest (`RoleCheck.to_json`).
 
 Probe calls go through the build's cache like any call (a cut probe reply is kept as such), so
 a rerun replays the same findings and the same choices — and with them the same requests, which
@@ -29,20 +40,33 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from safer_toolkit.builder.backends.base import CallFailed, ChatRequest, ChatResult
 from safer_toolkit.builder.backends.client import OpenAIChatBackend
+from safer_toolkit.builder.backends.servers import AUTO, PROBE_ORDER, detect
 from safer_toolkit.builder.backends.stats import CallStats
 from safer_toolkit.builder.cache import TRUNCATED_REASON, CachedBackend, CallCache
 from safer_toolkit.builder.config import ModelConfig
-from safer_toolkit.builder.stages.constrain import AUTO, CONSTRAINTS, constrained
+from safer_toolkit.builder.stages.constrain import (
+    FORM_NAMES,
+    GrammarConstraint,
+    constrained,
+    json_forms,
+)
 from safer_toolkit.builder.stages.extract import strip_think
+from safer_toolkit.validation.grammar import GrammarError, compile_grammar
+from safer_toolkit.validation.protocol import library_protocol_document
 
 #: Completion tokens a probe may use: enough to see how a reply starts.
 PROBE_TOKENS = 32
+#: The library protocol whose trace grammar a grammar probe is sent (a small one: 9 walk states).
+PROBE_TOPOLOGY = "tree"
+#: How every reply under a trace grammar begins.
+TRACE_START = "<thinking>\n["
+FREE_TEXT = "free text"
 #: Statuses with which a server refuses a request form (rather than failing).
 _REFUSED = ("http_400", "http_422", "http_500", "http_501")
 THINKING_FIX = ("if the model thinks before it answers, thinking counts against max_tokens: "
@@ -66,11 +90,33 @@ class RoleProbe:
 
 @dataclass
 class RoleCheck:
-    """What the preflight found for a role: the constraint mode it will run with and notes."""
+    """What the preflight found for a role: the constraint it asked for (`mode`), the server
+    kind and how that was found, what its requests will carry — a JSON role's `form`
+    (`stages.constrain.CONSTRAINTS`), a responder's `grammar` (None: free text) — whether the
+    server was seen to enforce it (None: nothing to enforce, or the probe could not tell), and
+    notes for the summary."""
 
     role: str
-    constrain: str
+    mode: str
+    json_role: bool = False
+    server: str | None = None
+    found_by: str = ""
+    form: str = "json_schema"
+    grammar: GrammarConstraint | None = None
+    enforced: bool | None = None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def sent(self) -> str:
+        """What the role's requests carry, in words."""
+        if self.grammar is not None:
+            return self.grammar.describe()
+        return FORM_NAMES[self.form] if self.json_role else FREE_TEXT
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest's record of the choice (it shaped the requests, so it is stable)."""
+        return {"mode": self.mode, "server": self.server, "found_by": self.found_by or None,
+                "sent": self.sent, "enforced": self.enforced}
 
 
 @dataclass
@@ -78,7 +124,7 @@ class Preflight:
     """The preflight's findings, for the summary and the manifest's `run`."""
 
     roles: dict[str, RoleCheck]
-    models: dict[str, list[str] | None]
+    models: dict[str, dict[str, str] | None]
     stats: CallStats
 
     def notes(self) -> list[str]:
@@ -88,8 +134,7 @@ class Preflight:
         return said + [f"{c.role}: {n}" for c in self.roles.values() for n in c.notes]
 
     def to_json(self) -> dict[str, Any]:
-        return {"roles": {r: {"constrain": c.constrain, "notes": c.notes}
-                          for r, c in self.roles.items()},
+        return {"roles": {r: {**c.to_json(), "notes": c.notes} for r, c in self.roles.items()},
                 "models_listed": {url: ids is not None for url, ids in self.models.items()},
                 "sent": self.stats.sent, "attempts": self.stats.attempts,
                 "cache_hits": self.stats.cache_hits,
@@ -115,9 +160,9 @@ def _table(role: str) -> str:
     return "models." + role.replace("responder[", "responders[")
 
 
-async def _listed(probes: Sequence[RoleProbe]) -> dict[str, list[str] | None]:
+async def _listed(probes: Sequence[RoleProbe]) -> dict[str, dict[str, str] | None]:
     """Every endpoint's model list; stops on a refused key or an unreachable endpoint."""
-    listed: dict[str, list[str] | None] = {}
+    listed: dict[str, dict[str, str] | None] = {}
     clients = {id(p.client): p.client for p in probes}
     for client in clients.values():
         roles = ", ".join(p.role for p in probes if p.client is client)
@@ -129,7 +174,7 @@ async def _listed(probes: Sequence[RoleProbe]) -> dict[str, list[str] | None]:
         for url in probe.config.base_urls:
             ids = listed.get(url)
             if ids is not None and probe.config.model not in ids:
-                served = ", ".join(ids[:20]) or "no model"
+                served = ", ".join(list(ids)[:20]) or "no model"
                 raise PreflightError(
                     f"{probe.role}: model {probe.config.model!r} is not served at {url} (it "
                     f"serves: {served}); set {_table(probe.role)}.model or --model "
@@ -137,13 +182,19 @@ async def _listed(probes: Sequence[RoleProbe]) -> dict[str, list[str] | None]:
     return listed
 
 
-def _probe_request(request: ChatRequest, mode: str) -> ChatRequest:
-    """The probe as `mode` sends it: its response format, but not the schema in the prompt (the
-    probe asks for plain words, so only a format the server enforces makes the reply JSON)."""
+def _probe_request(request: ChatRequest, form: str,
+                   grammar: GrammarConstraint | None = None) -> ChatRequest:
+    """The probe as `form` (and `grammar`) sends it: its constraint, but not the schema in the
+    prompt (the probe asks for plain words, so only a constraint the server enforces makes the
+    reply otherwise)."""
     sampling = dict(request.sampling)
     key = "max_completion_tokens" if "max_completion_tokens" in sampling else "max_tokens"
     sampling[key] = PROBE_TOKENS
-    return replace(constrained(request, mode), messages=request.messages, sampling=sampling)
+    probe = replace(constrained(request, form), messages=request.messages, sampling=sampling)
+    if grammar is not None:
+        traces = compile_grammar(library_protocol_document(PROBE_TOPOLOGY), grammar.limits)
+        probe = replace(probe, extra=grammar.extras(traces))
+    return probe
 
 
 def _reading_notes(result: ChatResult) -> list[str]:
@@ -158,79 +209,168 @@ def _reading_notes(result: ChatResult) -> list[str]:
     return notes
 
 
-def _enforced(result: ChatResult) -> bool:
-    """Whether a reply under a JSON response format starts as a JSON object, as a server that
-    enforces the format makes it (a cut reply counts: only its start is looked at). A reply
-    that is all thinking (empty content) cannot tell, and is taken as enforced."""
+def _enforced(result: ChatResult, start: str) -> bool | None:
+    """Whether a reply starts as the constraint makes it (`{` for JSON, `TRACE_START` for a
+    trace grammar), as only a server that enforces it answers the probe (a cut reply counts:
+    only its start is looked at). None for a reply that is all thinking (it cannot tell)."""
     content = strip_think(result.content, Counter()).lstrip()
-    return not content or content.startswith("{")
+    return content.startswith(start) if content else None
 
 
-async def _check(probe: RoleProbe, stats: CallStats, cache: CallCache | None) -> RoleCheck:
-    configured = probe.config.constrain
-    json_role = (probe.request.response_format or {}).get("type") == "json_schema"
-    modes = [configured] if configured != AUTO else list(CONSTRAINTS) if json_role \
-        else ["json_schema"]
-    check = RoleCheck(probe.role, modes[0])
-    refused: list[str] = []
-    backend: Any = _Probing(probe.client, stats)
-    if cache is not None:
-        backend = CachedBackend(backend, cache, stats=stats, keep_truncated=True)
-    for i, mode in enumerate(modes):
+class _Prober:
+    """Sends one role's probes, turning what cannot be worked around into `PreflightError`."""
+
+    def __init__(self, probe: RoleProbe, stats: CallStats, cache: CallCache | None) -> None:
+        self.probe = probe
+        self.backend: Any = _Probing(probe.client, stats)
+        if cache is not None:
+            self.backend = CachedBackend(self.backend, cache, stats=stats, keep_truncated=True)
+
+    async def send(self, request: ChatRequest) -> ChatResult | CallFailed:
+        """The reply (a cut one too), or the refusal or transient failure to work around."""
+        probe = self.probe
         try:
-            result = await backend.complete(_probe_request(probe.request, mode))
+            return await self.backend.complete(request)
         except CallFailed as exc:
             if exc.reason == TRUNCATED_REASON and exc.partial is not None:
-                result = exc.partial
-            elif exc.reason in _REFUSED:
-                what = f"`{mode}`" if json_role else "the request"
-                refused.append(f"the server refused {what} ({exc.reason}: "
-                               f"{exc.detail[:160]})")
-                if json_role and i + 1 < len(modes):
-                    continue
-                hint = ""
-                if probe.config.images:
-                    hint = ("; the requests carry the item's image as a content part: for a "
-                            f"text-only model or server set {_table(probe.role)}.images = "
-                            "false")
-                raise PreflightError(f"{probe.role}: " + "; ".join(refused) + hint) from None
-            elif exc.reason in ("http_401", "http_403"):
+                return exc.partial
+            if exc.reason in ("http_401", "http_403"):
                 raise PreflightError(f"{probe.role}: the server refused the key: "
                                      f"{exc.detail}") from None
-            elif exc.reason == "http_404":
+            if exc.reason == "http_404":
                 raise PreflightError(
                     f"{probe.role}: model {probe.config.model!r} at "
                     f"{', '.join(probe.config.base_urls)}: {exc.detail} (check "
                     f"{_table(probe.role)}.model and base_urls, or --model/--base-url)"
                 ) from None
-            else:  # a flaky call says nothing about the server: the build copes with those
-                check.constrain = mode
-                check.notes.append(f"the probe as `{mode}` failed ({exc.reason}: "
-                                   f"{exc.detail[:160]}); going on with `{mode}`")
-                return check
-        check.constrain = mode
+            return exc
+
+    def refused(self, said: list[str]) -> PreflightError:
+        hint = ""
+        if self.probe.config.images:
+            hint = ("; the requests carry the item's image as a content part: for a text-only "
+                    f"model or server set {_table(self.probe.role)}.images = false")
+        return PreflightError(f"{self.probe.role}: " + "; ".join(said) + hint)
+
+
+def _refusal(exc: CallFailed, what: str) -> str:
+    return f"the server refused {what} ({exc.reason}: {exc.detail[:160]})"
+
+
+async def _check_json(prober: _Prober, check: RoleCheck) -> None:
+    """A JSON role: the first form the server takes; the prompt when it does not enforce it."""
+    forms = json_forms(check.mode, check.server)
+    refused: list[str] = []
+    for i, form in enumerate(forms):
+        found = await prober.send(_probe_request(prober.probe.request, form))
+        check.form = form
+        if isinstance(found, CallFailed):
+            if found.reason in _REFUSED:
+                refused.append(_refusal(found, f"`{form}`"))
+                if i + 1 < len(forms):
+                    continue
+                raise prober.refused(refused)
+            # a flaky call says nothing about the server: the build copes with those
+            check.notes.append(f"the probe as `{form}` failed ({found.reason}: "
+                               f"{found.detail[:160]}); going on with `{form}`")
+            return
         if refused:
-            check.notes.append("; ".join(refused) + f"; using `{mode}`")
-        check.notes += _reading_notes(result)
-        if json_role and mode != "none" and not _enforced(result):
-            began = result.text.strip()[:40]
-            if configured == AUTO:
-                check.constrain = "none"
-                check.notes.append(f"the server accepts `{mode}` but does not enforce it (the "
-                                   f"reply began {began!r}); the schema goes in the prompt "
-                                   "and replies are validated locally")
-            else:
-                check.notes.append(f"the server does not enforce `{mode}` (the reply began "
-                                   f"{began!r}); replies are validated locally")
+            check.notes.append("; ".join(refused) + f"; using `{form}`")
+        check.notes += _reading_notes(found)
+        if form != "none":
+            check.enforced = _enforced(found, "{")  # None: all thinking, it cannot tell
+            if check.enforced is False:
+                check.form = "none"
+                check.notes.append(f"the server accepts `{form}` but does not enforce it (the "
+                                   f"reply began {found.text.strip()[:40]!r}); the schema goes "
+                                   "in the prompt and replies are validated locally")
+        return
+
+
+async def _check_grammar(prober: _Prober, check: RoleCheck) -> None:
+    """A responder under `grammar`: the first grammar field the server enforces, if any."""
+    config = prober.probe.config
+    kinds = [check.server] if check.server else list(PROBE_ORDER)
+    said: list[str] = []
+    ignored: list[str] = []
+    began = ""
+    for kind in kinds:
+        grammar = GrammarConstraint(kind, config.grammar())
+        try:
+            request = _probe_request(prober.probe.request, "json_schema", grammar)
+        except GrammarError:  # openai: no grammar field at all
+            said.append(f"an {kind} server takes no grammar")  # the one kind without
+            break
+        found = await prober.send(request)
+        where = f"the {grammar.describe()}"
+        if isinstance(found, CallFailed) and found.reason in _REFUSED:
+            said.append(_refusal(found, where))
+            continue
+        if isinstance(found, CallFailed):  # a flaky call says nothing about the server
+            if check.server is None:
+                said.append(f"the probe with {where} failed ({found.reason}: "
+                            f"{found.detail[:160]})")
+                continue
+            check.grammar = grammar
+            check.notes.append(f"the probe with {where} failed ({found.reason}: "
+                               f"{found.detail[:160]}); going on with it, unseen")
+            return
+        check.enforced = _enforced(found, TRACE_START)
+        if check.enforced is False:
+            ignored.append(grammar.describe().removeprefix("trace grammar in "))
+            began = found.text.strip()[:40]
+            continue
+        check.grammar = grammar
+        if check.server is None:
+            check.server, check.found_by = kind, "probe"
+        check.notes.append(f"the server enforces {where}" if check.enforced else
+                           f"the server takes {where}; whether it enforces it could not be "
+                           "seen (the probe's reply was all reasoning)")
+        check.notes += _reading_notes(found)
+        return
+    if ignored:
+        fields = ", ".join(ignored[:-1]) + " and " * (len(ignored) > 1) + ignored[-1]
+        said.append(f"the server takes the trace grammar in {fields} but does "
+                    f"not enforce it (the reply began {began!r}): it is not trusted, nor sent")
+    check.enforced = False
+    check.notes.append("; ".join(said) + "; falling back to `json` (free-text traces, "
+                       "validated as always)")
+
+
+async def _check(probe: RoleProbe, stats: CallStats, cache: CallCache | None,
+                 listed: Mapping[str, Mapping[str, str] | None]) -> RoleCheck:
+    config = probe.config
+    check = RoleCheck(probe.role, config.constrain,
+                      json_role=(probe.request.response_format or {}).get("type")
+                      == "json_schema")
+    if config.server != AUTO:
+        check.server, check.found_by = config.server, "config"
+    else:
+        check.server, check.found_by = detect(config.model, config.base_urls, listed)
+    prober = _Prober(probe, stats, cache)
+    if check.json_role:
+        await _check_json(prober, check)
         return check
-    raise AssertionError("unreachable: the last mode returns or raises")
+    if check.mode == "grammar":
+        await _check_grammar(prober, check)
+        if check.grammar is not None:
+            return check
+    found = await prober.send(_probe_request(probe.request, "json_schema"))
+    if isinstance(found, CallFailed):
+        if found.reason in _REFUSED:
+            raise prober.refused([_refusal(found, "the request")])
+        check.notes.append(f"the probe failed ({found.reason}: {found.detail[:160]}); going "
+                           "on")
+    else:
+        check.notes += _reading_notes(found)
+    return check
 
 
 async def preflight(probes: Sequence[RoleProbe], cache: CallCache | None = None) -> Preflight:
     """Check every role's endpoint (see the module doc); raises `PreflightError`."""
     stats = CallStats()
     models = await _listed(probes)
-    checks = await asyncio.gather(*(_check(p, stats, cache) for p in probes),
+    checks = await asyncio.gather(*(_check(p, stats, cache, models) for p in probes),
                                   return_exceptions=True)
     for found in checks:  # every probe finishes; the first problem, in role order, is said
         if isinstance(found, BaseException):

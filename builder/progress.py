@@ -81,6 +81,14 @@ def loss_hint(manifest: Mapping[str, Any], top: int = 3) -> str:
     return "; ".join(f"{reason} {n} → {knob(reason)}" for reason, n in reasons[:top])
 
 
+def _constraint(model: Mapping[str, Any]) -> list[str]:
+    """A role's row of the constraint table: what it asked for and what the preflight saw."""
+    c = model["constrain"]
+    enforced = {True: "yes", False: "no", None: "–"}[c["enforced"]]
+    return [model["role"], c["mode"], c["server"] or "unknown", c["found_by"] or "–", c["sent"],
+            enforced]
+
+
 def summary_table(manifest: Mapping[str, Any], run: Mapping[str, Any],
                   notes: list[str] | None = None) -> str:
     """The end-of-run report: rows per split, outcomes and reasons, the yield per stage, what
@@ -101,6 +109,10 @@ def summary_table(manifest: Mapping[str, Any], run: Mapping[str, Any],
             [[stage, y["first_try"], y["repaired"], y["re_asked"], y["rejected"], y["failed"],
               _pct(y["first_try"] + y["repaired"] + y["re_asked"], sum(y.values()))]
              for stage, y in yields.items() if sum(y.values())]))
+    constrained = [m for m in manifest.get("models", []) if "constrain" in m]
+    if constrained:
+        parts.append(_table(["constraint", "asked", "server", "found by", "sent as",
+                             "enforced"], [_constraint(m) for m in constrained]))
     calls, used = run["calls"], manifest["calls"]
     parts.append(_table(
         ["model role", "sent", "cached", "retries", "re-asks", "repairs", "cut", "tokens in",

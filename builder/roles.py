@@ -10,6 +10,7 @@ the role that made the call. Every call goes through the content-addressed cache
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -46,11 +47,32 @@ class Roles:
     budget: Budget
 
     def apply(self, checks: dict[str, RoleCheck]) -> None:
-        """Run each JSON role with the constraint mode its preflight chose."""
+        """Run each role with the constraint its preflight settled: a JSON role's form, a
+        responder's trace grammar (or none)."""
         if "planner" in checks:
-            self.planner = replace(self.planner, constrain=checks["planner"].constrain)
+            self.planner = replace(self.planner, constrain=checks["planner"].form)
         if self.judge is not None and "judge" in checks:
-            self.judge = replace(self.judge, constrain=checks["judge"].constrain)
+            self.judge = replace(self.judge, constrain=checks["judge"].form)
+        self.responders = [replace(r, grammar=checks[r.role].grammar) if r.role in checks else r
+                           for r in self.responders]
+
+    def counting(self) -> Roles:
+        """The same clients, cache and limits, counting into fresh `stats`: a Ray shard counts
+        each item apart, so an item retried after its worker died is counted once."""
+        stats = {role: CallStats(price_in=s.price_in, price_out=s.price_out)
+                 for role, s in self.stats.items()}
+
+        def counted(role: str, backend: Any) -> CachedBackend:
+            inner = self.clients[role].view(stats[role]) if role in self.clients else \
+                backend.inner
+            return CachedBackend(inner, backend.cache, stats=stats[role],
+                                 keep_truncated=backend.keep_truncated)
+
+        return replace(
+            self, stats=stats,
+            planner=replace(self.planner, backend=counted("planner", self.planner.backend)),
+            responders=[replace(r, backend=counted(r.role, r.backend)) for r in self.responders],
+            judge=self.judge and replace(self.judge, backend=counted("judge", self.judge.backend)))
 
     async def aclose(self) -> None:
         for backend in self.inner:
@@ -63,8 +85,11 @@ def _endpoint_key(m: ModelConfig) -> tuple[Any, ...]:
 
 
 def make_roles(config: BuildConfig, backend: str, cache: CallCache,
-               budget: Budget | None = None) -> Roles:
-    """One cached backend per role; roles on one endpoint share its client (module doc)."""
+               budget: Budget | None = None,
+               slots: Callable[[str, int], Any] | None = None) -> Roles:
+    """One cached backend per role; roles on one endpoint share its client (module doc).
+    `slots(endpoint, bound)` gives a client its wire slots (default: its own `bound`; a Ray
+    shard passes the cluster's gate, shared by every shard)."""
     named = config.roles()
     budget = budget or Budget(config.max_calls or None, config.max_cost or None)
     free = backend == "offline"  # nothing is billed: configured prices do not apply
@@ -87,10 +112,12 @@ def make_roles(config: BuildConfig, backend: str, cache: CallCache,
             first = named[members[0]]
             bound = max(named[r].concurrency for r in members)
             concurrency += bound
+            name = "+".join(members)
             client = OpenAIChatBackend(ModelEndpoint(
-                role="+".join(members), model=first.model, base_urls=list(first.base_urls),
+                role=name, model=first.model, base_urls=list(first.base_urls),
                 api_key_env=first.api_key_env or None, concurrency=bound,
-                timeout_s=first.timeout_s, max_retries=first.max_retries), budget=budget)
+                timeout_s=first.timeout_s, max_retries=first.max_retries), budget=budget,
+                slots=slots(name, bound) if slots is not None else None)
             for role in members:
                 clients[role] = client
                 inner[role] = client.view(stats[role])

@@ -154,10 +154,42 @@ def test_roles_are_overridden_one_by_one_or_all_at_once():
     assert again == config
 
 
-def test_constrain_and_the_token_cap_are_checked():
-    bad = BASE.replace('model = "p"', 'model = "p"\nconstrain = "grammar"')
-    with pytest.raises(ConfigError, match=r"models\.planner\.constrain: must be one of auto"):
-        parse_config(tomllib.loads(bad), "b")
-    good = BASE.replace('model = "p"', 'model = "p"\nconstrain = "none"\nmax_tokens_cap = 4096')
-    planner = parse_config(tomllib.loads(good), "b").planner
-    assert (planner.constrain, planner.max_tokens_cap) == ("none", 4096)
+@pytest.mark.parametrize(("line", "message"), [
+    ('constrain = "regex"', r"models\.planner\.constrain: must be one of grammar, json, none, "
+                            "not 'regex'"),
+    ('constrain = "json_object"', r"'json_object' is no longer a mode; write constrain = "
+                                  r'"json" with server = "llama-cpp-python"'),
+    ('server = "ollama"', r"models\.planner\.server: must be one of auto, vllm, sglang, "
+                          r"llama\.cpp, llama-cpp-python, openai, not 'ollama'"),
+    ("grammar_limits = { max_strings = 4 }", r"models\.planner\.grammar_limits: unknown "
+                                             r"key\(s\) max_strings; expected max_answer"),
+    ("grammar_limits = { max_string = 0 }", r"models\.planner\.grammar_limits\.max_string: "
+                                            "must be between 1 and"),
+])
+def test_constraint_settings_are_checked(line, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(tomllib.loads(BASE.replace('model = "p"', f'model = "p"\n{line}')), "b")
+
+
+def test_constraint_settings_and_the_token_cap_are_read_and_round_trip():
+    good = BASE.replace('model = "p"', 'model = "p"\nconstrain = "grammar"\nserver = "vllm"\n'
+                        'grammar_limits = { max_string = 60 }\nmax_tokens_cap = 4096')
+    config = parse_config(tomllib.loads(good), "b")
+    planner = config.planner
+    assert (planner.constrain, planner.server, planner.max_tokens_cap) == ("grammar", "vllm",
+                                                                          4096)
+    limits = planner.grammar()  # the role's caps over the server default
+    assert (limits.max_string, limits.max_items, limits.max_walk_states) == (60, None, 600)
+    assert config.responders[0].constrain == "json"  # the default: JSON by schema only
+    assert parse_config(tomllib.loads(config.to_toml()), "round trip") == config
+
+
+def test_constraint_flags_set_one_role_or_every_role():
+    config = load_preset("demo").with_overrides(
+        constrains={"": "none", "responder": "grammar"}, servers={"": "llama-cpp-python"},
+        origin="command line")
+    assert [m.constrain for m in config.roles().values()] == ["none", "grammar", "none"]
+    assert {m.server for m in config.roles().values()} == {"llama-cpp-python"}
+    with pytest.raises(ConfigError, match=r"command line: judge\.constrain: must be one of"):
+        load_preset("demo").with_overrides(constrains={"judge": "xml"},
+                                           origin="command line")

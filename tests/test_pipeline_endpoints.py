@@ -19,7 +19,7 @@ from safer_toolkit.builder.config import load_config
 from safer_toolkit.builder.pipeline import build
 from safer_toolkit.cli import main
 from tests.support.build_config import write_config
-from tests.support.openai_server import OpenAIServer
+from tests.support.openai_server import FaultPlan, OpenAIServer
 
 FILES = ("sft/train-00000-of-00001.parquet", "dpo/train-00000-of-00001.parquet",
          "grpo/train-00000-of-00001.parquet", "eval/test-00000-of-00001.parquet")
@@ -163,3 +163,19 @@ def test_a_text_only_server_is_named_and_a_text_only_role_is_served(tmp_path, ca
         result = asyncio.run(build(text, tmp_path / "text", backend="openai", progress=False))
     assert refused <= 14 and result.rows > 0 and server.total > refused
     assert all(m["images"] is False for m in result.manifest["models"])
+
+
+def test_a_text_only_role_is_asked_again_in_text(tmp_path):
+    """A rejected reply's feedback turn goes as text too: llama-cpp-python's text chat template
+    refuses a content-part list there as anywhere (seen with SmolLM2 behind it)."""
+    with OpenAIServer(content=OfflineBackend().answer_body, models=SERVED, text_only=True,
+                      faults=FaultPlan(rates={"schema_break": 0.3}, seed=1)) as server:
+        config = load_config(write_config(tmp_path / "b.toml", base_url=server.url, **SMALL))
+        text = replace(config, planner=replace(config.planner, images=False),
+                       responders=(replace(config.responders[0], images=False),),
+                       judge=replace(config.judge, images=False))
+        result = asyncio.run(build(text, tmp_path / "out", backend="openai", progress=False))
+    reasks = sum(sum(c["reasks"].values()) for c in result.manifest["calls"].values())
+    assert reasks > 0 and result.rows > 0
+    assert all(c["retries"] == {} for c in result.manifest["run"]["calls"].values())
+    assert "http_500" not in json.dumps(result.manifest["failures"])

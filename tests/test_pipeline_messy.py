@@ -15,6 +15,7 @@ import pytest
 from safer_toolkit.builder.backends.offline import OFFLINE_MODELS, OfflineBackend
 from safer_toolkit.builder.config import load_config
 from safer_toolkit.builder.pipeline import BuildResult, build
+from safer_toolkit.builder.stages.constrain import FORM_NAMES
 from tests.support.build_config import write_config
 from tests.support.openai_server import Messy, OpenAIServer
 
@@ -130,8 +131,12 @@ def test_a_server_that_refuses_or_ignores_json_schema_gets_a_fallback(
         tmp_path, clean, json_schema, constrain, says):
     result, _server = messy_build(tmp_path, json_schema=json_schema)
     assert full(result) and digests(tmp_path / "out") == clean["small"]
-    modes = {m["role"]: m.get("constrain") for m in result.manifest["models"]}
-    assert modes == {"planner": constrain, "responder[0]": "json_schema", "judge": constrain}
+    sent = {m["role"]: m["constrain"]["sent"] for m in result.manifest["models"]}
+    form = FORM_NAMES[constrain]
+    assert sent == {"planner": form, "responder[0]": "free text", "judge": form}
+    enforced = {m["role"]: m["constrain"]["enforced"] for m in result.manifest["models"]}
+    assert enforced == {"planner": json_schema != "ignore", "responder[0]": None,
+                        "judge": json_schema != "ignore"}
     assert says in result.summary
     preflight = result.manifest["run"]["preflight"]
     # refused probes are sent once each: never retried as if the server were failing

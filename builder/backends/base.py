@@ -4,7 +4,9 @@ A request is pure data, so its content hash is the cache key: the model, the mes
 image replaced by its sha256, the sampling parameters, the response format and the prompt
 template version. Never the API key or the base URL: replicas of one deployment share a cache.
 A request is treated as immutable once built: its description (what the key hashes and the
-cache stores) is computed once, on first use.
+cache stores) is computed once, on first use. Server-specific body fields (`extra`: a trace
+grammar) are keyed only when present, so requests without them keep their keys; a long text among
+them is described by its sha256 (a grammar runs to tens of kB, the same for every sample).
 """
 
 from __future__ import annotations
@@ -35,6 +37,19 @@ def image_part(data: bytes, mime: str) -> dict[str, Any]:
     return image_url_part(data_url(data, mime))
 
 
+#: Texts in `extra` longer than this are described (and keyed) by their sha256.
+_LONG_TEXT = 1024
+
+
+def _hash_long(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _hash_long(v) for k, v in value.items()}
+    if isinstance(value, str) and len(value) > _LONG_TEXT:
+        return {"sha256": hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest(),
+                "chars": len(value)}
+    return value
+
+
 def _hash_images(value: Any) -> Any:
     if isinstance(value, dict):
         if value.get("type") == "image_url":
@@ -54,7 +69,8 @@ class ChatRequest:
 
     `sampling` holds wire parameters (temperature, top_p, max_tokens, seed, …);
     `response_format` is the OpenAI `response_format` object or None; `template_version`
-    names the prompt template (its hash) that rendered `messages`.
+    names the prompt template (its hash) that rendered `messages`; `extra` holds body fields a
+    server reads beside them (a grammar: `validation.grammar.requests.grammar_extras`).
     """
 
     model: str
@@ -62,12 +78,17 @@ class ChatRequest:
     sampling: dict[str, Any] = field(default_factory=dict)
     response_format: dict[str, Any] | None = None
     template_version: str = ""
+    extra: dict[str, Any] | None = None
 
     def describe(self) -> dict[str, Any]:
-        """Everything the key covers, images by sha256: what the cache stores for audit."""
-        return {"model": self.model, "messages": _hash_images(self.messages),
-                "sampling": self.sampling, "response_format": self.response_format,
-                "template_version": self.template_version}
+        """Everything the key covers, images and long texts by sha256: what the cache stores
+        for audit."""
+        described = {"model": self.model, "messages": _hash_images(self.messages),
+                     "sampling": self.sampling, "response_format": self.response_format,
+                     "template_version": self.template_version}
+        if self.extra:
+            described["extra"] = _hash_long(self.extra)
+        return described
 
     @cached_property
     def described(self) -> bytes:
@@ -84,6 +105,8 @@ class ChatRequest:
         body: dict[str, Any] = {"model": self.model, "messages": self.messages, **self.sampling}
         if self.response_format is not None:
             body["response_format"] = self.response_format
+        if self.extra:
+            body.update(self.extra)
         return body
 
 

@@ -9,7 +9,9 @@ rendering. What the SDK would give us — retries, timeouts — we need to do di
 raises on a 200 whose body is not JSON, and knows nothing of replicas), so the client below is
 small and does exactly this:
 
-- at most `concurrency` requests on the wire per endpoint (retries wait outside that bound);
+- at most `concurrency` requests on the wire per endpoint (retries wait outside that bound) —
+  across every process of a Ray build when `slots` is the cluster's shared gate
+  (`cluster.gate`), whose `held(retry=)` may also refuse a request for the shared budget;
   roles that share an endpoint share one client and its bound, and each counts its own calls
   (`view`), so wire figures are the role's even when the deployment is shared;
 - up to `max_retries` retries, exponential backoff with full jitter, on 408/409/429/5xx,
@@ -19,8 +21,9 @@ small and does exactly this:
   attempt, and the `x-ratelimit-*` headers slow new requests before the server's window runs
   out (`Pacer`) — with 10% 429 (Retry-After 1 s) and 10% 500 a run takes ≈ 1.6–2× the time of
   the same run without faults (`bench_calls.py --modes faults`);
-- a 5xx whose message names the response format (llama-cpp-python answers `json_schema` with
-  HTTP 500) fails at once: the server refuses the request form, and the preflight moves on;
+- a 5xx whose message names the response format or the grammar the request carries
+  (llama-cpp-python answers `json_schema` with HTTP 500) fails at once: the server refuses the
+  request form, and the preflight moves on;
 - `finish_reason` `length` / `content_filter` and a refusal fail at once, unretried: the same
   request would most likely end the same way and every retry is paid for; the caller decides
   (the builder re-asks a cut reply with a larger `max_tokens`, `eval` judges it as it stands).
@@ -71,8 +74,11 @@ _TRIP_AFTER = 5
 _DETAIL_CHARS = 300
 #: How much of an error body is read for its message (the key is masked in all of it).
 _ERROR_BODY_CHARS = 65536
-#: Words with which a 5xx answer says the response format, not the server, is the problem.
-_FORMAT_WORDS = re.compile(r"response_format|json_schema|json_object", re.I)
+#: Words with which a 5xx answer says the response format or grammar, not the server, is the
+#: problem — when the request carries one of `_CONSTRAINT_FIELDS`.
+_FORMAT_WORDS = re.compile(r"response_format|json_schema|json_object|grammar|ebnf|"
+                           r"structured_output", re.I)
+_CONSTRAINT_FIELDS = (b'"response_format"', b'"grammar"', b'"structured_outputs"', b'"ebnf"')
 #: The message fields reasoning-model servers put the thinking text in (newest first).
 REASONING_FIELDS = ("reasoning", "reasoning_content")
 
@@ -199,7 +205,7 @@ class _Replicas:
         self._changed = asyncio.Event()
 
 
-class _Slots:
+class Slots:
     """At most `n` requests on the wire; a retry takes the next free slot before any first
     attempt, so a call that already waited out a backoff does not queue again behind every
     call offered since (what made the tail of a faulty run long)."""
@@ -210,13 +216,13 @@ class _Slots:
 
     @contextlib.asynccontextmanager
     async def held(self, *, retry: bool) -> AsyncIterator[None]:
-        await self._acquire(retry)
+        await self.acquire(retry)
         try:
             yield
         finally:
-            self._release()
+            self.release()
 
-    async def _acquire(self, retry: bool) -> None:
+    async def acquire(self, retry: bool) -> None:
         if self._free and not any(self._waiting):
             self._free -= 1
             return
@@ -227,12 +233,12 @@ class _Slots:
             await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self._release()  # handed a slot as it was cancelled: pass it on
+                self.release()  # handed a slot as it was cancelled: pass it on
             else:
                 queue.remove(waiter)
             raise
 
-    def _release(self) -> None:
+    def release(self) -> None:
         for queue in self._waiting:
             while queue:
                 waiter = queue.popleft()
@@ -285,12 +291,13 @@ class OpenAIChatBackend:
     """
 
     def __init__(self, endpoint: ModelEndpoint, *, stats: CallStats | None = None,
-                 rng: random.Random | None = None, budget: Budget | None = None) -> None:
+                 rng: random.Random | None = None, budget: Budget | None = None,
+                 slots: Any = None) -> None:
         self.endpoint = endpoint
         self.stats = stats or CallStats(price_in=endpoint.price_in, price_out=endpoint.price_out)
         self.budget = budget
         self._rng = rng or random.Random()
-        self._slots = _Slots(endpoint.concurrency)
+        self._slots = slots or Slots(endpoint.concurrency)
         self._replicas = _Replicas(endpoint.base_urls, endpoint.backoff_s, endpoint.backoff_cap_s)
         self._pacer = Pacer()
         self._on_wire = 0
@@ -400,9 +407,10 @@ class OpenAIChatBackend:
             self._on_wire -= 1
         if status != 200:
             detail = server_message(raw, key)
-            if status >= 500 and b'"response_format"' in body and _FORMAT_WORDS.search(detail):
-                # a server that cannot do the response format (llama-cpp-python answers
-                # json_schema with a 500): a refusal of this request, not a fault to retry
+            if status >= 500 and any(f in body for f in _CONSTRAINT_FIELDS) \
+                    and _FORMAT_WORDS.search(detail):
+                # a server that cannot do the response format or grammar (llama-cpp-python
+                # answers json_schema with a 500): a refusal of this request, not a fault
                 raise CallFailed(f"http_{status}", detail)
             if status in _RETRY_STATUS or status >= 500:
                 raise _AttemptFailed(f"http_{status}", detail, retry_after=wait,
@@ -441,14 +449,15 @@ class OpenAIChatBackend:
             raise CallFailed("refusal", mask_key(refusal, key)[:_DETAIL_CHARS])
         return result
 
-    async def models(self) -> dict[str, list[str] | None]:
-        """The model ids each replica lists at `GET /models` (None where it lists none).
+    async def models(self) -> dict[str, dict[str, str] | None]:
+        """The models each replica lists at `GET /models`, id → `owned_by` ("" when not said;
+        None where it lists none): the owner names the server kind on vLLM, SGLang and llama.cpp.
 
         Raises `CallFailed` when a replica cannot be reached or refuses the key — the server's
         own message in the detail."""
         session = self._open()
         key, headers = self._auth()
-        listed: dict[str, list[str] | None] = {}
+        listed: dict[str, dict[str, str] | None] = {}
         for base in self.endpoint.base_urls:
             url = base.rstrip("/") + "/models"
             try:
@@ -466,8 +475,9 @@ class OpenAIChatBackend:
             if status == 200:
                 with contextlib.suppress(orjson.JSONDecodeError, TypeError, AttributeError):
                     data = orjson.loads(raw).get("data")
-                    ids = [m["id"] for m in data if isinstance(m, dict)
-                           and isinstance(m.get("id"), str)] if isinstance(data, list) else None
+                    ids = {m["id"]: str(m.get("owned_by") or "") for m in data
+                           if isinstance(m, dict) and isinstance(m.get("id"), str)} \
+                        if isinstance(data, list) else None
             listed[base] = ids
         return listed
 

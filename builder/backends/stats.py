@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -82,6 +82,21 @@ class CallStats:
         """Count tokens an endpoint charged for in this run."""
         self.billed_prompt_tokens += prompt_tokens
         self.billed_completion_tokens += completion_tokens
+
+    def merge(self, other: CallStats) -> None:
+        """Add `other`'s counts to these (one item's calls, counted apart in a Ray shard); the
+        prices stay. Its clock is another process's: the wall time becomes the merges' span."""
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            if f.name.startswith("_") or f.name in ("price_in", "price_out"):
+                continue
+            if isinstance(mine, Counter):
+                mine.update(theirs)
+            else:
+                setattr(self, f.name, mine + theirs)
+        if other._first_start is not None:
+            self.started()
+            self.ended()
 
     def cost_of(self, prompt_tokens: int, completion_tokens: int) -> float:
         """Dollars for a token count at this role's prices."""

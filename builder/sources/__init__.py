@@ -31,10 +31,14 @@ def _seed(spec: Mapping[str, Any], needed: int, on_bad: Callable[[Any], None]
           ) -> Iterator[SourceItem]:
     from safer_toolkit.builder.sources.seed import seed_corpus
 
-    # beyond the need: the rest of the eval split's family (about one item in FAMILIES) is held
-    # back from training, and an exclusion list or dedup may drop a few
-    count = int(spec.get("count") or needed + needed // 8 + 16)
-    return seed_corpus(count, seed=int(spec.get("seed", 0)))
+    return seed_corpus(seed_count(spec, needed), seed=int(spec.get("seed", 0)))
+
+
+def seed_count(spec: Mapping[str, Any], needed: int) -> int:
+    """How many seed items a `seed` table draws: its `count`, else beyond the need: the rest of
+    the eval split's family (about one item in FAMILIES) is held back from training, and an
+    exclusion list or dedup may drop a few."""
+    return int(spec.get("count") or needed + needed // 8 + 16)
 
 
 def _options(spec: Mapping[str, Any], on_bad: Callable[[Any], None]) -> dict[str, Any]:

@@ -39,6 +39,9 @@ METADATA_FILES = ("metadata.jsonl", "questions.jsonl", "metadata.parquet")
 DEFAULT_COLUMNS = Columns()
 FOLDER_COLUMNS = Columns(image="file_name")
 PathLike = str | os.PathLike[str]
+#: A slice of one file that loads on its own (`sources.parts`): (start, stop, records before)
+#: — byte offsets of line starts for JSONL, row-group numbers for parquet.
+Part = tuple[int, int, int]
 
 
 class _Reader:
@@ -74,10 +77,11 @@ class _Reader:
                          meta={"file": self.file.name, unit: position})
 
 
-def _lines(f: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None]]:
-    """(number, line) pairs holding at most `limit` bytes at a time; None for an overlong line."""
-    number = 0
-    while line := f.readline(limit + 1):
+def _lines(f: BinaryIO, limit: int, number: int = 0,
+           stop: int | None = None) -> Iterator[tuple[int, bytes | None]]:
+    """(number, line) pairs holding at most `limit` bytes at a time; None for an overlong line.
+    Numbering goes on from `number`; reading ends at byte offset `stop` (a line start)."""
+    while (stop is None or f.tell() < stop) and (line := f.readline(limit + 1)):
         number += 1
         if len(line) > limit and not line.endswith(b"\n"):
             while (more := f.readline(limit + 1)) and not more.endswith(b"\n"):
@@ -91,8 +95,9 @@ def load_jsonl(path: PathLike, *, source_dataset: str, source_license: str,
                columns: Columns = DEFAULT_COLUMNS, image_root: PathLike | None = None,
                category_map: Mapping[str, str | None] | None = None,
                label_map: Mapping[Any, str | None] | None = None, limits: Limits = DEFAULT_LIMITS,
-               on_bad: OnBad = log_bad) -> Iterator[SourceItem]:
-    """Items from a JSONL file; image paths resolve inside `image_root` (default: its folder)."""
+               on_bad: OnBad = log_bad, part: Part | None = None) -> Iterator[SourceItem]:
+    """Items from a JSONL file; image paths resolve inside `image_root` (default: its folder).
+    `part` (start, stop, lines before start) reads only the lines in bytes [start, stop)."""
     path = Path(path)
     root = Path(image_root) if image_root is not None else path.parent
     reader = _Reader(path, columns, root, source_dataset, source_license, category_map,
@@ -102,7 +107,9 @@ def load_jsonl(path: PathLike, *, source_dataset: str, source_license: str,
     except OSError as exc:
         raise SourceError(f"{path}: {exc.strerror or exc}") from None
     with f:
-        for number, line in _lines(f, limits.max_line_bytes):
+        start, stop, before = part or (0, None, 0)
+        f.seek(start)
+        for number, line in _lines(f, limits.max_line_bytes, before, stop):
             where = f"line {number}"
             if line is None:
                 on_bad(BadRecord(str(path), where, f"line over {limits.max_line_bytes} bytes"))
@@ -121,11 +128,13 @@ def load_parquet(path: PathLike, *, source_dataset: str, source_license: str,
                  columns: Columns = DEFAULT_COLUMNS, image_root: PathLike | None = None,
                  category_map: Mapping[str, str | None] | None = None,
                  label_map: Mapping[Any, str | None] | None = None, limits: Limits = DEFAULT_LIMITS,
-                 on_bad: OnBad = log_bad, batch_rows: int = 64) -> Iterator[SourceItem]:
+                 on_bad: OnBad = log_bad, batch_rows: int = 64,
+                 part: Part | None = None) -> Iterator[SourceItem]:
     """Items from a parquet file, one row group at a time and only the mapped columns.
 
     The image column may hold paths (resolved inside `image_root`, default: the file's folder),
     binary, or `datasets` Image structs. An unreadable row group is reported and skipped.
+    `part` (start, stop, rows before start) reads only row groups [start, stop).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -143,8 +152,8 @@ def load_parquet(path: PathLike, *, source_dataset: str, source_license: str,
     missing = [c for c in wanted if c not in parquet.schema_arrow.names]
     if missing:
         raise SourceError(f"{path}: missing column(s) {', '.join(missing)}")
-    row = 0
-    for group in range(parquet.num_row_groups):
+    first, last, row = part or (0, parquet.num_row_groups, 0)
+    for group in range(first, last):
         rows = parquet.metadata.row_group(group).num_rows
         try:
             table = parquet.read_row_group(group, columns=list(dict.fromkeys(wanted)))
@@ -168,8 +177,8 @@ def load_image_folder(folder: PathLike, *, source_dataset: str, source_license: 
                       metadata: str | None = None, columns: Columns = FOLDER_COLUMNS,
                       category_map: Mapping[str, str | None] | None = None,
                       label_map: Mapping[Any, str | None] | None = None,
-                      limits: Limits = DEFAULT_LIMITS,
-                      on_bad: OnBad = log_bad) -> Iterator[SourceItem]:
+                      limits: Limits = DEFAULT_LIMITS, on_bad: OnBad = log_bad,
+                      part: Part | None = None) -> Iterator[SourceItem]:
     """Items from a folder of images described by a metadata file inside it.
 
     The metadata file (default: the first of METADATA_FILES present; the `datasets` imagefolder
@@ -177,6 +186,16 @@ def load_image_folder(folder: PathLike, *, source_dataset: str, source_license: 
     (`file_name` by default). Paths that leave the folder are rejected record by record.
     """
     folder = Path(folder)
+    meta_path = metadata_file(folder, metadata)
+    loader = load_parquet if meta_path.suffix == ".parquet" else load_jsonl
+    yield from loader(meta_path, source_dataset=source_dataset, source_license=source_license,
+                      columns=columns, image_root=folder, category_map=category_map,
+                      label_map=label_map, limits=limits, on_bad=on_bad, part=part)
+
+
+def metadata_file(folder: Path, metadata: str | None = None) -> Path:
+    """The file describing an image folder's images (`metadata`, else the first of
+    METADATA_FILES there); raises `SourceError` when there is none or it is elsewhere."""
     if not folder.is_dir():
         raise SourceError(f"{folder}: not a folder")
     if metadata is None:
@@ -186,10 +205,7 @@ def load_image_folder(folder: PathLike, *, source_dataset: str, source_license: 
     meta_path = folder / metadata
     if meta_path.resolve().parent != folder.resolve():
         raise SourceError(f"{folder}: the metadata file must be directly inside the folder")
-    loader = load_parquet if meta_path.suffix == ".parquet" else load_jsonl
-    yield from loader(meta_path, source_dataset=source_dataset, source_license=source_license,
-                      columns=columns, image_root=folder, category_map=category_map,
-                      label_map=label_map, limits=limits, on_bad=on_bad)
+    return meta_path
 
 
 def load_local(path: PathLike, **options: Any) -> Iterator[SourceItem]:

@@ -183,6 +183,8 @@ class Exchange(Generic[T]):
         last = self.readings[-1]
         self.asker.stats.reasks.update(sorted(set(last.codes)))
         self.request = with_feedback(self.request, last.reply, last.problems, self.instruction)
+        if not self.asker.images:  # the feedback turn too: a text-only server takes no parts
+            self.request = text_only(self.request)
 
     async def converse(self, max_asks: int) -> Reading[T]:
         """Ask, and re-ask with feedback while the reply is rejected, `max_asks` replies at most.

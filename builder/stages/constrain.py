@@ -1,29 +1,45 @@
-"""How a JSON role's reply is constrained on the wire: one choice per role, made by the preflight.
+"""How a role's reply is constrained on the wire: asked per role, settled by the preflight.
 
-The stages build every JSON request with a strict `json_schema` response format. Not every
-server takes it: llama-cpp-python answers it with HTTP 500 and wants `{"type": "json_object",
-"schema": …}`; `transformers serve` ignores it and lets the model write free text. So a role
-runs in one of these modes (`CONSTRAINTS`, tried in this order by the preflight under `auto`):
+A role's `constrain` setting (`MODES`) says what to constrain:
 
-- `json_schema` — the request as built (OpenAI, vLLM, SGLang);
-- `json_object` — `{"type": "json_object", "schema": …}`, with the schema also in the prompt;
-- `none` — no response format; the schema is in the prompt and the reply is checked locally.
+- `grammar` — the responder's request carries its protocol's trace grammar (the validator's
+  compiler, `validation.grammar`), in the field and dialect of the role's server kind
+  (`GrammarConstraint`); the planner's and the judge's JSON are constrained as under `json`;
+- `json` (the default) — the planner's and the judge's JSON by their schemas; the responder
+  writes free text;
+- `none` — free text everywhere; the JSON roles get their schema in the prompt.
 
-Every mode's reply is extracted and validated the same way, so the mode changes what a server
-is asked, never what is kept. A new mode (a grammar, say) is one more entry in `CONSTRAINTS`.
+A JSON role's schema goes on the wire in one of these forms (`CONSTRAINTS`, tried in order by
+the preflight, `json_forms`):
+
+- `json_schema` — the request as built (OpenAI, vLLM, SGLang, llama.cpp);
+- `json_object` — `{"type": "json_object", "schema": …}`, with the schema also in the prompt
+  (llama-cpp-python answers `json_schema` with HTTP 500);
+- `none` — no response format; the schema is in the prompt (a server that ignores the format,
+  as `transformers serve` does).
+
+Every reply is extracted and validated the same way whatever the mode, so a constraint changes
+what a server is asked, never what is kept: the grammar saves re-asks, it is never the check.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
 from safer_toolkit.builder.backends.base import ChatRequest
+from safer_toolkit.validation.grammar import GrammarError, GrammarLimits, TraceGrammar
+from safer_toolkit.validation.grammar.requests import grammar_extras, grammar_field
+from safer_toolkit.validation.protocol import Protocol
 
-AUTO = "auto"
+#: The `constrain` setting's values (module doc).
+MODES = ("grammar", "json", "none")
 SCHEMA_NOTE = ("Your reply must be exactly one JSON object, with no other text, that matches "
                "this JSON Schema:\n")
 
@@ -62,18 +78,73 @@ def _none(request: ChatRequest, schema: dict[str, Any]) -> ChatRequest:
     return _with_note(request, schema, None)
 
 
-#: mode → how a `json_schema` request is rewritten for it (in the preflight's fallback order)
+#: form → how a `json_schema` request is rewritten for it (in the preflight's fallback order)
 CONSTRAINTS: dict[str, Callable[[ChatRequest, dict[str, Any]], ChatRequest]] = {
     "json_schema": _json_schema,
     "json_object": _json_object,
     "none": _none,
 }
-CHOICES = (AUTO, *CONSTRAINTS)
+#: How each form is said in the summary and the manifest.
+FORM_NAMES = {"json_schema": "response_format json_schema",
+              "json_object": "response_format json_object + schema",
+              "none": "schema in the prompt"}
 
 
-def constrained(request: ChatRequest, mode: str) -> ChatRequest:
-    """`request` as `mode` sends it; requests without a JSON schema are left as they are."""
+def json_forms(mode: str, server: str | None) -> list[str]:
+    """The JSON forms the preflight tries for a JSON role of `server`'s kind, in order."""
+    if mode == "none":
+        return ["none"]
+    if server == "llama-cpp-python":  # it refuses json_schema: no need to ask
+        return ["json_object", "none"]
+    return list(CONSTRAINTS)
+
+
+def constrained(request: ChatRequest, form: str) -> ChatRequest:
+    """`request` as `form` sends it; requests without a JSON schema are left as they are."""
     schema = _schema_of(request)
-    if schema is None or mode in (AUTO, "json_schema"):
+    if schema is None or form == "json_schema":
         return request
-    return CONSTRAINTS[mode](request, schema)
+    return CONSTRAINTS[form](request, schema)
+
+
+@lru_cache(maxsize=256)
+def _extras(doc_json: bytes, server: str, limits: GrammarLimits) -> dict[str, Any]:
+    return grammar_extras(orjson.loads(doc_json), server, limits)
+
+
+@dataclass(frozen=True)
+class GrammarConstraint:
+    """A responder's trace grammar on the wire: the field and dialect of `server`'s kind, the
+    grammar compiled under `limits` (once per protocol: `grammar_for` caches it)."""
+
+    server: str
+    limits: GrammarLimits
+
+    def extras(self, protocol: TraceGrammar | Protocol) -> dict[str, Any]:
+        """The body fields that carry `protocol`'s grammar (raises `GrammarError`), rendered
+        once per protocol: every sample and re-ask of an item sends the same."""
+        if isinstance(protocol, TraceGrammar):
+            return grammar_extras(protocol, self.server, self.limits)
+        return _extras(orjson.dumps(protocol.document, option=orjson.OPT_SORT_KEYS),
+                       self.server, self.limits)
+
+    async def prepare(self, protocol: Protocol) -> None:
+        """Compile `protocol`'s grammar in a worker thread (a loop protocol's takes ~0.2 s),
+        so the event loop keeps the other items' calls moving meanwhile."""
+        with contextlib.suppress(GrammarError):
+            await asyncio.to_thread(self.extras, protocol)
+
+    def apply(self, request: ChatRequest, protocol: Protocol) -> ChatRequest:
+        """`request` with the grammar of `protocol`'s traces. A protocol the compiler cannot
+        express (one that allows no valid walk) is asked without: its replies are validated,
+        and rejected, as always."""
+        try:
+            extra = self.extras(protocol)
+        except GrammarError:
+            return request
+        return replace(request, extra={**(request.extra or {}), **extra})
+
+    def describe(self) -> str:
+        """Where the grammar goes: "trace grammar in `structured_outputs.grammar` (EBNF)"."""
+        field, dialect = grammar_field(self.server)
+        return f"trace grammar in `{field}` ({dialect.upper()})"

@@ -31,6 +31,7 @@ from safer_toolkit.builder.prompts.wire import (
 )
 from safer_toolkit.builder.sources.base import SourceItem
 from safer_toolkit.builder.stages.ask import Asker, Exchange, Reading
+from safer_toolkit.builder.stages.constrain import GrammarConstraint
 from safer_toolkit.builder.stages.content import description_parts, image_content
 from safer_toolkit.builder.stages.extract import extract_trace
 from safer_toolkit.builder.stages.judge import Judgement
@@ -44,7 +45,8 @@ REPAIR_ORDER = 1000
 
 @dataclass(frozen=True)
 class Responder:
-    """One responder model, how many samples it contributes per item, and its limits."""
+    """One responder model, how many samples it contributes per item, and its limits;
+    `grammar`: its requests carry the protocol's trace grammar (the preflight's choice)."""
 
     backend: ChatBackend
     model: str
@@ -53,6 +55,7 @@ class Responder:
     max_tokens_cap: int = 0
     role: str = "responder"
     images: bool = True
+    grammar: GrammarConstraint | None = None
 
     @property
     def asker(self) -> Asker:
@@ -120,7 +123,8 @@ async def write_wrong_decision(responder: Responder, item: SourceItem, protocol:
                                instruction: str, seed: int, sample: int = 0) -> str:
     """The responder's `wrong_decision` side for one DPO item, asked with the sampling of the
     gold candidate's `sample` and read like any reply (its canonical text: the perturbation
-    keeps it only when the validator catches the decision); `CallFailed` propagates."""
+    keeps it only when the validator catches the decision); `CallFailed` propagates. It is
+    asked without the trace grammar, which admits only the decisions the label allows."""
     request = wrong_decision_request(responder.model, item, protocol.document, instruction,
                                      sample_sampling(responder.sampling, seed, sample))
     exchange = Exchange(responder.asker, request, lambda text: read_trace(text, protocol),
@@ -162,10 +166,12 @@ class RespondStage:
     model: str
     name: str = "respond"
     instruction: str = REPAIR_INSTRUCTION
+    grammar: GrammarConstraint | None = None
 
     def request(self, row: RespondRow) -> ChatRequest:
-        return respond_request(self.model, row.item, row.protocol.document, row.instruction,
-                               row.sampling)
+        request = respond_request(self.model, row.item, row.protocol.document, row.instruction,
+                                  row.sampling)
+        return request if self.grammar is None else self.grammar.apply(request, row.protocol)
 
     def parse(self, row: RespondRow, text: str) -> Reading[tuple[str, Verdict]]:
         return read_trace(text, row.protocol)
@@ -197,9 +203,11 @@ async def sample_candidates(responders: Sequence[Responder], item: SourceItem,
     messages (the same exchange, so repairs chain on the latest reply). A call that fails
     costs its sample only.
     """
+    for grammar in {r.grammar for r in responders if r.grammar is not None}:
+        await grammar.prepare(protocol)
     exchanges: list[tuple[Responder, tuple[int, int], Exchange[tuple[str, Verdict]]]] = []
     for r_index, responder in enumerate(responders):
-        stage = RespondStage(responder.model)
+        stage = RespondStage(responder.model, grammar=responder.grammar)
         for s in range(responder.samples):
             row = RespondRow(item, protocol, instruction,
                              sample_sampling(responder.sampling, seed, s))

@@ -33,8 +33,10 @@ __all__ = [
     "PoolTooSmall",
     "SplitAssignment",
     "assign_splits",
+    "dedup_keyed",
     "dedup_pool",
     "draw_splits",
+    "item_keys",
 ]
 
 HELD_OUT = "eval"
@@ -135,6 +137,27 @@ def dedup_pool(
 
     Images are decoded one at a time for hashing; only the kept items are held.
     """
+    return dedup_keyed(((item, item_keys(item)) for item in items), seed, exclude,
+                       phash_distance=phash_distance)
+
+
+def item_keys(item: SourceItem) -> ItemKeys | None:
+    """The item's dedup keys, None when its image cannot be decoded."""
+    try:
+        return ItemKeys.of(item)
+    except ValueError:
+        return None
+
+
+def dedup_keyed(
+    keyed: Iterable[tuple[SourceItem, ItemKeys | None]],
+    seed: int,
+    exclude: ExclusionList | None = None,
+    *,
+    phash_distance: int = PHASH_DISTANCE,
+) -> DedupPool:
+    """`dedup_pool` over items whose keys were computed elsewhere (`item_keys`, on a Ray
+    cluster): the same decisions in the same input order, so the same pool."""
     exclude = exclude or ExclusionList()
     excluded_phash = PHashIndex(phash_distance)
     for value in exclude.phash:
@@ -145,10 +168,8 @@ def dedup_pool(
     dropped: Counter[str] = Counter()
     strata: dict[Stratum, list[tuple[bytes, SourceItem]]] = defaultdict(list)
 
-    for item in items:
-        try:
-            keys = ItemKeys.of(item)
-        except ValueError:
+    for item, keys in keyed:
+        if keys is None:
             dropped["unreadable_image"] += 1
             continue
         if (keys.sha256 in exclude.sha256 or keys.question in exclude.questions

@@ -18,6 +18,18 @@ as llama-cpp-python does) or `ignore` it (free text around the JSON); `check_mod
 unknown model name with a 404; `text_only` answers content parts (an image) with llama.cpp's
 500 for a text model's chat template. Requests that come without a json_schema format (a client that
 fell back to `json_object` or to a plain prompt) are answered as the role their payload names.
+
+Grammars: the server `imitate`s a server kind — its `owned_by` in `GET /models` and the field
+it reads a grammar from (vLLM `structured_outputs.grammar`, SGLang `ebnf`, llama.cpp `grammar`;
+fields of other kinds are ignored, as real servers ignore what they do not know). `grammar`
+says what it does with one (`GRAMMAR_MODES`): `enforce` — the answer is the content it would
+give anyway when the grammar accepts it (an offline answer to a responder), else a string the
+grammar admits, generated through llguidance byte by byte (seeded per request) and cut, with
+`finish_reason: "length"`, at 4 characters per `max_tokens` (a probe asking for plain words
+under a trace grammar gets the start of a trace); `ignore` — as if it were not there;
+`reject_400` / `reject_500` — refused, as vLLM (400) and llama-cpp-python (500, a parse error
+naming the grammar) refuse one they cannot compile. A grammar it cannot parse is a 400 in
+every mode but `ignore`.
 From the command line:
 
     python tests/support/openai_server.py --port 0 --latency 0.2 --fault 429=0.1 --fault 500=0.1
@@ -51,6 +63,11 @@ FAULTS = ("429", "500", "502", "503", "drop", "hang", "bad_json", "no_choices", 
 MESSES = ("fence", "chatter", "near_json", "length", "reasoning", "think", "tool_case",
           "key_order")
 JSON_SCHEMA_MODES = ("accept", "ignore", "reject_400", "reject_500")
+GRAMMAR_MODES = ("enforce", "ignore", "reject_400", "reject_500")
+#: What the model answers the preflight's probe (plain words, as asked) when nothing stops it.
+PLAIN_WORDS = "The picture shows a few objects on a table."
+#: What llama-cpp-python's server answers a grammar it cannot use with (HTTP 500).
+GRAMMAR_REFUSAL = "from_string: error parsing grammar file: parse_space: grammar not supported"
 #: What llama-cpp-python's server answers a json_schema response format with (HTTP 500).
 LLAMA_CPP_REFUSAL = ("[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
                      "'msg': \"Input should be 'text' or 'json_object'\", 'input': "
@@ -255,6 +272,66 @@ def as_role(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+def grammar_in(body: Mapping[str, Any], kind: str) -> str | None:
+    """The grammar text a server of `kind` reads from `body` (None: it carries none there)."""
+    from safer_toolkit.validation.grammar.requests import grammar_field
+
+    value: Any = body
+    for key in grammar_field(kind)[0].split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, str) else None
+
+
+class GrammarEngine:
+    """llguidance over a byte tokenizer: does a grammar (GBNF or xgrammar EBNF) accept a text,
+    and a text it admits, generated one byte at a time. Compiled grammars are kept by text."""
+
+    #: Bytes preferred half of the time (nine times in ten past a quarter of the cap), so
+    #: strings, arrays, lines and blocks close; a started closing tag is finished.
+    CLOSERS = b'"]}\n<'
+    ENDINGS = (b"</answer>", b"</thinking>")
+
+    def __init__(self) -> None:
+        import llguidance
+
+        self._ll = llguidance
+        self._tokenizer = llguidance.LLTokenizer("byte")
+        self._compiled: dict[str, Any] = {}
+
+    def matcher(self, grammar: str) -> Any:
+        """A fresh matcher for `grammar`; ValueError when it cannot be parsed."""
+        if grammar not in self._compiled:
+            self._compiled[grammar] = self._ll.grammar_from("gbnf", grammar)
+        matcher = self._ll.LLMatcher(self._tokenizer, self._compiled[grammar], log_level=0)
+        if matcher.is_error():
+            raise ValueError(matcher.get_error()[:300])
+        return matcher
+
+    def accepts(self, grammar: str, text: str) -> bool:
+        matcher, data = self.matcher(grammar), list(text.encode())
+        return matcher.validate_tokens(data) == len(data) and matcher.consume_tokens(data) \
+            and matcher.is_accepting()
+
+    def generate(self, grammar: str, rng: random.Random, max_bytes: int) -> tuple[str, str]:
+        """(text, finish_reason): a text the grammar admits, or its first `max_bytes` bytes."""
+        matcher, out = self.matcher(grammar), bytearray()
+        while not matcher.is_accepting():
+            if len(out) >= max_bytes:
+                return out.decode(errors="replace"), "length"
+            mask = matcher.compute_bitmask()
+            allowed = [b for b in range(256) if mask[b // 8] >> (b % 8) & 1]
+            plain = [b for b in allowed if 32 <= b < 127 or b == 10] or allowed
+            closers = [b for b in plain if b in self.CLOSERS]
+            ending = next((tag[n] for tag in self.ENDINGS for n in range(len(tag) - 1, 0, -1)
+                           if out.endswith(tag[:n]) and tag[n] in plain), None)
+            wind_down = 0.9 if len(out) > max_bytes // 4 else 0.5
+            picked = ending if ending is not None else rng.choice(
+                closers if closers and rng.random() < wind_down else plain)
+            matcher.consume_token(picked)
+            out.append(picked)
+        return out.decode(errors="replace"), "stop"
+
+
 class OpenAIServer:
     """The server; `start()` runs it in a background thread (or use it as a context manager)."""
 
@@ -263,9 +340,16 @@ class OpenAIServer:
                  require_key: str | None = None, host: str = "127.0.0.1", port: int = 0,
                  messy: Messy | None = None, json_schema: str = "accept",
                  check_model: bool = False, rate_limit: tuple[int, float] | None = None,
-                 text_only: bool = False) -> None:
+                 text_only: bool = False, imitate: str = "llama.cpp",
+                 grammar: str = "ignore", owned_by: str | None = None) -> None:
         if json_schema not in JSON_SCHEMA_MODES:
             raise ValueError(f"json_schema must be one of {JSON_SCHEMA_MODES}")
+        if grammar not in GRAMMAR_MODES:
+            raise ValueError(f"grammar must be one of {GRAMMAR_MODES}")
+        self.imitate, self.grammar = imitate, grammar
+        self.owned_by = owned_by or "loopback"  # a known kind's owner only when asked for
+        self.grammar_counts: Counter[str] = Counter()
+        self._engine: GrammarEngine | None = None
         self.latency, self.faults, self.content, self.models = latency, faults or FaultPlan(), \
             content, models
         self.require_key = require_key
@@ -299,7 +383,8 @@ class OpenAIServer:
 
     def stats(self) -> dict[str, Any]:
         return {"total": self.total, "faults": dict(self.fault_counts),
-                "messes": dict(self.mess_counts), "rate_limited": self.rate_limited,
+                "messes": dict(self.mess_counts), "grammars": dict(self.grammar_counts),
+                "rate_limited": self.rate_limited,
                 "finished": sum(self.finished.values()), "max_in_flight": self.max_in_flight}
 
     async def _models(self, request: web.Request) -> web.Response:
@@ -307,7 +392,7 @@ class OpenAIServer:
         if self.require_key is not None and given != self.require_key:
             return web.json_response(
                 {"error": {"message": f"Incorrect API key provided: {given}"}}, status=401)
-        data = [{"id": m, "object": "model", "created": 0, "owned_by": "loopback"}
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": self.owned_by}
                 for m in self.models]
         return web.json_response({"object": "list", "data": data})
 
@@ -336,7 +421,49 @@ class OpenAIServer:
             return web.json_response({"error": {
                 "message": "response_format of type json_schema is not supported by this "
                            "server", "type": "invalid_request_error"}}, status=400)
+        grammar = grammar_in(body, self.imitate)
+        if grammar is None or self.grammar == "ignore":
+            return None
+        if self.grammar == "reject_500":
+            self.grammar_counts["refused"] += 1
+            return web.json_response({"error": {"message": GRAMMAR_REFUSAL,
+                                                "type": "internal_server_error"}}, status=500)
+        try:
+            if self.grammar == "reject_400":
+                raise ValueError("grammar-constrained decoding is not enabled on this server")
+            self._engine = self._engine or GrammarEngine()
+            self._engine.matcher(grammar)
+        except ValueError as exc:
+            self.grammar_counts["refused"] += 1
+            return web.json_response({"error": {"message": f"Invalid grammar: {exc}",
+                                                "type": "BadRequestError"}}, status=400)
         return None
+
+    def _plain_words_asked(self, body: dict[str, Any]) -> bool:
+        """Whether the request is the preflight's probe, asking for plain words, with no JSON
+        format this server enforces: the model then does as it is asked (a grammar, if one is
+        enforced, has its say afterwards)."""
+        from safer_toolkit.builder.roles import PROBE_SYSTEM
+
+        messages = body.get("messages") or [{}]
+        if not isinstance(messages[0], dict) or messages[0].get("content") != PROBE_SYSTEM:
+            return False
+        kind = (body.get("response_format") or {}).get("type")
+        return kind is None or (kind == "json_schema" and self.json_schema == "ignore")
+
+    def _enforced(self, body: dict[str, Any], content: str) -> tuple[str, str] | None:
+        """(content, finish_reason) under the grammar `body` carries in the imitated field and
+        this server enforces; None when there is none to enforce."""
+        grammar = grammar_in(body, self.imitate)
+        if grammar is None or self.grammar != "enforce":
+            return None
+        assert self._engine is not None  # compiled by `_refusal`
+        if self._engine.accepts(grammar, content):
+            self.grammar_counts["accepted"] += 1
+            return content, "stop"
+        self.grammar_counts["generated"] += 1
+        tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 2048
+        return self._engine.generate(grammar, random.Random(fingerprint(body)), 4 * tokens)
 
     def _rate(self) -> tuple[dict[str, str], bool]:
         """OpenAI-style rate-limit headers for this request, and whether it is over the limit."""
@@ -409,10 +536,18 @@ class OpenAIServer:
                                       "choices": []})
         content = '{"schema_broken": true}' if fault == "schema_break" \
             else self.content(as_role(body))
+        if self._plain_words_asked(body):
+            content = PLAIN_WORDS
         finish = fault if fault in ("length", "content_filter") else "stop"
+        enforced = None if fault else self._enforced(body, content)
+        if enforced is not None:
+            content, finish = enforced
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if fault == "refusal":  # structured outputs: the model declined, no content
             message = {"role": "assistant", "content": None, "refusal": "I can't help with that."}
+        elif enforced is not None:  # a grammar leaves no room for a model's wrapping
+            if finish == "stop":
+                self.finished[fingerprint(body)] += 1
         else:
             if self.json_schema == "ignore" and (body.get("response_format") or {}).get(
                     "type") == "json_schema":  # an unconstrained model: free text around JSON
@@ -492,6 +627,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--messy", type=float, default=0.0, metavar="RATE",
                         help=f"mess up this share of the answers, evenly over {', '.join(MESSES)}")
     parser.add_argument("--json-schema", choices=JSON_SCHEMA_MODES, default="accept")
+    parser.add_argument("--grammar", choices=GRAMMAR_MODES, default="ignore",
+                        help="what to do with a grammar in the imitated server's field")
+    parser.add_argument("--imitate", default="llama.cpp",
+                        help="the server kind whose grammar field is read (vllm, sglang, "
+                             "llama.cpp)")
+    parser.add_argument("--owned-by", help="the owned_by of the listed models")
     parser.add_argument("--model", action="append", default=[],
                         help="a model the server serves (repeat; with it, others get a 404)")
     args = parser.parse_args(argv)
@@ -502,7 +643,8 @@ def main(argv: list[str] | None = None) -> None:
                           content=_load_content(args.content) if args.content
                           else default_content,
                           messy=Messy.even(args.messy, args.seed) if args.messy else None,
-                          json_schema=args.json_schema,
+                          json_schema=args.json_schema, grammar=args.grammar,
+                          imitate=args.imitate, owned_by=args.owned_by,
                           models=tuple(args.model) or ("test-model",),
                           check_model=bool(args.model))
 

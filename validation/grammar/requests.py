@@ -51,6 +51,18 @@ def _grammar_extras(text_for: Any, server: str) -> dict[str, Any]:
     return {"grammar": text}
 
 
+def grammar_field(server: str) -> tuple[str, Dialect]:
+    """Where `server` takes a grammar: the body field (dotted) and the dialect (GrammarError
+    for a server that takes none)."""
+    _check(server)
+    path, value = [], _grammar_extras(lambda dialect: dialect, server)
+    while isinstance(value, dict):
+        key = next(iter(value))
+        path.append(key)
+        value = value[key]
+    return ".".join(path), value
+
+
 #: What a server compiles per request by default: the schema's own bounds, walks narrowed past
 #: 600 states (a loop protocol's exact grammar runs to megabytes).
 SERVER_LIMITS = GrammarLimits(max_walk_states=600)
