@@ -185,3 +185,15 @@ def test_image_metadata_is_read_from_the_chunks_only():
     assert metadata(jpeg.getvalue()) == [b"\xfe:hello"]
     assert metadata(R.png_with_text("k", "v"))[0].startswith(b"tEXt:k")
     assert metadata(b"not an image") == []
+
+
+def test_a_failed_release_says_so_in_its_card_and_names_the_figures(tmp_path):
+    write_dataset(tmp_path, {c: iter(r) for c, r in _planted_rows().items()},
+                  manifest=R.manifest(), audit=LIMITS)
+    card = (tmp_path / "README.md").read_text()
+    failed = json.loads((tmp_path / "manifest.json").read_text())["audit"]["failed"]
+    assert "images_with_metadata" in failed and "duplicate_answers" in failed
+    assert "**This release FAILED its quality audit**" in card.split("## Quality")[0]
+    quality = card.split("## Quality")[1].split("\n## ")[0]
+    assert f"**Over its bound: {', '.join(failed)}**" in quality
+    assert "| `images_with_metadata` |" in quality and "| **FAIL** |" in quality

@@ -208,7 +208,10 @@ def _quality(manifest: Mapping[str, Any]) -> dict[str, Any]:
     sentence = ("It **passes its quality audit** (see Quality)." if not failed else
                 f"**This release FAILED its quality audit** ({', '.join(failed)}): see "
                 "Quality. `safer-toolkit push` refuses it without `--force`.")
-    return {"state": "failed" if failed else "passed", "sentence": sentence,
+    verdict = ("Every judged figure is within its bound." if not failed else
+               f"**Over its bound: {', '.join(failed)}** — `safer-toolkit push` refuses this "
+               "release without `--force`.")
+    return {"state": "failed" if failed else "passed", "sentence": sentence, "verdict": verdict,
             "table": _audit_table(audit), "balance": _balance_table(audit),
             "judge": _judge_text(manifest.get("judge")), "chart_path": QUALITY_CHART_PATH}
 
