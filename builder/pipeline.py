@@ -39,7 +39,7 @@ from safer_toolkit.builder.ledger import FAILED, REJECTED, Ledger, Outcome
 from safer_toolkit.builder.manifest import build_manifest
 from safer_toolkit.builder.preflight import Preflight, PreflightError, preflight
 from safer_toolkit.builder.progress import Progress, summary_table
-from safer_toolkit.builder.recipes import RECIPES, YIELD_STAGES, Funnel, stage_totals, stage_units
+from safer_toolkit.builder.recipes import RECIPES, Funnel, stage_totals, stage_units
 from safer_toolkit.builder.roles import BACKENDS, Roles, make_roles, probes
 from safer_toolkit.builder.sources import SOURCE_KINDS, SourceItem, kinds_text
 from safer_toolkit.builder.stages.ask import OUTCOMES
@@ -175,7 +175,7 @@ class Build:
     ledger: Ledger
     progress: Progress
     yields: dict[str, Counter[str]] = field(
-        default_factory=lambda: {stage: Counter() for stage in YIELD_STAGES})
+        default_factory=lambda: {stage: Counter() for stage in recipes.yield_stages()})
     judged: JudgeTally = field(default_factory=JudgeTally)  # for the card (blind judge)
     funnel: Funnel = field(default_factory=dict)  # split → stage → in / out / stopped by reason
 

@@ -10,7 +10,6 @@ here (and its rows in `assemble.rows_for`, its features in `release.features`).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
 from typing import Any
 
 from safer_toolkit.builder.config import BuildConfig
@@ -29,10 +28,16 @@ RECIPES: dict[str, tuple[ItemStage, ...]] = {
     "eval": (PLAN, RESPOND, JUDGE),
 }
 
-#: Every stage once, in recipe order (the progress bars', the yield's and the funnel's order).
-STAGES: dict[str, ItemStage] = {s.name: s for recipe in RECIPES.values() for s in recipe}
-#: Stages whose model exchanges are counted in the manifest's yield (`stages.ask.OUTCOMES`).
-YIELD_STAGES = tuple(name for name, s in STAGES.items() if s.counts_yield)
+
+
+def stages() -> dict[str, ItemStage]:
+    """Every stage once, in recipe order (the order of the progress bars and the yield)."""
+    return {s.name: s for recipe in RECIPES.values() for s in recipe}
+
+
+def yield_stages() -> tuple[str, ...]:
+    """The stages whose model exchanges the manifest's yield counts (`stages.ask.OUTCOMES`)."""
+    return tuple(name for name, s in stages().items() if s.counts_yield)
 
 #: A funnel tally: split → stage → "in", "out", "rejected:REASON", "failed:REASON" → items.
 Funnel = dict[str, dict[str, Counter[str]]]
@@ -42,16 +47,16 @@ def stage_totals(config: BuildConfig) -> dict[str, int]:
     """The work each stage's progress bar expects: per split, its prompts times the stage's
     units per item, for every stage of its recipe."""
     prompts = config.prompt_counts()
-    totals = dict.fromkeys(STAGES, 0)
+    totals = dict.fromkeys(stages(), 0)
     for split, recipe in RECIPES.items():
         for stage in recipe:
             totals[stage.name] += prompts[split] * stage.work(config)
     return totals
 
 
-def stage_units(stages: Mapping[str, ItemStage] = STAGES) -> dict[str, str]:
+def stage_units() -> dict[str, str]:
     """What each stage's progress bar counts."""
-    return {name: s.unit for name, s in stages.items()}
+    return {name: s.unit for name, s in stages().items()}
 
 
 def count(funnel: Funnel, split: str, stage: str, key: str) -> None:
