@@ -1,11 +1,12 @@
 """The build: sources → dedup/split → plan → respond → validate → judge → perturb → assemble →
 export, with items flowing through the stages concurrently.
 
-There is no stage barrier: each item runs its own chain of calls as an asyncio task, so while one
-item waits for its judge another is being planned, and every endpoint stays busy up to its
-concurrency. Splits are filled in candidate order, with more candidates drawn when losses run
-above the reserve (`fill`), so the kept set — and the bytes of every split — depend only on the
-inputs, the config and the seed.
+There is no stage barrier: each item runs its own chain of calls as an asyncio task — its split's
+recipe (`recipes`), one stage after another on a typed state (`steps`) — so while one item waits
+for its judge another is being planned, and every endpoint stays busy up to its concurrency.
+Splits are filled in candidate order, with more candidates drawn when losses run above the
+reserve (`fill`), so the kept set — and the bytes of every split — depend only on the inputs,
+the config and the seed.
 
 Against real endpoints a build first checks the keys (an unset key variable stops it before any
 call) and runs the preflight (`preflight`: model names, keys, what response format each server

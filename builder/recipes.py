@@ -3,8 +3,10 @@
 The recipes drive the items (`pipeline.Build.process` runs an item's split's stages in order),
 the progress bars (`stage_totals`, `stage_units`) and the funnel in the manifest and the card
 (`funnel`: per split and stage, the items in, out, and stopped per reason). Adding a stage is
-one module in `builder/steps/` and its name in the recipes below; adding a split is one line
-here (and its rows in `assemble.rows_for`, its features in `release.features`).
+one module in `builder/steps/` and its name in the recipes below (its progress bar, yield and
+funnel rows follow); adding a split is one line here (plus what a split is beyond its stages:
+its size in `config.SPLITS`, its rows in `assemble.rows_for`, its features in
+`release.features`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ RECIPES: dict[str, tuple[ItemStage, ...]] = {
     "grpo": (PLAN,),
     "eval": (PLAN, RESPOND, JUDGE),
 }
-
 
 
 def stages() -> dict[str, ItemStage]:
