@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from safer_toolkit.builder.sources.base import SourceItem
+from safer_toolkit.builder.steps.item import Kept
 from safer_toolkit.validation import VERDICTS, Trace
 
 _FOLLOW_UP_DECISION = {"REFUSAL-GENERATOR": "refuse", "REDIRECT-ENGINE": "redirect",
@@ -70,22 +71,24 @@ def _common(item: SourceItem, doc: Mapping[str, Any], models: Mapping[str, str]
     }
 
 
-def rows_for(split: str, item: SourceItem, kept: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-    """The row(s) of one kept item (`kept` is the pipeline's payload: protocol, the toolkit
-    instruction rendered from it, trace, ...)."""
-    doc = kept["protocol"]
-    prompt = prompt_turns(kept["instruction"], item.question)
+def rows_for(split: str, item: SourceItem, kept: Kept) -> Iterator[dict[str, Any]]:
+    """The row(s) of one kept item: its protocol, the toolkit instruction rendered from it, the
+    kept trace, ... (`steps.item.Kept`, what its recipe made)."""
+    doc = kept.protocol
+    prompt = prompt_turns(kept.instruction, item.question)
     images = [{"bytes": item.image, "path": item.image_name}]
-    common = _common(item, doc, kept["models"])
+    common = _common(item, doc, kept.models)
     rid = row_id(split, item)
     if split == "sft":
-        yield {"id": rid, "images": images, "messages": prompt + assistant_turn(kept["trace"]),
+        assert kept.trace is not None
+        yield {"id": rid, "images": images, "messages": prompt + assistant_turn(kept.trace),
                **common}
     elif split == "dpo":
+        assert kept.trace is not None
         del common["label"]  # TRL would read it as KTO's flag; the protocol holds the label
-        for k, rejected in enumerate(kept["rejected"]):
+        for k, rejected in enumerate(kept.rejected):
             yield {"id": f"{rid}-{k}", "images": images, "prompt": prompt,
-                   "chosen": assistant_turn(kept["trace"]),
+                   "chosen": assistant_turn(kept.trace),
                    "rejected": assistant_turn(rejected["text"]),
                    "perturbation": rejected["kind"], "rejected_codes": rejected["codes"],
                    **common}
@@ -93,6 +96,6 @@ def rows_for(split: str, item: SourceItem, kept: Mapping[str, Any]) -> Iterator[
         yield {"id": rid, "images": images, "prompt": prompt, **common}
     elif split == "eval":
         yield {"id": rid, "images": images, "prompt": prompt,
-               "expected_decision": kept["expected_decision"], **common}
+               "expected_decision": kept.decision, **common}
     else:
         raise ValueError(f"unknown split {split!r}")

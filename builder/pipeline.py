@@ -1,11 +1,12 @@
 """The build: sources → dedup/split → plan → respond → validate → judge → perturb → assemble →
 export, with items flowing through the stages concurrently.
 
-There is no stage barrier: each item runs its own chain of calls as an asyncio task, so while one
-item waits for its judge another is being planned, and every endpoint stays busy up to its
-concurrency. Splits are filled in candidate order, with more candidates drawn when losses run
-above the reserve (`fill`), so the kept set — and the bytes of every split — depend only on the
-inputs, the config and the seed.
+There is no stage barrier: each item runs its own chain of calls as an asyncio task — its split's
+recipe (`recipes`), one stage after another on a typed state (`steps`) — so while one item waits
+for its judge another is being planned, and every endpoint stays busy up to its concurrency.
+Splits are filled in candidate order, with more candidates drawn when losses run above the
+reserve (`fill`), so the kept set — and the bytes of every split — depend only on the inputs,
+the config and the seed.
 
 Against real endpoints a build first checks the keys (an unset key variable stops it before any
 call) and runs the preflight (`preflight`: model names, keys, what response format each server
@@ -17,21 +18,20 @@ writes no release (its state stays in `.build/` for the rerun).
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from safer_toolkit.builder import assemble
+from safer_toolkit.builder import assemble, recipes
 from safer_toolkit.builder.backends.base import CallFailed
 from safer_toolkit.builder.cache import CallCache
 from safer_toolkit.builder.config import SPLITS, BuildConfig, ModelConfig
@@ -40,28 +40,18 @@ from safer_toolkit.builder.ledger import FAILED, REJECTED, Ledger, Outcome
 from safer_toolkit.builder.manifest import build_manifest
 from safer_toolkit.builder.preflight import Preflight, PreflightError, preflight
 from safer_toolkit.builder.progress import Progress, summary_table
-from safer_toolkit.builder.prompts import render_toolkit_instruction
+from safer_toolkit.builder.recipes import RECIPES, Funnel, stage_totals, stage_units
 from safer_toolkit.builder.roles import BACKENDS, Roles, make_roles, probes
 from safer_toolkit.builder.sources import SOURCE_KINDS, SourceItem, kinds_text
 from safer_toolkit.builder.stages.ask import OUTCOMES
-from safer_toolkit.builder.stages.judge import JudgeTally, judge_exchange, judge_request
-from safer_toolkit.builder.stages.perturb import kind_order, perturb
-from safer_toolkit.builder.stages.plan import plan_item
-from safer_toolkit.builder.stages.respond import (
-    REPAIR_ORDER,
-    Candidate,
-    sample_candidates,
-    select_best,
-    write_wrong_decision,
-)
+from safer_toolkit.builder.stages.judge import JudgeTally
+from safer_toolkit.builder.steps.item import ItemState, Kept, Rejection
 from safer_toolkit.builder.storage import StorageError
 
 __all__ = ["BACKENDS", "STATE_DIR", "BuildError", "BuildResult", "MissingKey", "build",
            "make_roles"]
 
 STATE_DIR = ".build"
-#: Stages whose calls are counted in the yield (`stages.ask.OUTCOMES` each).
-YIELD_STAGES = ("plan", "respond", "judge")
 
 
 class BuildError(RuntimeError):
@@ -177,144 +167,49 @@ def assign(config: BuildConfig, on_bad: SourceLog, cluster: Any = None) -> Assig
 
 @dataclass
 class Build:
+    """One build's items: each runs through its split's recipe (`recipes.RECIPES`), and what
+    its stages did is counted here (the fields after `progress` are tallies, merged across
+    shards on a cluster)."""
+
     config: BuildConfig
     roles: Roles
     ledger: Ledger
     progress: Progress
     yields: dict[str, Counter[str]] = field(
-        default_factory=lambda: {stage: Counter() for stage in YIELD_STAGES})
+        default_factory=lambda: {stage: Counter() for stage in recipes.yield_stages()})
     judged: JudgeTally = field(default_factory=JudgeTally)  # for the card (blind judge)
+    funnel: Funnel = field(default_factory=dict)  # split → stage → in / out / stopped by reason
 
-    def _sampling(self, m: ModelConfig) -> dict[str, Any]:
+    def sampling(self, m: ModelConfig) -> dict[str, Any]:
         return {**m.sampling, "seed": self.config.seed}
-
-    async def _judge(self, item: SourceItem, doc: dict[str, Any], candidate: Candidate) -> None:
-        judge = self.config.judge
-        assert judge is not None and self.roles.judge is not None
-        request = judge_request(judge.model, image=item.image, image_name=item.image_name,
-                                question=item.question, response=candidate.text,
-                                label=doc["label"], risk_category=doc["risk_category"],
-                                show_reference=False, description=item.description,
-                                sampling=self._sampling(judge))
-        exchange = judge_exchange(self.roles.judge, request)
-        try:
-            reading = await exchange.converse(self.config.judge_attempts)
-        except CallFailed as exc:
-            candidate.judge_failure = exc.reason
-        else:
-            if reading.value is not None:
-                candidate.judgement = replace(reading.value, model=reading.model)
-                self.judged.add(candidate.judgement, doc["label"], assemble.trace_decision(
-                    candidate.trace, doc["label"]) in ("refuse", "redirect"),
-                    self.config.thresholds)
-            else:
-                candidate.judge_failure = "bad_output"
-                self.ledger.reject("judge", ["judge_output_invalid"], item=item.source_id,
-                                   problem="; ".join(reading.problems))
-        self.yields["judge"][exchange.outcome] += 1
-        self.progress.advance("judge")
 
     async def process(self, split: str, ordinal: int, item: SourceItem) -> Outcome:
         """Run one item through its stages; every exit is an `Outcome` with a reason."""
         outcome = Outcome(split, ordinal, item.source_id)
+        state, stage = ItemState(split, item), ""
         try:
-            await self._process(outcome, item)
-        except StageFailed as exc:
-            outcome.status, outcome.reason = FAILED, f"{exc.stage}:{exc.failure.reason}"
-            outcome.detail = exc.failure.detail[:500]
+            for step in RECIPES[split]:
+                stage = step.name
+                recipes.count(self.funnel, split, stage, "in")
+                result = await step.run(state, self)
+                if isinstance(result, Rejection):
+                    recipes.stopped(self.funnel, split, stage, result)
+                    outcome.status = FAILED if result.failed else REJECTED
+                    outcome.reason, outcome.detail = f"{stage}:{result.reason}", result.detail
+                    break
+                recipes.count(self.funnel, split, stage, "out")
+                state = result
+            else:
+                outcome.payload = state.kept().to_json()
         except StorageError:
             raise  # the build's own state cannot be written: stop the build, not this item
         except Exception as exc:  # a bug must not sink the other items; it is reported loudly
             outcome.status, outcome.reason = FAILED, f"internal_error:{type(exc).__name__}"
             outcome.detail = traceback.format_exc()[-4000:]
+            recipes.stopped(self.funnel, split, stage, Rejection(outcome.reason, True))
         if outcome.status == FAILED:
             self.ledger.log("failures", {"split": split, "item": item.source_id,
                                          "reason": outcome.reason, "detail": outcome.detail})
-        return outcome
-
-    async def _process(self, outcome: Outcome, item: SourceItem) -> Outcome:
-        config, split = self.config, outcome.split
-        try:
-            plan = await plan_item(self.roles.planner, config.planner.model, item,
-                                   self._sampling(config.planner), config.plan_attempts)
-        except CallFailed as exc:
-            self.yields["plan"]["failed"] += 1
-            raise StageFailed("plan", exc) from None
-        self.yields["plan"][plan.outcome] += 1
-        self.progress.advance("plan")
-        for attempt in plan.rejected:
-            self.ledger.reject("plan", attempt.codes, split=split, item=item.source_id,
-                               codes=attempt.codes, problems=attempt.problems[:12])
-        protocol = plan.resolved  # resolved once, here, for every stage that follows
-        if protocol is None:
-            outcome.status = REJECTED
-            outcome.reason = "plan:" + "+".join(plan.rejected[-1].codes)
-            return outcome
-        doc = protocol.document
-        # rendered once: what the responders are given is what the row's system turn says
-        instruction = render_toolkit_instruction(protocol)
-        models = {"planner": plan.model or config.planner.model}  # the models that answered
-        if split == "grpo":
-            outcome.payload = {"protocol": doc, "instruction": instruction, "models": models}
-            return outcome
-        sampled = await sample_candidates(self.roles.responders, item, doc, protocol,
-                                          instruction, config.seed, config.repair_attempts)
-        self.yields["respond"].update(sampled.outcomes)
-        candidates = sampled.candidates
-        self.progress.advance("respond", len(candidates))
-        for c in candidates:
-            if not c.valid:
-                self.ledger.reject("respond", c.codes, split=split, item=item.source_id,
-                                   model=c.model, sample=c.order[1], codes=c.codes,
-                                   text=c.text[:20_000])
-        valid = [c for c in candidates if c.valid]
-        if not valid:
-            if sampled.failure is not None:
-                raise StageFailed("respond", sampled.failure)
-            codes = sorted({code for c in candidates for code in c.codes})
-            outcome.status, outcome.reason = REJECTED, "respond:" + "+".join(codes)
-            return outcome
-        if self.roles.judge is not None:
-            await asyncio.gather(*(self._judge(item, doc, c) for c in valid))
-            if all(c.judgement is None for c in valid):
-                outcome.status = FAILED
-                outcome.reason = f"judge:{valid[0].judge_failure}"
-                outcome.detail = "no valid candidate could be judged"
-                return outcome
-        best = select_best(candidates, config.thresholds)
-        assert best is not None
-        if self.roles.judge is not None:
-            models["judge"] = (best.judgement.model if best.judgement else "") \
-                or config.judge.model  # type: ignore[union-attr]
-            if best.judgement is None or not best.judgement.passes(config.thresholds):
-                self.ledger.reject("judge", ["below_threshold"])
-                outcome.status, outcome.reason = REJECTED, "judge:below_threshold"
-                return outcome
-        models["responder"] = best.served or best.model
-        trace = best.trace
-        outcome.payload = {"protocol": doc, "instruction": instruction, "models": models,
-                           "trace": best.text,
-                           "judgement": best.judgement.to_json() if best.judgement else None}
-        if split == "eval":
-            outcome.payload["expected_decision"] = assemble.trace_decision(trace, doc["label"])
-        if split == "dpo":
-            key = f"{item.source_dataset}/{item.source_id}"
-            wrong = None  # the responder writes the wrong-decision side when the item uses one
-            if "wrong_decision" in kind_order(config.seed, key)[:config.rejected_per_prompt]:
-                try:
-                    wrong = await write_wrong_decision(
-                        self.roles.responders[best.order[0]], item, protocol, instruction,
-                        config.seed, best.order[1] if best.order[1] < REPAIR_ORDER else 0)
-                except CallFailed as exc:
-                    raise StageFailed("perturb", exc) from None
-            rejected = perturb(trace, protocol, doc["label"], key=key, seed=config.seed,
-                               count=config.rejected_per_prompt, wrong_decision=wrong)
-            if len(rejected) < config.rejected_per_prompt:
-                outcome.status, outcome.reason = REJECTED, "perturb:too_few_caught"
-                return outcome
-            outcome.payload["rejected"] = [{"kind": p.kind, "text": p.text, "codes": p.codes}
-                                           for p in rejected]
-            self.progress.advance("perturb", len(rejected))
         return outcome
 
 
@@ -356,15 +251,8 @@ class _Clock:
         return lap
 
 
-def _progress_totals(config: BuildConfig) -> dict[str, int]:
-    prompts = config.prompt_counts()
-    traced = prompts["sft"] + prompts["dpo"] + prompts["eval"]
-    samples = sum(r.samples for r in config.responders)
-    return {"plan": sum(prompts.values()), "respond": traced * samples,
-            "judge": traced * samples if config.judge else 0, "perturb": config.sizes["dpo"]}
-
-
-def _counts(config: BuildConfig, fills: list[Fill], ledger: Ledger) -> dict[str, Any]:
+def _counts(config: BuildConfig, fills: list[Fill], ledger: Ledger, funnel: Funnel
+            ) -> dict[str, Any]:
     splits = {}
     for fill in fills:
         per_row = config.rejected_per_prompt if fill.split == "dpo" else 1
@@ -375,7 +263,8 @@ def _counts(config: BuildConfig, fills: list[Fill], ledger: Ledger) -> dict[str,
             "failed": ledger.status[(fill.split, FAILED)],
             "candidates": fill.next, "available": len(fill.candidates),
             "shortfall": (fill.target - kept) * per_row}
-    return {"splits": splits, "reasons": dict(sorted(ledger.reasons.items()))}
+    return {"splits": splits, "reasons": dict(sorted(ledger.reasons.items())),
+            "funnel": recipes.funnel_json(funnel)}
 
 
 def _yields(yields: dict[str, Counter[str]]) -> dict[str, dict[str, int]]:
@@ -443,7 +332,7 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
                 checked = await _preflight(config, roles, fills, cache)
             phases["preflight"] = clock.lap()
             ledger = Ledger(state)
-            bars = Progress(_progress_totals(config), enabled=progress)
+            bars = Progress(stage_totals(config), stage_units(), enabled=progress)
             cap = config.max_items_in_flight or max(8, 2 * roles.concurrency)
             job = Build(config, roles, ledger, bars)
             process = job.process if cluster is None else await cluster.start(
@@ -468,7 +357,7 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
         cache.close()
         raise
     phases["items"] = clock.lap()
-    counts = _counts(config, fills, ledger)
+    counts = _counts(config, fills, ledger, job.funnel)
     calls_run = {role: s.run() for role, s in roles.stats.items()}
     run = {"started_at": started_at, "wall_s": round(time.monotonic() - t0, 3),
            "phases": phases, "calls": calls_run,
@@ -495,7 +384,8 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
 
     def rows(fill: Fill) -> Iterator[dict[str, Any]]:
         for ordinal, kept in ledger.kept(fill.split, fill.target):
-            yield from assemble.rows_for(fill.split, fill.candidates[ordinal], kept)
+            yield from assemble.rows_for(fill.split, fill.candidates[ordinal],
+                                         Kept.from_json(kept))
 
     released = any(min(f.kept, f.target) for f in fills)
     try:

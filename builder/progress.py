@@ -8,19 +8,18 @@ from typing import Any
 
 from tqdm import tqdm
 
-STAGES = ("plan", "respond", "judge", "perturb")
-_UNITS = {"plan": "item", "respond": "trace", "judge": "score", "perturb": "pair"}
-
 
 class Progress:
-    """One tqdm bar per stage; totals are the work the split targets imply (they may grow)."""
+    """One tqdm bar per stage, in the order of `totals`: the work the split targets imply (they
+    may grow), counted in the stage's `units` (`recipes.stage_totals`, `recipes.stage_units`)."""
 
-    def __init__(self, totals: Mapping[str, int], enabled: bool = True) -> None:
+    def __init__(self, totals: Mapping[str, int], units: Mapping[str, str],
+                 enabled: bool = True) -> None:
         self.bars = {
-            stage: tqdm(total=totals.get(stage, 0), desc=f"{stage:<8}", unit=_UNITS[stage],
+            stage: tqdm(total=total, desc=f"{stage:<8}", unit=units[stage],
                         position=i, leave=True, dynamic_ncols=True, mininterval=0.5,
                         file=sys.stderr, disable=not enabled)
-            for i, stage in enumerate(STAGES)}
+            for i, (stage, total) in enumerate(totals.items())}
 
     def advance(self, stage: str, n: int = 1) -> None:
         bar = self.bars[stage]

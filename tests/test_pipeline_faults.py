@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from safer_toolkit.builder.backends.offline import OFFLINE_MODELS, OfflineBackend
 from safer_toolkit.builder.config import load_config
 from safer_toolkit.builder.pipeline import build
+from safer_toolkit.builder.recipes import stages
 from safer_toolkit.validation import Validator
 from tests.support.build_config import write_config
 from tests.support.openai_server import FaultPlan, OpenAIServer
@@ -50,7 +51,7 @@ def test_faults_are_survived_and_every_item_is_accounted_for(tmp_path):
     failures = _jsonl(out / ".build" / "failures.jsonl")
     assert len(failures) == sum(manifest["failures"].values())
     reasons = {f["reason"] for f in failures}
-    assert reasons <= {f"{stage}:{tag}" for stage in ("plan", "respond", "judge")
+    assert reasons <= {f"{stage}:{tag}" for stage in stages()  # perturb asks for wrong decisions
                        for tag in ("http_429", "http_500", "connection", "timeout", "bad_json",
                                    "finish_length", "finish_content_filter", "bad_output",
                                    "no_choices")}, reasons

@@ -144,6 +144,26 @@ def _funnel(manifest: Mapping[str, Any]) -> str:
     return markdown_table(["split", *columns], rows, right=range(1, len(columns) + 1))
 
 
+def _stage_funnel(manifest: Mapping[str, Any]) -> str:
+    """Per split and stage of its recipe: items in, out, and stopped there by reason
+    (`counts.funnel`)."""
+    counts = manifest.get("counts")
+    funnel = counts.get("funnel") if isinstance(counts, Mapping) else None
+    if not isinstance(funnel, Mapping) or not funnel:
+        return ""
+    rows = []
+    for split, stages in funnel.items():
+        for stage in stages if isinstance(stages, list) else ():
+            if not isinstance(stage, Mapping):
+                continue
+            stopped = [f"{kind} `{reason}` {_num(n)}" for kind in ("rejected", "failed")
+                       for reason, n in (stage.get(kind) or {}).items()]
+            rows.append([f"`{split}`", f"`{stage.get('stage', '')}`", stage.get("in", 0),
+                         stage.get("out", 0), ", ".join(stopped) or "—"])
+    return markdown_table(["split", "stage", "in", "out", "stopped (by reason)"], rows,
+                          right=(2, 3))
+
+
 def _manifest_models(manifest: Mapping[str, Any]) -> str:
     """The model roles `manifest.json` lists: the model that answered, the one configured, the
     sampling parameters."""
@@ -413,6 +433,7 @@ def render(out_dir: Path, summary: Mapping[str, Any], stats: Statistics,
         if stats.expected_decision else "",
         "rejections": _rejections(manifest),
         "funnel": _funnel(manifest),
+        "stage_funnel": _stage_funnel(manifest),
         "manifest_models": _manifest_models(manifest),
         "models": markdown_table(["planner", "responder", "judge", "rows"],
                                  [[f"`{p}`" if p else "—", f"`{r}`" if r else "—",
