@@ -23,12 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from safer_toolkit.errors import ConfigError
+
 STAGES = ("sft", "dpo", "grpo")
 PREVIOUS = {"dpo": "sft", "grpo": "dpo"}
-
-
-class ConfigError(ValueError):
-    """A config file or override that cannot be used (message names the file and key)."""
 
 
 @dataclass

@@ -66,6 +66,7 @@ from safer_toolkit.builder.backends.budget import Budget
 from safer_toolkit.builder.backends.keys import key_env_problem, mask_key
 from safer_toolkit.builder.backends.pacing import Pacer, retry_after
 from safer_toolkit.builder.backends.stats import CallStats
+from safer_toolkit.errors import EndpointError
 
 #: Statuses worth another attempt (the set the `openai` SDK retries, plus every 5xx).
 _RETRY_STATUS = frozenset({408, 409, 429})
@@ -248,7 +249,7 @@ class Slots:
         self._free += 1
 
 
-class _AttemptFailed(Exception):
+class _AttemptFailed(EndpointError):
     """One attempt failed in a way another attempt may fix."""
 
     def __init__(self, reason: str, detail: str, *, retry_after: float | None = None,
