@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Mapping, Set
-from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
+from dataclasses import Field, asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from safer_toolkit.builder.sources.intake import Columns, Limits
 from safer_toolkit.builder.stages.constrain import MODES as CONSTRAIN_MODES
 from safer_toolkit.builder.stages.judge import RUBRIC
 from safer_toolkit.errors import ConfigError
+from safer_toolkit.settings import defaults, setting
 from safer_toolkit.validation.grammar import GrammarLimits
 from safer_toolkit.validation.grammar.requests import SERVER_LIMITS
 
@@ -46,59 +47,35 @@ _RENAMED = {"auto": 'constrain = "json" (the preflight still picks the JSON form
 _LIMIT_KEYS = tuple(f.name for f in fields(GrammarLimits))
 
 
-def setting(default: Any = MISSING, *, factory: Any = MISSING, low: float | None = None,
-            high: float | None = None, choices: tuple[str, ...] = (), read: str = "",
-            key: str = "", help: str = "") -> Any:
-    """A config field declared once: its default, its bounds (`low`/`high`), its `choices`,
-    the `_Reader` method that reads it when its type alone does not say (`read`), its TOML
-    key where that is not its name (`key`, dotted into a table) and its `help` (TRL's
-    `field(metadata={"help": ...})`). The reader, the overrides and `help_of` all read it from
-    here."""
-    metadata = {"low": low, "high": high, "choices": choices, "read": read, "key": key,
-                "help": help}
-    if factory is not MISSING:
-        return field(default_factory=factory, metadata=metadata)
-    return field(default=default, metadata=metadata)
-
-
-def _defaults(cls: type) -> dict[str, Any]:
-    """A config dataclass's field defaults (factories called): each default is written once, on
-    the dataclass, and the reader fills what a file leaves out from here."""
-    found: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.default is not MISSING:
-            found[f.name] = f.default
-        elif f.default_factory is not MISSING:
-            found[f.name] = f.default_factory()
-    return found
-
-
 #: `ModelEndpoint`'s own defaults: a setting the two share is defaulted there, once.
-_ENDPOINT = _defaults(ModelEndpoint)
+_ENDPOINT = defaults(ModelEndpoint)
 #: Settings each role keeps for itself where roles share a client (module `roles`).
 _PER_ROLE = ("sampling", "price_in", "price_out")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """One model role. `api_key_env` is the name of an environment variable, or "".
+    """One model role: each setting declared once below with its default, bounds and help
+    (`help_of`, the one text the example config and `--help` repeat). Settings it shares with
+    `ModelEndpoint` take their defaults from there, and `endpoint()` builds the client's."""
 
-    `max_tokens_cap` bounds how far a reply cut at `max_tokens` is re-asked with more room (0:
-    4× the sampling `max_tokens`, 8,192 without one). `images = false` sends the role text only
-    (a text-only model or server: it then sees the question, not the picture). How replies are
-    constrained — `constrain`, `server`, `grammar_limits` — is declared with its help below
-    (`help_of`), the one text the example config and `--help` repeat."""
-
-    model: str = setting(read="string")
-    base_urls: tuple[str, ...] = setting((DEFAULT_BASE_URL,), read="urls")
-    api_key_env: str = setting("", read="key_variable")
-    sampling: Mapping[str, Any] = setting(factory=dict, read="sampling")
-    concurrency: int = setting(_ENDPOINT["concurrency"], low=1, high=MAX_CONCURRENCY)
-    timeout_s: float = setting(_ENDPOINT["timeout_s"], low=0.001)
-    max_retries: int = setting(_ENDPOINT["max_retries"], low=0, high=100)
-    price_in: float = setting(_ENDPOINT["price_in"], low=0.0)
-    price_out: float = setting(_ENDPOINT["price_out"], low=0.0)
-    samples: int = setting(1, low=1, high=64)  # responders only: samples per item
+    model: str = setting(read="string", help="the model name the endpoint serves")
+    base_urls: tuple[str, ...] = setting((DEFAULT_BASE_URL,), read="urls", help=(
+        "API roots of replicas of one deployment (`base_url` for one)"))
+    api_key_env: str = setting("", read="key_variable", help=(
+        "the NAME of the environment variable holding the key (\"\": a keyless server)"))
+    sampling: Mapping[str, Any] = setting(factory=dict, read="sampling",
+                                          help="request parameters sent with every call")
+    concurrency: int = setting(_ENDPOINT["concurrency"], low=1, high=MAX_CONCURRENCY,
+                               help="requests on the wire at most")
+    timeout_s: float = setting(_ENDPOINT["timeout_s"], low=0.001, help="seconds per attempt")
+    max_retries: int = setting(_ENDPOINT["max_retries"], low=0, high=100,
+                               help="attempts after the first")
+    price_in: float = setting(_ENDPOINT["price_in"], low=0.0,
+                              help="dollars per million input tokens")
+    price_out: float = setting(_ENDPOINT["price_out"], low=0.0,
+                               help="dollars per million output tokens")
+    samples: int = setting(1, low=1, high=64, help="responders only: samples per item")
     constrain: str = setting("json", choices=CONSTRAIN_MODES, read="constrain", help=(
         "what the server is asked to enforce: grammar (the responder's requests carry its "
         "protocol's trace grammar; planner and judge JSON by their schemas), json (planner and "
@@ -114,8 +91,12 @@ class ModelConfig:
         "validates): max_string, max_items, max_answer (characters / items), max_walk_states "
         f"(default {SERVER_LIMITS.max_walk_states}); a small model rambles inside a "
         "1,000-character string until max_tokens without them"))
-    max_tokens_cap: int = setting(0, low=0, high=1_000_000)
-    images: bool = setting(True)
+    max_tokens_cap: int = setting(0, low=0, high=1_000_000, help=(
+        "how far a reply cut at max_tokens is re-asked with more room (0: 4× the sampling "
+        "max_tokens, 8,192 without one)"))
+    images: bool = setting(True, help=(
+        "false sends the role text only (a text-only model or server: it then sees the "
+        "question, not the picture)"))
 
     def endpoint(self, role: str, **settings: Any) -> ModelEndpoint:
         """The client's endpoint for this role: each `ModelEndpoint` setting taken from here by
@@ -464,7 +445,7 @@ def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None)
     Relative paths (the exclusion list, local sources) are resolved against `base`.
     """
     r = _Reader(origin)
-    d = _defaults(BuildConfig)
+    d = defaults(BuildConfig)
     top = r.table(dict(data), "(top level)", _TOP)
     sizes_t = r.table(top.get("sizes"), "sizes", set(SPLITS))
     missing = [s for s in SPLITS if s not in sizes_t]
