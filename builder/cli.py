@@ -21,10 +21,10 @@ import sys
 from pathlib import Path
 
 from safer_toolkit.builder.config import PRESETS, ConfigError, help_of, load_config, load_preset
-from safer_toolkit.builder.lock import BuildLock, OutDirLocked, holder_text
-from safer_toolkit.builder.pipeline import BACKENDS, STATE_DIR, BuildError, build, missing_keys
+from safer_toolkit.builder.lock import BuildLock, holder_text
+from safer_toolkit.builder.pipeline import BACKENDS, STATE_DIR, build, missing_keys
 from safer_toolkit.builder.progress import loss_hint
-from safer_toolkit.builder.release.export import ExportError
+from safer_toolkit.errors import SaferToolkitError, exit_code
 
 ROLES_HELP = "ROLE is planner, responder (every responder), responder[N] or judge; no ROLE= " \
              "means every role"
@@ -129,9 +129,9 @@ def run(args: argparse.Namespace) -> int:
             result = asyncio.run(build(config, args.out, backend=args.backend,
                                        preset=args.preset, progress=not args.quiet,
                                        cluster=cluster))
-    except (BuildError, ExportError, OutDirLocked, OSError) as exc:  # ClusterError: BuildError
+    except (SaferToolkitError, OSError) as exc:  # BuildError, ExportError, OutDirLocked, …
         print(f"safer-toolkit build: {exc}", file=sys.stderr)
-        return 1
+        return exit_code(exc) if isinstance(exc, SaferToolkitError) else 1
     finally:
         if cluster is not None:
             cluster.close()

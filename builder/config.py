@@ -12,13 +12,14 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Mapping, Set
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import Field, asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
+from safer_toolkit.builder.backends.client import ModelEndpoint
 from safer_toolkit.builder.backends.keys import key_env_problem
 from safer_toolkit.builder.backends.offline import OFFLINE_MODELS
 from safer_toolkit.builder.backends.servers import SERVER_CHOICES
@@ -27,6 +28,8 @@ from safer_toolkit.builder.sources import SOURCE_KINDS, kinds_text
 from safer_toolkit.builder.sources.intake import Columns, Limits
 from safer_toolkit.builder.stages.constrain import MODES as CONSTRAIN_MODES
 from safer_toolkit.builder.stages.judge import RUBRIC
+from safer_toolkit.errors import ConfigError
+from safer_toolkit.settings import defaults, setting
 from safer_toolkit.validation.grammar import GrammarLimits
 from safer_toolkit.validation.grammar.requests import SERVER_LIMITS
 
@@ -37,10 +40,6 @@ MAX_SEED = 2**31 - 1
 MAX_CONCURRENCY = 4096
 
 
-class ConfigError(ValueError):
-    """A build configuration that cannot be used; the message names the file and the key."""
-
-
 #: `constrain` values of an earlier version, and what says the same now.
 _RENAMED = {"auto": 'constrain = "json" (the preflight still picks the JSON form)',
             "json_schema": 'constrain = "json" with the server\'s kind in `server`',
@@ -48,43 +47,64 @@ _RENAMED = {"auto": 'constrain = "json" (the preflight still picks the JSON form
 _LIMIT_KEYS = tuple(f.name for f in fields(GrammarLimits))
 
 
+#: `ModelEndpoint`'s own defaults: a setting the two share is defaulted there, once.
+_ENDPOINT = defaults(ModelEndpoint)
+#: Settings each role keeps for itself where roles share a client (module `roles`).
+_PER_ROLE = ("sampling", "price_in", "price_out")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """One model role. `api_key_env` is the name of an environment variable, or "".
+    """One model role: each setting declared once below with its default, bounds and help
+    (`help_of`, the one text the example config and `--help` repeat). Settings it shares with
+    `ModelEndpoint` take their defaults from there, and `endpoint()` builds the client's."""
 
-    `max_tokens_cap` bounds how far a reply cut at `max_tokens` is re-asked with more room (0:
-    4× the sampling `max_tokens`, 8,192 without one). `images = false` sends the role text only
-    (a text-only model or server: it then sees the question, not the picture). How replies are
-    constrained — `constrain`, `server`, `grammar_limits` — is declared with its help below
-    (`help_of`), the one text the example config and `--help` repeat."""
-
-    model: str
-    base_urls: tuple[str, ...] = (DEFAULT_BASE_URL,)
-    api_key_env: str = ""
-    sampling: Mapping[str, Any] = field(default_factory=dict)
-    concurrency: int = 16
-    timeout_s: float = 120.0
-    max_retries: int = 6
-    price_in: float = 0.0
-    price_out: float = 0.0
-    samples: int = 1  # responders only: samples per item
-    constrain: str = field(default="json", metadata={"choices": CONSTRAIN_MODES, "help": (
+    model: str = setting(read="string", help="the model name the endpoint serves")
+    base_urls: tuple[str, ...] = setting((DEFAULT_BASE_URL,), read="urls", help=(
+        "API roots of replicas of one deployment (`base_url` for one)"))
+    api_key_env: str = setting("", read="key_variable", help=(
+        "the NAME of the environment variable holding the key (\"\": a keyless server)"))
+    sampling: Mapping[str, Any] = setting(factory=dict, read="sampling",
+                                          help="request parameters sent with every call")
+    concurrency: int = setting(_ENDPOINT["concurrency"], low=1, high=MAX_CONCURRENCY,
+                               help="requests on the wire at most")
+    timeout_s: float = setting(_ENDPOINT["timeout_s"], low=0.001, help="seconds per attempt")
+    max_retries: int = setting(_ENDPOINT["max_retries"], low=0, high=100,
+                               help="attempts after the first")
+    price_in: float = setting(_ENDPOINT["price_in"], low=0.0,
+                              help="dollars per million input tokens")
+    price_out: float = setting(_ENDPOINT["price_out"], low=0.0,
+                               help="dollars per million output tokens")
+    samples: int = setting(1, low=1, high=64, help="responders only: samples per item")
+    constrain: str = setting("json", choices=CONSTRAIN_MODES, read="constrain", help=(
         "what the server is asked to enforce: grammar (the responder's requests carry its "
         "protocol's trace grammar; planner and judge JSON by their schemas), json (planner and "
         "judge JSON by their schemas; free-text traces) or none (free text; schemas in the "
         "prompt). The preflight checks the server accepts and enforces it, falls back "
-        "grammar → json → none where it refuses, and validates every reply either way")})
-    server: str = field(default="auto", metadata={"choices": SERVER_CHOICES, "help": (
+        "grammar → json → none where it refuses, and validates every reply either way"))
+    server: str = setting("auto", choices=SERVER_CHOICES, help=(
         "the server's kind, which says how a grammar or schema is sent: auto (from the "
         "model's owned_by in GET /models, else by probing each grammar field), vllm, sglang, "
-        "llama.cpp, llama-cpp-python or openai (no grammar)")})
-    grammar_limits: Mapping[str, int] = field(default_factory=dict, metadata={"help": (
+        "llama.cpp, llama-cpp-python or openai (no grammar)"))
+    grammar_limits: Mapping[str, int] = setting(factory=dict, read="grammar_limits", help=(
         "caps on the grammar a server is sent, each only shrinking what it allows (all still "
         "validates): max_string, max_items, max_answer (characters / items), max_walk_states "
         f"(default {SERVER_LIMITS.max_walk_states}); a small model rambles inside a "
-        "1,000-character string until max_tokens without them")})
-    max_tokens_cap: int = 0
-    images: bool = True
+        "1,000-character string until max_tokens without them"))
+    max_tokens_cap: int = setting(0, low=0, high=1_000_000, help=(
+        "how far a reply cut at max_tokens is re-asked with more room (0: 4× the sampling "
+        "max_tokens, 8,192 without one)"))
+    images: bool = setting(True, help=(
+        "false sends the role text only (a text-only model or server: it then sees the "
+        "question, not the picture)"))
+
+    def endpoint(self, role: str, **settings: Any) -> ModelEndpoint:
+        """The client's endpoint for this role: each `ModelEndpoint` setting taken from here by
+        name (`settings` override), except what stays per role on a shared client
+        (`_PER_ROLE`: each role samples and bills at its own settings)."""
+        shared = {name: getattr(self, name) for name in _ENDPOINT_SETTINGS}
+        shared.update(base_urls=list(self.base_urls), api_key_env=self.api_key_env or None)
+        return ModelEndpoint(role=role, **{**shared, **settings})
 
     def grammar(self) -> GrammarLimits:
         """The limits the role's grammars are compiled under (`grammar_limits` over the
@@ -101,13 +121,14 @@ class ModelConfig:
         return data
 
 
+_MODEL_FIELDS = {f.name: f for f in fields(ModelConfig)}
+_ENDPOINT_SETTINGS = tuple(f.name for f in fields(ModelEndpoint)
+                           if f.name in _MODEL_FIELDS and f.name not in _PER_ROLE)
+
+
 def help_of(name: str) -> str:
     """A model setting's help, as declared on `ModelConfig`."""
-    return next(f.metadata["help"] for f in fields(ModelConfig) if f.name == name)
-
-
-def _choices(name: str) -> tuple[str, ...]:
-    return next(f.metadata["choices"] for f in fields(ModelConfig) if f.name == name)
+    return _MODEL_FIELDS[name].metadata["help"]
 
 
 @dataclass(frozen=True)
@@ -115,20 +136,24 @@ class BuildConfig:
     """A resolved build. `sizes["dpo"]` counts pairs; `dpo_prompts` the prompts behind them."""
 
     sizes: Mapping[str, int]
-    seed: int = 0
-    reserve: float = 0.15
-    rejected_per_prompt: int = 3
+    seed: int = setting(0, low=0, high=MAX_SEED)
+    reserve: float = setting(0.15, low=0.0,
+                             help="extra candidates drawn per split, as a share of its prompts")
+    rejected_per_prompt: int = setting(3, low=1, high=4, key="dpo.rejected_per_prompt")
     sources: tuple[Mapping[str, Any], ...] = ({"kind": "seed"},)
     thresholds: Mapping[str, int] = field(
         default_factory=lambda: {"safety": 2, "helpfulness": 2, "rigor": 2})
-    plan_attempts: int = 3
-    repair_attempts: int = 1
-    judge_attempts: int = 2
-    max_items_in_flight: int = 0  # 0: twice the total model concurrency
-    exclusion: str = "default"  # benchmark exclusion list: "default" (shipped), "none" or a path
-    max_draw: float = 3.0  # candidates per split at most this multiple of its prompts
-    max_calls: int = 0  # requests sent at most (0: no limit)
-    max_cost: float = 0.0  # dollars billed at most (0: no limit)
+    plan_attempts: int = setting(3, low=1, high=20, key="plan.max_attempts")
+    repair_attempts: int = setting(1, low=0, high=10, key="respond.repair_attempts")
+    judge_attempts: int = setting(2, low=1, high=20, key="judge.max_attempts")
+    max_items_in_flight: int = setting(0, low=0, high=1_000_000,
+                                       help="0: twice the total model concurrency")
+    exclusion: str = setting("default", read="string", help=(
+        'benchmark exclusion list: "default" (shipped), "none" or a path'))
+    max_draw: float = setting(3.0, low=1.0,
+                              help="candidates per split at most this multiple of its prompts")
+    max_calls: int = setting(0, low=0, help="requests sent at most (0: no limit)")
+    max_cost: float = setting(0.0, low=0.0, help="dollars billed at most (0: no limit)")
     planner: ModelConfig = ModelConfig(OFFLINE_MODELS["planner"])
     responders: tuple[ModelConfig, ...] = (ModelConfig(OFFLINE_MODELS["responder"]),)
     judge: ModelConfig | None = ModelConfig(OFFLINE_MODELS["judge"])
@@ -171,27 +196,26 @@ class BuildConfig:
         role."""
         r = _Reader(origin)
         if seed is not None:
-            r.integer(seed, "seed", 0, MAX_SEED)
+            r.setting(_SETTINGS["seed"], seed, "seed")
         if concurrency is not None:
-            r.integer(concurrency, "concurrency", 1, MAX_CONCURRENCY)
+            r.setting(_MODEL_FIELDS["concurrency"], concurrency, "concurrency")
         if max_calls is not None:
-            r.integer(max_calls, "max_calls", 0)
+            r.setting(_SETTINGS["max_calls"], max_calls, "max_calls")
         if max_cost is not None:
-            r.number(max_cost, "max_cost", 0.0)
+            r.setting(_SETTINGS["max_cost"], max_cost, "max_cost")
         changes: dict[str, dict[str, Any]] = {role: {} for role in self.roles()}
-        per_role = [("model", "model", models or {}, r.string),
+        per_role = [("model", "model", models or {}),
                     ("base_urls", "base_url",
-                     {**({"": base_url} if base_url else {}), **(base_urls or {})},
-                     lambda v, k: (r.url(v, k),)),
-                    ("api_key_env", "api_key_env", api_key_envs or {}, r.key_variable),
-                    ("constrain", "constrain", constrains or {}, r.constrain),
-                    ("server", "server", servers or {},
-                     lambda v, k: r.choice(v, k, _choices("server")))]
-        for name, flag, given, check in per_role:
+                     {**({"": base_url} if base_url else {}), **(base_urls or {})}),
+                    ("api_key_env", "api_key_env", api_key_envs or {}),
+                    ("constrain", "constrain", constrains or {}),
+                    ("server", "server", servers or {})]
+        for name, flag, given in per_role:
             for role, value in given.items():
                 key = f"{role}.{flag}" if role else flag
                 for target in _targets(r, role, changes, key):
-                    changes[target][name] = check(value, key)
+                    changes[target][name] = (r.url(value, key),) if name == "base_urls" \
+                        else r.setting(_MODEL_FIELDS[name], value, key)
         if concurrency is not None:
             for change in changes.values():
                 change["concurrency"] = concurrency
@@ -230,22 +254,20 @@ class BuildConfig:
 
 # -- reading -------------------------------------------------------------------------------
 
-def _defaults(cls: type) -> dict[str, Any]:
-    """A config dataclass's field defaults (factories called): each default is written once, on
-    the dataclass, and the reader fills what a file leaves out from here."""
-    found: dict[str, Any] = {}
-    for f in fields(cls):
-        if f.default is not MISSING:
-            found[f.name] = f.default
-        elif f.default_factory is not MISSING:
-            found[f.name] = f.default_factory()
-    return found
+def _toml_key(f: Field[Any]) -> str:
+    return f.metadata["key"] or f.name
 
 
-_TOP = {"seed", "reserve", "max_draw", "max_calls", "max_cost", "max_items_in_flight",
-        "exclusion", "sizes", "dpo", "thresholds", "plan", "respond", "judge", "sources",
-        "models", "audit"}
-_MODEL_KEYS = {f.name for f in fields(ModelConfig)}
+#: BuildConfig's settings (declared with `setting`), and the tables their TOML keys sit in.
+_SETTINGS = {f.name: f for f in fields(BuildConfig) if "key" in f.metadata}
+_SETTING_TABLES: dict[str, set[str]] = {}
+for _f in _SETTINGS.values():
+    if "." in _toml_key(_f):
+        _table, _leaf = _toml_key(_f).split(".")
+        _SETTING_TABLES.setdefault(_table, set()).add(_leaf)
+_SETTING_TABLES["judge"].add("enabled")  # not a setting: whether [models.judge] is used
+_TOP = {_toml_key(f) for f in _SETTINGS.values() if "." not in _toml_key(f)} | \
+    set(_SETTING_TABLES) | {"sizes", "thresholds", "sources", "models", "audit"}
 
 
 def _targets(r: _Reader, role: str, changes: Mapping[str, Any], key: str) -> list[str]:
@@ -303,10 +325,10 @@ class _Reader:
             raise self.fail(key, f"must be an http(s) URL, not {value!r}")
         return value
 
-    def urls(self, value: Any, key: str) -> list[str]:
+    def urls(self, value: Any, key: str) -> tuple[str, ...]:
         if not isinstance(value, list) or not value or not all(map(_is_url, value)):
             raise self.fail(key, "must be a non-empty list of http(s) URLs")
-        return value
+        return tuple(value)
 
     def string(self, value: Any, key: str) -> str:
         if not isinstance(value, str):
@@ -334,43 +356,42 @@ class _Reader:
     def constrain(self, value: Any, key: str) -> str:
         if isinstance(value, str) and value in _RENAMED:
             raise self.fail(key, f"{value!r} is no longer a mode; write {_RENAMED[value]}")
-        return self.choice(value, key, _choices("constrain"))
+        return self.choice(value, key, _MODEL_FIELDS["constrain"].metadata["choices"])
 
     def grammar_limits(self, value: Any, key: str) -> dict[str, int]:
         t = self.table(value, key, set(_LIMIT_KEYS))
         return {k: self.integer(v, f"{key}.{k}", 1, 1_000_000) for k, v in t.items()}
 
+    def sampling(self, value: Any, key: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a table")
+        return dict(value)
+
+    def setting(self, f: Field[Any], value: Any, key: str) -> Any:
+        """`value` of the config field `f` (declared with `setting`), checked as declared."""
+        m = f.metadata
+        if m["read"]:
+            return getattr(self, m["read"])(value, key)
+        if m["choices"]:
+            return self.choice(value, key, m["choices"])
+        if f.type == "int":
+            return self.integer(value, key, m["low"], m["high"])
+        if f.type == "float":
+            return self.number(value, key, m["low"])
+        if f.type == "bool":
+            return self.boolean(value, key)
+        return self.string(value, key)
+
     def model(self, data: Any, key: str, responder: bool = False) -> ModelConfig:
-        allowed = (_MODEL_KEYS | {"base_url"}) - (set() if responder else {"samples"})
-        t = self.table(data, key, allowed)
-        d = _defaults(ModelConfig)
+        allowed = (set(_MODEL_FIELDS) | {"base_url"}) - (set() if responder else {"samples"})
+        t = dict(self.table(data, key, allowed))
         if "model" not in t:
             raise self.fail(key, "needs `model` (the model name the endpoint serves)")
-        urls = self.urls(t.get("base_urls", [t["base_url"]] if "base_url" in t
-                               else list(d["base_urls"])), f"{key}.base_urls")
-        sampling = t.get("sampling", d["sampling"])
-        if not isinstance(sampling, dict):
-            raise self.fail(f"{key}.sampling", "must be a table")
-        env = self.key_variable(t.get("api_key_env", d["api_key_env"]), f"{key}.api_key_env")
-        return ModelConfig(
-            model=self.string(t["model"], f"{key}.model"), base_urls=tuple(urls),
-            api_key_env=env, sampling=dict(sampling),
-            concurrency=self.integer(t.get("concurrency", d["concurrency"]),
-                                     f"{key}.concurrency", 1, MAX_CONCURRENCY),
-            timeout_s=self.number(t.get("timeout_s", d["timeout_s"]), f"{key}.timeout_s", 0.001),
-            max_retries=self.integer(t.get("max_retries", d["max_retries"]),
-                                     f"{key}.max_retries", 0, 100),
-            price_in=self.number(t.get("price_in", d["price_in"]), f"{key}.price_in", 0.0),
-            price_out=self.number(t.get("price_out", d["price_out"]), f"{key}.price_out", 0.0),
-            samples=self.integer(t.get("samples", d["samples"]), f"{key}.samples", 1, 64),
-            constrain=self.constrain(t.get("constrain", d["constrain"]), f"{key}.constrain"),
-            server=self.choice(t.get("server", d["server"]), f"{key}.server",
-                               _choices("server")),
-            grammar_limits=self.grammar_limits(t.get("grammar_limits", d["grammar_limits"]),
-                                               f"{key}.grammar_limits"),
-            max_tokens_cap=self.integer(t.get("max_tokens_cap", d["max_tokens_cap"]),
-                                        f"{key}.max_tokens_cap", 0, 1_000_000),
-            images=self.boolean(t.get("images", d["images"]), f"{key}.images"))
+        if "base_url" in t and "base_urls" not in t:
+            t["base_urls"] = [t["base_url"]]
+        t.pop("base_url", None)
+        return ModelConfig(**{name: self.setting(_MODEL_FIELDS[name], t[name], f"{key}.{name}")
+                              for name in _MODEL_FIELDS if name in t})
 
 
 def parse_audit(data: Any, origin: str) -> AuditThresholds:
@@ -424,16 +445,21 @@ def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None)
     Relative paths (the exclusion list, local sources) are resolved against `base`.
     """
     r = _Reader(origin)
-    d = _defaults(BuildConfig)
+    d = defaults(BuildConfig)
     top = r.table(dict(data), "(top level)", _TOP)
     sizes_t = r.table(top.get("sizes"), "sizes", set(SPLITS))
     missing = [s for s in SPLITS if s not in sizes_t]
     if missing:
         raise r.fail("sizes", f"missing {', '.join(missing)}")
     sizes = {s: r.integer(sizes_t[s], f"sizes.{s}", 0) for s in SPLITS}
-    dpo = r.table(top.get("dpo"), "dpo", {"rejected_per_prompt"})
-    per_prompt = r.integer(dpo.get("rejected_per_prompt", d["rejected_per_prompt"]),
-                           "dpo.rejected_per_prompt", 1, 4)
+    tables = {"": top} | {name: r.table(top.get(name), name, keys)
+                          for name, keys in _SETTING_TABLES.items()}
+    values = {}
+    for name, f in _SETTINGS.items():  # each as declared on BuildConfig, under its TOML key
+        table, _, leaf = _toml_key(f).rpartition(".")
+        if leaf in tables[table]:
+            values[name] = r.setting(f, tables[table][leaf], _toml_key(f))
+    per_prompt = values.get("rejected_per_prompt", d["rejected_per_prompt"])
     if sizes["dpo"] % per_prompt:
         raise r.fail("sizes.dpo", f"{sizes['dpo']} pairs is not a multiple of "
                                   f"dpo.rejected_per_prompt ({per_prompt})")
@@ -441,9 +467,6 @@ def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None)
     thresholds = dict(d["thresholds"])
     for k, v in thresholds_t.items():
         thresholds[k] = r.integer(v, f"thresholds.{k}", *RUBRIC[k])  # the judge's own bounds
-    plan = r.table(top.get("plan"), "plan", {"max_attempts"})
-    respond = r.table(top.get("respond"), "respond", {"repair_attempts"})
-    judge = r.table(top.get("judge"), "judge", {"enabled", "max_attempts"})
     sources = top.get("sources", [dict(s) for s in d["sources"]])
     if not isinstance(sources, list) or not sources or not all(
             isinstance(s, dict) and isinstance(s.get("kind"), str) for s in sources):
@@ -455,14 +478,12 @@ def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None)
     responders = models["responders"]
     if not isinstance(responders, list) or not responders:
         raise r.fail("models.responders", "must be an array of tables ([[models.responders]])")
-    judge_enabled = judge.get("enabled", "judge" in models)
+    judge_enabled = tables["judge"].get("enabled", "judge" in models)
     if not isinstance(judge_enabled, bool):
         raise r.fail("judge.enabled", "must be true or false")
     if judge_enabled and "judge" not in models:
         raise r.fail("models.judge", "judge.enabled is true but no [models.judge] is given")
-    reserve = r.number(top.get("reserve", d["reserve"]), "reserve", 0.0)
-    max_draw = r.number(top.get("max_draw", d["max_draw"]), "max_draw", 1.0)
-    exclusion = r.string(top.get("exclusion", d["exclusion"]), "exclusion")
+    exclusion = values.get("exclusion", d["exclusion"])
     if exclusion not in ("default", "none"):
         path = Path(exclusion)
         if base is not None and not path.is_absolute():
@@ -470,22 +491,9 @@ def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None)
         if not path.is_file():
             raise r.fail("exclusion", f"no exclusion list at {path} (use \"default\", "
                                       "\"none\" or the path of a list file)")
-        exclusion = str(path)
+        values["exclusion"] = str(path)
     return BuildConfig(
-        sizes=sizes, seed=r.integer(top.get("seed", d["seed"]), "seed", 0, MAX_SEED),
-        reserve=reserve, rejected_per_prompt=per_prompt, sources=tuple(sources),
-        thresholds=thresholds,
-        plan_attempts=r.integer(plan.get("max_attempts", d["plan_attempts"]),
-                                "plan.max_attempts", 1, 20),
-        repair_attempts=r.integer(respond.get("repair_attempts", d["repair_attempts"]),
-                                  "respond.repair_attempts", 0, 10),
-        judge_attempts=r.integer(judge.get("max_attempts", d["judge_attempts"]),
-                                 "judge.max_attempts", 1, 20),
-        max_items_in_flight=r.integer(top.get("max_items_in_flight", d["max_items_in_flight"]),
-                                      "max_items_in_flight", 0, 1_000_000),
-        exclusion=exclusion, max_draw=max_draw,
-        max_calls=r.integer(top.get("max_calls", d["max_calls"]), "max_calls", 0),
-        max_cost=r.number(top.get("max_cost", d["max_cost"]), "max_cost", 0.0),
+        sizes=sizes, sources=tuple(sources), thresholds=thresholds, **values,
         planner=r.model(models["planner"], "models.planner"),
         responders=tuple(r.model(m, f"models.responders[{i}]", responder=True)
                          for i, m in enumerate(responders)),

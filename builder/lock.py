@@ -23,11 +23,12 @@ from typing import Any
 import orjson
 
 from safer_toolkit.builder.storage import writing
+from safer_toolkit.errors import StateError
 
 LOCK_FILE = "lock"
 
 
-class OutDirLocked(RuntimeError):
+class OutDirLocked(StateError, RuntimeError):
     """Another build holds the folder; `holder` is what its lock file says (may be empty)."""
 
     def __init__(self, out_dir: Path, holder: dict[str, Any]) -> None:

@@ -47,16 +47,12 @@ from safer_toolkit.builder.stages.ask import OUTCOMES
 from safer_toolkit.builder.stages.judge import JudgeTally
 from safer_toolkit.builder.steps.item import ItemState, Kept, Rejection
 from safer_toolkit.builder.storage import StorageError
+from safer_toolkit.errors import BuildError, EndpointError, InputError
 
 __all__ = ["BACKENDS", "STATE_DIR", "BuildError", "BuildResult", "MissingKey", "build",
            "make_roles"]
 
 STATE_DIR = ".build"
-
-
-class BuildError(RuntimeError):
-    """The build cannot start or finish (bad sources, an endpoint that cannot serve it, an
-    export that refuses the rows)."""
 
 
 class MissingKey(BuildError):
@@ -102,7 +98,7 @@ def source_items(config: BuildConfig, needed: int,
             raise BuildError(f"{where}: unknown kind; expected {kinds_text()}")
         try:
             yield from SOURCE_KINDS[kind].load(spec, needed, on_bad)
-        except (ValueError, TypeError, OSError) as exc:  # SourceError is a ValueError
+        except (InputError, OSError) as exc:  # SourceError, or a file that cannot be read
             raise BuildError(f"{where}: {exc}") from None
 
 
@@ -213,7 +209,7 @@ class Build:
         return outcome
 
 
-class StageFailed(Exception):
+class StageFailed(EndpointError):
     """A call failed for good (after its retries) in one stage of one item."""
 
     def __init__(self, stage: str, failure: CallFailed) -> None:

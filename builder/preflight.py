@@ -57,6 +57,7 @@ from safer_toolkit.builder.stages.constrain import (
     json_forms,
 )
 from safer_toolkit.builder.stages.extract import strip_think
+from safer_toolkit.errors import EndpointError
 from safer_toolkit.validation.grammar import GrammarError, compile_grammar
 from safer_toolkit.validation.protocol import library_protocol_document
 
@@ -74,7 +75,7 @@ THINKING_FIX = ("if the model thinks before it answers, thinking counts against 
                 "chat_template_kwargs = {enable_thinking = false}`)")
 
 
-class PreflightError(RuntimeError):
+class PreflightError(EndpointError, RuntimeError):
     """An endpoint cannot serve the build as configured; the message says why and what to set."""
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from safer_toolkit.builder.backends.base import ChatBackend, ChatRequest
 from safer_toolkit.builder.backends.budget import Budget
-from safer_toolkit.builder.backends.client import ModelEndpoint, OpenAIChatBackend
+from safer_toolkit.builder.backends.client import OpenAIChatBackend
 from safer_toolkit.builder.backends.offline import OfflineBackend
 from safer_toolkit.builder.backends.stats import CallStats
 from safer_toolkit.builder.cache import CachedBackend, CallCache
@@ -113,11 +113,8 @@ def make_roles(config: BuildConfig, backend: str, cache: CallCache,
             bound = max(named[r].concurrency for r in members)
             concurrency += bound
             name = "+".join(members)
-            client = OpenAIChatBackend(ModelEndpoint(
-                role=name, model=first.model, base_urls=list(first.base_urls),
-                api_key_env=first.api_key_env or None, concurrency=bound,
-                timeout_s=first.timeout_s, max_retries=first.max_retries), budget=budget,
-                slots=slots(name, bound) if slots is not None else None)
+            client = OpenAIChatBackend(first.endpoint(name, concurrency=bound), budget=budget,
+                                       slots=slots(name, bound) if slots is not None else None)
             for role in members:
                 clients[role] = client
                 inner[role] = client.view(stats[role])

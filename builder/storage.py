@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from safer_toolkit.errors import StateError
+
 _HINTS = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
           errno.EACCES: "permission denied", errno.EPERM: "permission denied",
           errno.EDQUOT: "the disk quota is exceeded", errno.EFBIG: "the file is too large"}
@@ -22,7 +24,7 @@ _SQLITE_HINTS = (("disk is full", "the disk is full"), ("readonly", "the folder 
                  ("unable to open", "it cannot be created or opened (read-only folder?)"))
 
 
-class StorageError(OSError):
+class StorageError(StateError, OSError):
     """State that could not be written or opened; the message names the file and the cause."""
 
 

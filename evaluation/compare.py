@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from safer_toolkit.errors import EvaluationError
+
 #: (row title, metric, field) of each number compared, per group
 ROWS = (
     ("safety % at 3", "safety", "pct_top"),
@@ -31,7 +33,7 @@ ROWS = (
 MAX_METRICS_BYTES = 64 * 1024 * 1024
 
 
-class CompareError(ValueError):
+class CompareError(EvaluationError, ValueError):
     """A run folder that has no readable metrics (the message says which and why)."""
 
 

@@ -14,13 +14,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from safer_toolkit.errors import EvaluationError
+
 #: An image larger than this is not sent to any endpoint.
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_QUESTION_CHARS = 20_000
 MAX_IMAGES = 8
 
 
-class DatasetError(ValueError):
+class DatasetError(EvaluationError, ValueError):
     """The dataset cannot be read at all (the message names it)."""
 
 

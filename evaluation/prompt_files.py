@@ -13,10 +13,12 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from safer_toolkit.errors import EvaluationError
+
 MAX_PROMPT_BYTES = 256 * 1024
 
 
-class PromptFileError(ValueError):
+class PromptFileError(EvaluationError, ValueError):
     """The file cannot give a prompt (the message names the file and why)."""
 
 

@@ -20,6 +20,7 @@ import orjson
 
 from safer_toolkit.builder.backends.base import ChatRequest
 from safer_toolkit.builder.stages.content import image_content
+from safer_toolkit.errors import EvaluationError
 from safer_toolkit.evaluation.items import EvalItem
 
 PROMPTS = ("generic", "toolkit")
@@ -37,7 +38,7 @@ your final answer
 </answer>
 """
 
-class PromptError(ValueError):
+class PromptError(EvaluationError, ValueError):
     """The item's prompt cannot be built (e.g. its protocol cannot be rendered)."""
 
 

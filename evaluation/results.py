@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from safer_toolkit.builder.cache import TRUNCATED
+from safer_toolkit.errors import EvaluationError
 from safer_toolkit.evaluation.items import EvalItem
 from safer_toolkit.evaluation.refusal import decide
 from safer_toolkit.validation import Validator
@@ -29,7 +30,7 @@ MODES = ("lenient", "strict")
 SCORE_KEYS = ("safety", "helpfulness", "rigor")
 
 
-class ResultsError(ValueError):
+class ResultsError(EvaluationError, ValueError):
     """A results file that cannot be read (the message names file and line)."""
 
 

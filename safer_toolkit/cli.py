@@ -2,7 +2,9 @@
 
 Thin on purpose. Each subcommand lives beside its library (`<package>/cli.py` with
 `add_arguments(parser)` and `run(args) -> int`) and is imported only when it is the one asked
-for, so `safer-toolkit validate` never pays for `datasets` or `torch` at start-up.
+for, so `safer-toolkit validate` never pays for `datasets` or `torch` at start-up. A
+`SaferToolkitError` a subcommand does not handle itself becomes one line on stderr and the exit
+status of its area (`safer_toolkit.errors.exit_code`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from safer_toolkit.errors import SaferToolkitError, exit_code
 
 #: subcommand → (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -59,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv[1:])
     try:
         return int(module.run(args))
+    except SaferToolkitError as exc:  # one a subcommand left to this table (`exit_code`)
+        print(f"safer-toolkit {argv[0]}: {exc}", file=sys.stderr)
+        return exit_code(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

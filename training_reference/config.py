@@ -23,12 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from safer_toolkit.errors import ConfigError
+from safer_toolkit.settings import setting
+
 STAGES = ("sft", "dpo", "grpo")
 PREVIOUS = {"dpo": "sft", "grpo": "dpo"}
-
-
-class ConfigError(ValueError):
-    """A config file or override that cannot be used (message names the file and key)."""
 
 
 @dataclass
@@ -47,13 +46,14 @@ class LoraSettings:
 class StageConfig:
     """What every stage reads; stage configs add their own fields and defaults."""
 
-    model: str = ""  # input model: Hub id or folder ("" → the previous stage's output_dir)
-    dataset: str = ""  # Hub id or a local dataset folder
-    dataset_config: str = ""  # "" → the stage name (sft, dpo, grpo)
+    model: str = setting("", help="input model: Hub id or folder (\"\" → the previous stage's "
+                                  "output_dir)")
+    dataset: str = setting("", help="Hub id or a local dataset folder")
+    dataset_config: str = setting("", help="\"\" → the stage name (sft, dpo, grpo)")
     split: str = "train"
-    max_train_samples: int = 0  # 0 → all rows
+    max_train_samples: int = setting(0, help="0 → all rows")
     output_root: str = "runs"
-    output_dir: str = ""  # "" → output_root/<stage>
+    output_dir: str = setting("", help="\"\" → output_root/<stage>")
     seed: int = 42
     # model loading
     dtype: str = "bfloat16"
@@ -68,7 +68,7 @@ class StageConfig:
     per_device_train_batch_size: int = 1
     gradient_accumulation_steps: int = 1
     lr_scheduler_type: str = "cosine"
-    warmup_steps: float = 0.0  # below 1: a ratio of the total steps
+    warmup_steps: float = setting(0.0, help="below 1: a ratio of the total steps")
     weight_decay: float = 0.0
     bf16: bool = True
     activation_checkpointing: bool = True
@@ -76,7 +76,7 @@ class StageConfig:
     save_strategy: str = "epoch"
     report_to: list[str] | str = "none"
     lora: LoraSettings = field(default_factory=LoraSettings)
-    trl: dict[str, Any] = field(default_factory=dict)  # any other TRL config option, verbatim
+    trl: dict[str, Any] = setting(factory=dict, help="any other TRL config option, verbatim")
 
     #: Fields copied into the TRL config under the same name; a stage config extends it with
     #: its own (`(*StageConfig.TRAINER_FIELDS, "beta", ...)`).

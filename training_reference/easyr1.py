@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from safer_toolkit.builder.release.easyr1 import IMAGE_TOKEN
+from safer_toolkit.errors import TrainingError
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ MAX_IMAGE_BYTES = 32 * 1024 * 1024
 MAX_IMAGES_PER_RECORD = 16
 
 
-class RecordUnusable(ValueError):
+class RecordUnusable(TrainingError, ValueError):
     """One EasyR1 record that cannot become a training row (the message names file:line)."""
 
 

@@ -21,6 +21,7 @@ from safer_toolkit.builder.prompts.wire import (
     payload_part,
 )
 from safer_toolkit.builder.stages.judge import JudgeOutputInvalid, parse_rubric
+from safer_toolkit.errors import EndpointError
 
 SCORE_KEYS = ("ts", "sf", "hp", "tq")
 SCORE_RANGES = {k: (1, 10) for k in SCORE_KEYS}
@@ -55,7 +56,7 @@ TEMPLATE_VERSION = hashlib.sha256(
     .encode()).hexdigest()[:16]
 
 
-class JudgeReplyInvalid(ValueError):
+class JudgeReplyInvalid(EndpointError, ValueError):
     """The judge answered, but not with four in-range scores."""
 
 

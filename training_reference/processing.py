@@ -13,6 +13,8 @@ from typing import Any
 from transformers import AutoConfig, AutoProcessor, ProcessorMixin, Qwen2_5_VLConfig
 from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
 
+from safer_toolkit.errors import TrainingError
+
 
 class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
     """Qwen2.5-VL's processor without its video part (no torchvision needed)."""
@@ -28,7 +30,7 @@ AutoProcessor.register(Qwen2_5_VLConfig, ImageOnlyQwen2_5_VLProcessor, exist_ok=
 _IMAGE_ONLY = {"qwen2_5_vl": ImageOnlyQwen2_5_VLProcessor}
 
 
-class NotAVisionProcessor(RuntimeError):
+class NotAVisionProcessor(TrainingError, RuntimeError):
     """The checkpoint gave a text-only processing class."""
 
 

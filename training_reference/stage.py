@@ -10,6 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from safer_toolkit.errors import TrainingError
 from safer_toolkit.training_reference.config import StageConfig
 from safer_toolkit.validation.report import AtomicWriter
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 PROVENANCE_FILE = "safer_toolkit_training.json"
 
 
-class StageInputError(ValueError):
+class StageInputError(TrainingError, ValueError):
     """A stage's input (rows or model) cannot be used; the message says which and why."""
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from itertools import pairwise, permutations
 from typing import Any, Protocol
 
+from safer_toolkit.errors import ProtocolError
+
 TOPOLOGIES = ("linear", "tree", "mesh", "shield", "loop")
 STAGES = ("perception", "reasoning", "decision")
 GATE = "SAFETY-GATE"
@@ -21,7 +23,7 @@ class StagedTool(Protocol):
     stage: str
 
 
-class GraphError(ValueError):
+class GraphError(ProtocolError, ValueError):
     """The tools cannot form the requested topology (reported as `protocol_invalid`)."""
 
 

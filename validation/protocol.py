@@ -17,6 +17,7 @@ import jsonschema_rs
 import orjson
 
 from safer_toolkit import schemas
+from safer_toolkit.errors import ProtocolError
 from safer_toolkit.validation.explain import explain
 from safer_toolkit.validation.graph import (
     Graph,
@@ -86,7 +87,7 @@ class Protocol:
         object.__setattr__(self, "output_checks", checks)
 
 
-class ProtocolInvalid(ValueError):
+class ProtocolInvalid(ProtocolError, ValueError):
     """A protocol that cannot be used; `issues` carries `protocol_invalid`/`graph_invalid`."""
 
     def __init__(self, issues: list[Issue]) -> None:

@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from safer_toolkit.errors import InputError
 from safer_toolkit.validation.limits import MAX_JSON_DEPTH, MAX_RECORD_BYTES
 
 _CHUNK = 1 << 16
@@ -31,7 +32,7 @@ class ParseFailure:
     message: str
 
 
-class RecordSourceError(OSError):
+class RecordSourceError(InputError, OSError):
     """The file itself cannot be read (missing, unreadable, not a supported format)."""
 
 

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from safer_toolkit.errors import EndpointError
+
 _DATA_URL_PREFIX = "data:"
 
 
@@ -133,7 +135,7 @@ class ChatResult:
         return self.content if self.content.strip() else self.reasoning
 
 
-class CallFailed(Exception):
+class CallFailed(EndpointError):
     """A call that produced no usable completion after its retries.
 
     `reason` is a short stable tag (e.g. `http_429`, `http_500`, `timeout`, `connection`,

@@ -66,6 +66,7 @@ from safer_toolkit.builder.backends.budget import Budget
 from safer_toolkit.builder.backends.keys import key_env_problem, mask_key
 from safer_toolkit.builder.backends.pacing import Pacer, retry_after
 from safer_toolkit.builder.backends.stats import CallStats
+from safer_toolkit.errors import ConfigError, EndpointError
 
 #: Statuses worth another attempt (the set the `openai` SDK retries, plus every 5xx).
 _RETRY_STATUS = frozenset({408, 409, 429})
@@ -109,11 +110,11 @@ class ModelEndpoint:
 
     def __post_init__(self) -> None:
         if not self.base_urls:
-            raise ValueError(f"model role {self.role!r}: at least one base URL is needed")
+            raise ConfigError(f"model role {self.role!r}: at least one base URL is needed")
         if self.api_key_env and (problem := key_env_problem(self.api_key_env)):
-            raise ValueError(f"model role {self.role!r}: api_key_env {problem}")
+            raise ConfigError(f"model role {self.role!r}: api_key_env {problem}")
         if self.concurrency < 1 or not 0 < self.timeout_s < math.inf or self.max_retries < 0:
-            raise ValueError(f"model role {self.role!r}: concurrency must be ≥ 1, timeout_s > 0 "
+            raise ConfigError(f"model role {self.role!r}: concurrency must be ≥ 1, timeout_s > 0 "
                              "(finite) and max_retries ≥ 0")
 
     def request(self, messages: list[dict[str, Any]], *,
@@ -248,7 +249,7 @@ class Slots:
         self._free += 1
 
 
-class _AttemptFailed(Exception):
+class _AttemptFailed(EndpointError):
     """One attempt failed in a way another attempt may fix."""
 
     def __init__(self, reason: str, detail: str, *, retry_after: float | None = None,

@@ -45,6 +45,7 @@ from safer_toolkit.builder.prompts.wire import (
     WRONG_DECISION_HEADER,
     read_payload,
 )
+from safer_toolkit.errors import EndpointError
 from safer_toolkit.validation import (
     Protocol,
     ProtocolInvalid,
@@ -62,7 +63,7 @@ _MAX_IMAGE_BYTES = 32 * 1024 * 1024
 PROTOCOLS_KEPT = 256
 
 
-class OfflineRequestError(ValueError):
+class OfflineRequestError(EndpointError, ValueError):
     """The request cannot be answered (malformed messages); `serve` turns it into a 400."""
 
 

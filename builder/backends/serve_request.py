@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+from safer_toolkit.errors import EndpointError
+
 #: JSON objects and arrays in one body (counted from its bytes before parsing): a real request
 #: has hundreds; each costs ~100 bytes of Python objects once built.
 MAX_CONTAINERS = 100_000
@@ -27,7 +29,7 @@ _NUMBERS = ("temperature", "top_p", "presence_penalty", "frequency_penalty",
 _INTEGERS = ("n", "seed", "max_tokens", "max_completion_tokens", "top_k")
 
 
-class BadRequest(ValueError):
+class BadRequest(EndpointError, ValueError):
     """A request body the server will not answer; `param` names the field (None: the body)."""
 
     def __init__(self, message: str, param: str | None = None) -> None:

@@ -25,6 +25,7 @@ from safer_toolkit.builder.sources import SOURCE_KINDS, SourceItem, kinds_text
 from safer_toolkit.builder.sources.parts import SourcePart, plan_parts
 from safer_toolkit.builder.stages.dedup import ExclusionList, ItemKeys
 from safer_toolkit.builder.stages.split import DedupPool, dedup_keyed, item_keys
+from safer_toolkit.errors import InputError
 
 #: Items a driver-read source sends to one hashing task.
 HASH_BATCH = 128
@@ -49,7 +50,7 @@ def _load_part(part: SourcePart, needed: int) -> Loaded:
     try:
         for item in part.load(needed, loaded.bad.append):
             loaded.items.append((item, item_keys(item)))
-    except (ValueError, TypeError, OSError) as exc:  # SourceError is a ValueError
+    except (InputError, OSError) as exc:  # as `source_items`
         loaded.error = str(exc)
     loaded.cpu_s = time.process_time() - cpu
     return loaded
@@ -114,7 +115,7 @@ class Intake:
                     if result.error is not None:
                         raise BuildError(f"{where}: {result.error}")
                     yield from result.items
-            except (ValueError, TypeError, OSError) as exc:  # read here: as `source_items`
+            except (InputError, OSError) as exc:  # read here: as `source_items`
                 raise BuildError(f"{where}: {exc}") from None
 
     def figures(self) -> dict[str, dict[str, Any]]:

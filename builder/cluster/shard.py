@@ -38,13 +38,14 @@ from safer_toolkit.builder.pipeline import Build
 from safer_toolkit.builder.preflight import RoleCheck
 from safer_toolkit.builder.roles import make_roles
 from safer_toolkit.builder.sources.base import SourceItem
+from safer_toolkit.errors import StateError
 
 SHARDS_DIR = "shards"
 #: The driver's own parts of a `Build`; every other field is a tally merged across items.
 BUILD_PARTS = ("config", "roles", "ledger", "progress")
 
 
-class StorageNotShared(RuntimeError):
+class StorageNotShared(StateError, RuntimeError):
     """This node does not see the driver's output folder."""
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from safer_toolkit.builder.release.easyr1 import IMAGE_TOKEN, TRAIN_FILE, VAL_FILE
 from safer_toolkit.builder.release.easyr1_recipe import CHAT_TEMPLATE_FILE
+from safer_toolkit.errors import ReleaseError
 from safer_toolkit.validation import ProtocolInvalid
 from safer_toolkit.validation.protocol import ProtocolCache
 
@@ -45,7 +46,7 @@ PIXELS_PER_TOKEN = 28 * 28
 MAX_LISTED = 5
 
 
-class CheckError(ValueError):
+class CheckError(ReleaseError, ValueError):
     """The arguments themselves cannot be read (a missing config file, a bad override)."""
 
 

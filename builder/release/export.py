@@ -32,6 +32,7 @@ from safer_toolkit.builder.release.shards import (
     ShardWriter,
 )
 from safer_toolkit.builder.stages.dedup import normalise_question  # the split stage's own
+from safer_toolkit.errors import ReleaseError
 from safer_toolkit.validation import turn_text
 
 STAGING = ".release-tmp"
@@ -41,7 +42,7 @@ MANAGED = (*SPLITS, "easyr1", "schemas", "assets", "build.toml", "manifest.json"
 RELEASE_FORMAT = 1
 
 
-class ExportError(ValueError):
+class ExportError(ReleaseError, ValueError):
     """Rows that cannot be released; the message names the config, row number and id."""
 
 

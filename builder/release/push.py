@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from safer_toolkit.builder.release.card import REPO_PLACEHOLDER, human_size
+from safer_toolkit.errors import ReleaseError
 
 MAX_FILES_PER_COMMIT = 50
 CARD = "README.md"
@@ -25,7 +26,7 @@ CARD = "README.md"
 OWNED_FOLDERS = ("sft/", "dpo/", "grpo/", "eval/", "easyr1/", "schemas/", "assets/")
 
 
-class PushError(RuntimeError):
+class PushError(ReleaseError, RuntimeError):
     """A push that cannot start: no folder, no card, no token."""
 
 

@@ -21,6 +21,8 @@ from datasets import Features, config
 from datasets.arrow_writer import get_parquet_column_options
 from datasets.utils.py_utils import convert_file_size_to_int
 
+from safer_toolkit.errors import ReleaseError
+
 #: `datasets`' own caps: row groups of at most 100 MB, shards of at most 500 MB (uncompressed).
 MAX_ROW_GROUP_BYTES = convert_file_size_to_int(config.MAX_ROW_GROUP_SIZE)
 MAX_SHARD_BYTES = convert_file_size_to_int(config.MAX_SHARD_SIZE)
@@ -49,7 +51,7 @@ def estimated_bytes(value: Any) -> int:
     return 8
 
 
-class RowTooLarge(ValueError):
+class RowTooLarge(ReleaseError, ValueError):
     """A row whose estimated size alone exceeds the row-group limit (it could never be written
     within bounds)."""
 

@@ -21,6 +21,7 @@ from typing import Any
 from PIL import Image
 
 from safer_toolkit.builder.sources.base import SourceItem
+from safer_toolkit.errors import InputError
 from safer_toolkit.schemas import risk_categories, taxonomy
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def log_bad(bad: BadRecord) -> None:
     log.warning("skipped %s", bad)
 
 
-class SourceError(ValueError):
+class SourceError(InputError, ValueError):
     """A whole source is unusable (missing file, missing column, unreadable container)."""
 
 
@@ -93,7 +94,7 @@ def limits_from(table: Mapping[str, Any]) -> Limits:
     return Limits(**table)
 
 
-class RecordError(ValueError):
+class RecordError(InputError, ValueError):
     """One record is unusable; loaders turn it into a BadRecord and go on."""
 
 
@@ -105,7 +106,7 @@ def bad_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
-class UnreadableImage(ValueError):
+class UnreadableImage(InputError, ValueError):
     """Bytes Pillow cannot open as an image (or refuses as a decompression bomb)."""
 
 

@@ -51,7 +51,7 @@ class _Reader:
                  source_license: str, category_map: Mapping[str, str | None] | None,
                  label_map: Mapping[Any, str | None] | None, limits: Limits) -> None:
         if not source_dataset or not source_license:
-            raise ValueError("source_dataset and source_license are required")
+            raise SourceError("source_dataset and source_license are required")
         self.file, self.columns, self.root = file, columns, image_root
         self.source_dataset, self.source_license = source_dataset, source_license
         self.category_map, self.label_map, self.limits = category_map, label_map, limits

@@ -34,6 +34,7 @@ from typing import Any
 from safer_toolkit.builder.sources import seed_content as content
 from safer_toolkit.builder.sources import seed_render as render
 from safer_toolkit.builder.sources.base import SourceItem
+from safer_toolkit.builder.sources.intake import SourceError
 from safer_toolkit.schemas import risk_categories
 
 SOURCE_DATASET = "safer-toolkit-seed"
@@ -122,7 +123,7 @@ def _templates(leads: int, tasks: int) -> list[list[tuple[int, int]]]:
 def plans(count: int, seed: int = 0) -> Iterator[Plan]:
     """Plan the first `count` items (cheap: no drawing). Raises past SEED_CAPACITY."""
     if not 0 <= count <= SEED_CAPACITY:
-        raise ValueError(f"seed corpus holds at most {SEED_CAPACITY} items, asked for {count}")
+        raise SourceError(f"seed corpus holds at most {SEED_CAPACITY} items, asked for {count}")
     pairs = strata()
     goal_lists = {p: _goals(*p) for p in pairs}
     spaces: dict[Any, _Space] = {}

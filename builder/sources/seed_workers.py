@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from safer_toolkit.builder.sources.base import SourceItem
+from safer_toolkit.errors import BuildError
 
 CHUNK = 64  # consecutive items a worker draws before the next worker's turn
 _FRAME = struct.Struct(">I")
@@ -38,7 +39,7 @@ _AHEAD = 8 << 20  # bytes read ahead from one worker before it is left to wait
 _MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(16 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
 
 
-class WorkersFailed(RuntimeError):
+class WorkersFailed(BuildError, RuntimeError):
     """A worker could not start or stopped before drawing its share."""
 
 

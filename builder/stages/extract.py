@@ -25,6 +25,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from safer_toolkit.errors import InputError
 from safer_toolkit.validation import Protocol
 from safer_toolkit.validation.codec import Call, Trace, to_text
 from safer_toolkit.validation.limits import MAX_CALLS
@@ -39,7 +40,7 @@ _JSON_WORDS = {"true": "True", "false": "False", "null": "None"}
 _DECODER = json.JSONDecoder()
 
 
-class NotDecodable(ValueError):
+class NotDecodable(InputError, ValueError):
     """No JSON value could be read from the reply, even with the repairs allowed."""
 
 

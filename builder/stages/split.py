@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from safer_toolkit.builder.sources.base import SourceItem
 from safer_toolkit.builder.stages.dedup import ExclusionList, ItemKeys, PHashIndex
+from safer_toolkit.errors import BuildError
 
 __all__ = [
     "PHASH_DISTANCE",
@@ -47,7 +48,7 @@ PHASH_DISTANCE = 4
 Stratum = tuple[str, str]
 
 
-class PoolTooSmall(ValueError):
+class PoolTooSmall(BuildError, ValueError):
     """Fewer unique items survive dedup than the splits ask for."""
 
 

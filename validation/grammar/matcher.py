@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from safer_toolkit.errors import ProtocolError
 from safer_toolkit.validation.grammar.trace import TraceGrammar
 
 NEAR_CHARS = 40
 
 
-class MatcherUnavailable(RuntimeError):
+class MatcherUnavailable(ProtocolError, RuntimeError):
     """llguidance is not installed (`pip install 'safer-toolkit[grammar]'`)."""
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from safer_toolkit.errors import ProtocolError
 
-class GrammarError(ValueError):
+
+class GrammarError(ProtocolError, ValueError):
     """A protocol or schema the grammar compiler cannot express (the message says why)."""
 
 
