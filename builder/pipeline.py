@@ -32,7 +32,6 @@ from typing import Any
 import orjson
 
 from safer_toolkit.builder import assemble, recipes
-from safer_toolkit.builder.backends.base import CallFailed
 from safer_toolkit.builder.cache import CallCache
 from safer_toolkit.builder.config import SPLITS, BuildConfig, ModelConfig
 from safer_toolkit.builder.fill import Draws, Fill, draw_limit, run_items
@@ -47,7 +46,7 @@ from safer_toolkit.builder.stages.ask import OUTCOMES
 from safer_toolkit.builder.stages.judge import JudgeTally
 from safer_toolkit.builder.steps.item import ItemState, Kept, Rejection
 from safer_toolkit.builder.storage import StorageError
-from safer_toolkit.errors import BuildError, EndpointError, InputError
+from safer_toolkit.errors import BuildError, InputError
 
 __all__ = ["BACKENDS", "STATE_DIR", "BuildError", "BuildResult", "MissingKey", "build",
            "make_roles"]
@@ -207,14 +206,6 @@ class Build:
             self.ledger.log("failures", {"split": split, "item": item.source_id,
                                          "reason": outcome.reason, "detail": outcome.detail})
         return outcome
-
-
-class StageFailed(EndpointError):
-    """A call failed for good (after its retries) in one stage of one item."""
-
-    def __init__(self, stage: str, failure: CallFailed) -> None:
-        super().__init__(f"{stage}: {failure}")
-        self.stage, self.failure = stage, failure
 
 
 # -- the whole build -------------------------------------------------------------------------
