@@ -26,7 +26,6 @@ the user's input or configuration → 2, a run that could not finish → 1).
     ├── EndpointError ··············· a model endpoint or a call to it
     │   ├── CallFailed ······································· builder/backends/base
     │   ├── _AttemptFailed ··································· builder/backends/client
-    │   ├── StageFailed ················································· builder/pipeline
     │   ├── PreflightError (RuntimeError) ····························· builder/preflight
     │   ├── BadRequest (ValueError) ························· builder/backends/serve_request
     │   ├── OfflineRequestError (ValueError) ····················· builder/backends/offline
