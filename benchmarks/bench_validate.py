@@ -29,6 +29,7 @@ from safer_toolkit.validation import (
     to_text,
 )
 from safer_toolkit.validation.report import Summary, validate_files
+from safer_toolkit.validation.vocabulary import GATE, INTENT, REFUSAL
 from tests.support.bounded import GiB, run_bounded
 from tests.support.protocols import OUT
 
@@ -57,11 +58,11 @@ def write_traces(path: Path, n: int, embed: bool) -> None:
             topology = TOPOLOGIES[i % len(TOPOLOGIES)] if embed else "mesh"
             walk = _walk(rng, topology)
             calls = [Call(t, dict(OUT[t])) for t in walk]
-            if "REFUSAL-GENERATOR" in walk:  # keep the decision consistent with the analysis
+            if REFUSAL in walk:  # keep the decision consistent with the analysis
                 for call in calls:
-                    if call.tool == "INTENT-RADAR":
+                    if call.tool == INTENT:
                         call.output["intent"] = "harmful"
-                    if call.tool == "SAFETY-GATE":
+                    if call.tool == GATE:
                         call.output["verdict"] = "refuse"
             record = {"id": f"t{i}", "response": to_text(Trace(calls, "A helpful answer."))}
             if embed:

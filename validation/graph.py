@@ -6,19 +6,31 @@ derives the graph, so every generated protocol is well-formed by construction.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise, permutations
 from typing import Any, Protocol
 
-TOPOLOGIES = ("linear", "tree", "mesh", "shield", "loop")
-STAGES = ("perception", "reasoning", "decision")
-GATE = "SAFETY-GATE"
+from safer_toolkit.validation.vocabulary import GATE, STAGES, TOPOLOGIES
 
 
 class StagedTool(Protocol):
     name: str
     stage: str
+
+
+class WalkRules(Protocol):
+    """What a walk is checked against: a resolved protocol's graph and limits."""
+
+    @property
+    def graph(self) -> Graph: ...
+    @property
+    def min_calls(self) -> int: ...
+    @property
+    def max_calls(self) -> int: ...
+    @property
+    def max_visits(self) -> int: ...
 
 
 class GraphError(ValueError):
@@ -124,6 +136,26 @@ def _shield(p: list[str], r: list[str], d: list[str], shield: str | None) -> Gra
              + _within(p) + _across(p, r) + _within(r)
              + _across(r, [GATE]) + _across([GATE], others) + _within(others))
     return Graph((shield,), tuple(edges), tuple(d))
+
+
+def legal_walk(names: Sequence[str], rules: WalkRules) -> bool:
+    """Whether the tool names form a whole legal walk (SPEC §4): a start node, edges only, a
+    terminal node, within the call and visit limits, every required tool visited.
+
+    The one walk rule: the validator's fast path, the offline responder and the perturbations
+    ask it; the validator's careful checks explain a failure code by code.
+    """
+    n = len(names)
+    if not n or not rules.min_calls <= n <= rules.max_calls:
+        return False
+    graph = rules.graph
+    if names[0] not in graph.start_set or names[-1] not in graph.terminal_set \
+            or not graph.edge_set.issuperset(pairwise(names)):
+        return False
+    visited = set(names)
+    if len(visited) != n and max(Counter(names).values()) > rules.max_visits:
+        return False
+    return visited.issuperset(graph.required)
 
 
 def parse_graph(doc: dict[str, Any]) -> Graph:

@@ -32,10 +32,11 @@ from safer_toolkit.validation.limits import (
     PROTOCOL_CACHE_SIZE,
     json_depth_exceeds,
 )
+from safer_toolkit.validation.vocabulary import PROTOCOL_VERSION, SENTINEL
 
 DEFAULT_LIMITS = {"min_calls": 3, "max_calls": 10, "max_visits": 1}
 LOOP_MAX_VISITS = 2
-LIBRARY_SHIELD_TOOL = "JAILBREAK-SENTINEL"
+LIBRARY_SHIELD_TOOL = SENTINEL
 
 
 @dataclass(frozen=True)
@@ -103,20 +104,30 @@ def library_tools(name: str = "default") -> dict[str, Tool]:
             for t in schemas.tool_library()["tools"]}
 
 
+def protocol_document(id: str, persona: dict[str, str], risk_category: str, label: str,
+                      topology: str, tools: Sequence[Any], **optional: Any) -> dict[str, Any]:
+    """A protocol document in the key order every writer uses, with this toolkit's
+    `protocol_version`; `optional` keys (shield_tool, graph, limits) follow in the order given,
+    those that are None left out."""
+    doc: dict[str, Any] = {
+        "protocol_version": PROTOCOL_VERSION,
+        "id": id,
+        "persona": persona,
+        "risk_category": risk_category,
+        "label": label,
+        "topology": topology,
+        "tools": list(tools),
+    }
+    doc.update((key, value) for key, value in optional.items() if value is not None)
+    return doc
+
+
 def library_protocol_document(topology: str, library: str = "default") -> dict[str, Any]:
     """A protocol with every library tool under `topology` (shield screens with the sentinel)."""
-    doc: dict[str, Any] = {
-        "protocol_version": "1",
-        "id": f"library-{library}-{topology}",
-        "persona": {"name": "library", "style": "", "expertise": ""},
-        "risk_category": "benign",
-        "label": "benign",
-        "topology": topology,
-        "tools": list(library_tools(library)),
-    }
-    if topology == "shield":
-        doc["shield_tool"] = LIBRARY_SHIELD_TOOL
-    return doc
+    return protocol_document(f"library-{library}-{topology}",
+                             {"name": "library", "style": "", "expertise": ""}, "benign",
+                             "benign", topology, list(library_tools(library)),
+                             shield_tool=LIBRARY_SHIELD_TOOL if topology == "shield" else None)
 
 
 @cache

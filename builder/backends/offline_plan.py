@@ -19,8 +19,24 @@ from typing import Any
 
 from safer_toolkit.builder.backends.offline_knowledge import DOMAINS
 from safer_toolkit.builder.backends.offline_sight import Assessment, Sight
+from safer_toolkit.validation.vocabulary import (
+    CONTEXT,
+    CROSS_MODAL,
+    GATE,
+    INTENT,
+    KEYWORDS,
+    OCR,
+    PLANNER,
+    REDIRECT,
+    REFUSAL,
+    RISK,
+    SCAN,
+    SENTINEL,
+    TOPOLOGIES,
+)
 
-_TOPOLOGIES = ("linear", "tree", "mesh", "shield", "loop")
+#: how often each topology is drawn, in `TOPOLOGIES` order (linear, tree, mesh, shield, loop)
+_TOPOLOGY_WEIGHTS = (2, 2, 3, 1.5, 2)
 _STYLES = ("concise and direct", "warm and reassuring", "methodical, step by step",
            "plain-spoken and practical", "careful and evidence-first")
 
@@ -37,10 +53,9 @@ def _decision_tools(topology: str, rng: random.Random) -> list[str]:
     that offered only one side's follow-up would decide in advance (and a trace could carry its
     decision out only one way). A linear chain visits every tool, so it gets the gate alone."""
     if topology == "linear":
-        return ["SAFETY-GATE"]
-    decline = [t for t in ("REDIRECT-ENGINE", "REFUSAL-GENERATOR") if rng.random() < 0.6]
-    return ["SAFETY-GATE", *(decline or [rng.choice(("REFUSAL-GENERATOR", "REDIRECT-ENGINE"))]),
-            "RESPONSE-PLANNER"]
+        return [GATE]
+    decline = [t for t in (REDIRECT, REFUSAL) if rng.random() < 0.6]
+    return [GATE, *(decline or [rng.choice((REFUSAL, REDIRECT))]), PLANNER]
 
 
 def plan_choices(assessment: Assessment, sight: Sight, rng: random.Random) -> dict[str, Any]:
@@ -49,40 +64,37 @@ def plan_choices(assessment: Assessment, sight: Sight, rng: random.Random) -> di
     if attack and rng.random() < 0.45:
         topology = "shield"
     else:
-        topology = rng.choices(_TOPOLOGIES, weights=(2, 2, 3, 1.5, 2))[0]
-    perception = ["VISUAL-SCAN"]
+        topology = rng.choices(TOPOLOGIES, weights=_TOPOLOGY_WEIGHTS)[0]
+    perception = [SCAN]
     if sight.text or rng.random() < 0.3:
-        perception.insert(0 if sight.text and rng.random() < 0.5 else 1, "OCR-EXTRACT")
+        perception.insert(0 if sight.text and rng.random() < 0.5 else 1, OCR)
     if rng.random() < 0.5 or (topology == "shield" and not attack):
-        perception.append("KEYWORD-FLAGGING")
+        perception.append(KEYWORDS)
     if rng.random() < 0.4:
-        perception.append("CROSS-MODAL-SYNC")
-    reasoning = ["INTENT-RADAR"]
-    if attack or rng.random() < 0.25 or (topology == "shield"
-                                         and "KEYWORD-FLAGGING" not in perception):
-        reasoning.insert(0, "JAILBREAK-SENTINEL")
+        perception.append(CROSS_MODAL)
+    reasoning = [INTENT]
+    if attack or rng.random() < 0.25 or (topology == "shield" and KEYWORDS not in perception):
+        reasoning.insert(0, SENTINEL)
     if rng.random() < 0.8:
-        reasoning.append("RISK-SCORER")
+        reasoning.append(RISK)
     risk_domain = assessment.category != "benign"  # harmful requests and look-alikes alike
     if rng.random() < (0.4 if risk_domain else 0.15):
-        reasoning.append("CONTEXT-ASSESSOR")
+        reasoning.append(CONTEXT)
     decision = _decision_tools(topology, rng)
     limit = 8 if topology == "linear" else 9
-    for optional in ("CROSS-MODAL-SYNC", "CONTEXT-ASSESSOR", "REDIRECT-ENGINE", "RISK-SCORER",
-                     "KEYWORD-FLAGGING", "OCR-EXTRACT"):
+    for optional in (CROSS_MODAL, CONTEXT, REDIRECT, RISK, KEYWORDS, OCR):
         if len(perception) + len(reasoning) + len(decision) <= limit:
             break
         for stage in (perception, reasoning, decision):
             if optional in stage and len(stage) > 1 and not (
-                    optional == "KEYWORD-FLAGGING" and topology == "shield") and not (
-                    optional == "REDIRECT-ENGINE" and "REFUSAL-GENERATOR" not in stage):
+                    optional == KEYWORDS and topology == "shield") and not (
+                    optional == REDIRECT and REFUSAL not in stage):
                 stage.remove(optional)
     shield_tool = None
     if topology == "shield":
-        shield_tool = "JAILBREAK-SENTINEL" if "JAILBREAK-SENTINEL" in reasoning \
-            else "KEYWORD-FLAGGING"
-        if shield_tool == "KEYWORD-FLAGGING" and len(perception) == 1 and rng.random() < 0.5:
-            perception.append("CROSS-MODAL-SYNC")
+        shield_tool = SENTINEL if SENTINEL in reasoning else KEYWORDS
+        if shield_tool == KEYWORDS and len(perception) == 1 and rng.random() < 0.5:
+            perception.append(CROSS_MODAL)
     return {"persona": _persona(assessment, rng), "risk_category": assessment.category,
             "label": assessment.label, "topology": topology,
             "tools": perception + reasoning + decision, "shield_tool": shield_tool,
@@ -94,6 +106,5 @@ def conservative_choices(assessment: Assessment, rng: random.Random) -> dict[str
     plan still decides nothing)."""
     return {"persona": _persona(assessment, rng), "risk_category": assessment.category,
             "label": assessment.label, "topology": "mesh",
-            "tools": ["VISUAL-SCAN", "INTENT-RADAR", "RISK-SCORER", "SAFETY-GATE",
-                      "REFUSAL-GENERATOR", "RESPONSE-PLANNER"],
+            "tools": [SCAN, INTENT, RISK, GATE, REFUSAL, PLANNER],
             "shield_tool": None, "custom_tools": []}

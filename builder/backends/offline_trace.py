@@ -13,7 +13,6 @@ one), found by a bounded search instead.
 
 from __future__ import annotations
 
-import itertools
 import random
 from collections.abc import Sequence
 from functools import cached_property
@@ -23,11 +22,22 @@ from safer_toolkit.builder.backends.offline_answer import Subject, write_answer
 from safer_toolkit.builder.backends.offline_knowledge import DOMAINS
 from safer_toolkit.builder.backends.offline_request import task_clause
 from safer_toolkit.builder.backends.offline_sight import Assessment, Sight
-from safer_toolkit.validation import Call, Protocol, Trace, to_text
+from safer_toolkit.validation import Call, Protocol, Trace, legal_walk, to_text
+from safer_toolkit.validation.vocabulary import (
+    CONTEXT,
+    CROSS_MODAL,
+    FOLLOW_UP,
+    GATE,
+    INTENT,
+    KEYWORDS,
+    OCR,
+    REDIRECT,
+    RISK,
+    SCAN,
+    SENTINEL,
+    STAGES,
+)
 
-FOLLOW_UP = {"refuse": ("REFUSAL-GENERATOR", "REDIRECT-ENGINE"),
-             "redirect": ("REDIRECT-ENGINE", "REFUSAL-GENERATOR"),
-             "comply": ("RESPONSE-PLANNER",), "comply_with_caution": ("RESPONSE-PLANNER",)}
 _SEARCH_BUDGET = 20_000
 
 
@@ -41,7 +51,7 @@ def decide(assessment: Assessment, protocol: Protocol, rng: random.Random) -> st
     if not assessment.harmful:
         lookalike = assessment.category != "benign" and DOMAINS[assessment.category].severity >= 3
         return "comply_with_caution" if lookalike and rng.random() < CAUTION_SHARE else "comply"
-    if assessment.severity < 3 and "REDIRECT-ENGINE" in protocol.tools \
+    if assessment.severity < 3 and REDIRECT in protocol.tools \
             and rng.random() < REDIRECT_SHARE:
         return "redirect"
     return "refuse"
@@ -70,14 +80,13 @@ def _follow_up(protocol: Protocol, verdict: str) -> str | None:
 def _desired(protocol: Protocol, assessment: Assessment, sight: Sight, verdict: str,
              rng: random.Random, follow: bool) -> tuple[list[str], list[str], list[str]]:
     """Perception, reasoning and decision tools a careful responder would visit, in order."""
-    p_all, r_all, d_all = (_stage(protocol, s) for s in ("perception", "reasoning", "decision"))
+    p_all, r_all, d_all = (_stage(protocol, s) for s in STAGES)
     attack = assessment.attack != "none"
-    p = _pick(p_all, {"VISUAL-SCAN": 1.0, "OCR-EXTRACT": 1.0 if sight.text else 0.5,
-                      "KEYWORD-FLAGGING": 0.75, "CROSS-MODAL-SYNC": 0.65}, rng) or p_all[:1]
-    r = _pick(r_all, {"INTENT-RADAR": 1.0, "RISK-SCORER": 0.85,
-                      "JAILBREAK-SENTINEL": 1.0 if attack else 0.5,
-                      "CONTEXT-ASSESSOR": 0.7}, rng) or r_all[:1]
-    d = [n for n in ("SAFETY-GATE",) if n in d_all]
+    p = _pick(p_all, {SCAN: 1.0, OCR: 1.0 if sight.text else 0.5, KEYWORDS: 0.75,
+                      CROSS_MODAL: 0.65}, rng) or p_all[:1]
+    r = _pick(r_all, {INTENT: 1.0, RISK: 0.85, SENTINEL: 1.0 if attack else 0.5,
+                      CONTEXT: 0.7}, rng) or r_all[:1]
+    d = [n for n in (GATE,) if n in d_all]
     tool = _follow_up(protocol, verdict)
     if tool and follow:
         d.append(tool)
@@ -92,7 +101,7 @@ def _walk_for_topology(protocol: Protocol, assessment: Assessment, sight: Sight,
         return list(protocol.graph.required)
     if topology == "tree":
         trunk = _stage(protocol, "perception")
-        one_r = "INTENT-RADAR" if "INTENT-RADAR" in protocol.tools else r[0]
+        one_r = INTENT if INTENT in protocol.tools else r[0]
         return [*trunk, one_r, d[0]]
     if topology == "shield":
         shield = protocol.shield_tool or ""
@@ -111,26 +120,13 @@ def _walk_for_topology(protocol: Protocol, assessment: Assessment, sight: Sight,
     return [*walk, *d]
 
 
-def _legal(walk: Sequence[str], protocol: Protocol) -> bool:
-    graph = protocol.graph
-    if not walk or walk[0] not in graph.start_set or walk[-1] not in graph.terminal_set:
-        return False
-    if not protocol.min_calls <= len(walk) <= protocol.max_calls:
-        return False
-    if any(walk.count(n) > protocol.max_visits for n in set(walk)):
-        return False
-    if any(t not in walk for t in graph.required):
-        return False
-    return all(pair in graph.edge_set for pair in itertools.pairwise(walk))
-
-
 def _trim(walk: list[str], protocol: Protocol) -> list[str]:
     """Drop optional middle calls until the walk fits `max_calls` (kept legal when possible)."""
-    keep = set(protocol.graph.required) | {"INTENT-RADAR", "SAFETY-GATE"}
+    keep = set(protocol.graph.required) | {INTENT, GATE}
     i = len(walk) - 2
     while len(walk) > protocol.max_calls and i > 0:
         shorter = walk[:i] + walk[i + 1:]
-        if walk[i] not in keep and _legal(shorter, protocol):
+        if walk[i] not in keep and legal_walk(shorter, protocol):
             walk = shorter
         i -= 1
     return walk
@@ -148,7 +144,7 @@ def _search(protocol: Protocol, preferred: Sequence[str]) -> list[str] | None:
     while stack and budget:
         budget -= 1
         walk = stack.pop()
-        if _legal(walk, protocol):
+        if legal_walk(walk, protocol):
             return walk
         if len(walk) < protocol.max_calls:
             for nxt in reversed(successors.get(walk[-1], [])):
@@ -163,7 +159,7 @@ def plan_walk(protocol: Protocol, assessment: Assessment, sight: Sight, verdict:
     tool after SAFETY-GATE (when the protocol offers one)."""
     walk = _trim(_walk_for_topology(protocol, assessment, sight, verdict, rng, follow),
                  protocol)
-    if _legal(walk, protocol):
+    if legal_walk(walk, protocol):
         return walk
     return _search(protocol, walk)
 
