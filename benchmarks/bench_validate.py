@@ -29,11 +29,11 @@ from safer_toolkit.validation import (
     to_text,
 )
 from safer_toolkit.validation.report import Summary, validate_files
-from safer_toolkit.validation.vocabulary import GATE, INTENT, REFUSAL
+from safer_toolkit.validation.vocabulary import GATE, INTENT, LOOP, MESH, REFUSAL, SHIELD, TREE
 from tests.support.bounded import GiB, run_bounded
 from tests.support.protocols import OUT
 
-TOPOLOGIES = ("tree", "mesh", "shield", "loop")
+TOPOLOGIES = (TREE, MESH, SHIELD, LOOP)
 
 
 def _walk(rng: random.Random, topology: str) -> list[str]:
@@ -55,7 +55,7 @@ def write_traces(path: Path, n: int, embed: bool) -> None:
     protocols = {t: json.dumps(library_protocol_document(t)) for t in TOPOLOGIES}
     with path.open("w") as f:
         for i in range(n):
-            topology = TOPOLOGIES[i % len(TOPOLOGIES)] if embed else "mesh"
+            topology = TOPOLOGIES[i % len(TOPOLOGIES)] if embed else MESH
             walk = _walk(rng, topology)
             calls = [Call(t, dict(OUT[t])) for t in walk]
             if REFUSAL in walk:  # keep the decision consistent with the analysis
@@ -99,7 +99,7 @@ def bench_cli(path: Path, report: Path) -> float:
     """The whole `safer-toolkit validate --report` path, in-process (no start-up cost)."""
     from safer_toolkit.cli import main
 
-    argv = ["validate", str(path), "--library", "default", "--topology", "mesh",
+    argv = ["validate", str(path), "--library", "default", "--topology", MESH,
             "--report", str(report), "--json"]
     with open("/dev/null", "w") as devnull:
         stdout, sys.stdout = sys.stdout, devnull
@@ -115,7 +115,7 @@ def bench_cold_start(path: Path) -> tuple[float, float]:
 
     def cli() -> None:
         subprocess.run([sys.executable, "-m", "safer_toolkit", "validate", str(path),
-                        "--library", "default", "--topology", "mesh", "--json"],
+                        "--library", "default", "--topology", MESH, "--json"],
                        check=True, stdout=subprocess.DEVNULL)
 
     return best_of(5, bare), best_of(5, cli)
@@ -161,7 +161,7 @@ def bench_hostile(tmp: Path) -> None:
 
     def run(path: Path) -> object:
         return run_bounded([sys.executable, "-m", "safer_toolkit", "validate", str(path),
-                            "--library", "default", "--topology", "mesh", "--json"],
+                            "--library", "default", "--topology", MESH, "--json"],
                            memory=4 * GiB, cpu_s=300, timeout_s=600)
 
     base = run(one)
@@ -189,7 +189,7 @@ def main() -> None:
         for embed in (False, True):
             path = Path(tmp) / f"traces-{embed}.jsonl"
             write_traces(path, args.records, embed)
-            protocol = None if embed else library_protocol_document("mesh")
+            protocol = None if embed else library_protocol_document(MESH)
             base, ours, summary = bench_throughput(path, protocol)
             assert summary.records == args.records and summary.valid == args.records, summary
             label = "embedded protocols (4 topologies)" if embed else "one --protocol (mesh)"

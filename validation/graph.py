@@ -12,7 +12,16 @@ from dataclasses import dataclass, field
 from itertools import pairwise, permutations
 from typing import Any, Protocol
 
-from safer_toolkit.validation.vocabulary import GATE, STAGES, TOPOLOGIES
+from safer_toolkit.validation.vocabulary import (
+    GATE,
+    LINEAR,
+    LOOP,
+    MESH,
+    SHIELD,
+    STAGES,
+    TOPOLOGIES,
+    TREE,
+)
 
 
 class StagedTool(Protocol):
@@ -101,21 +110,21 @@ def compile_graph(tools: Sequence[StagedTool], topology: str,
                   shield_tool: str | None = None) -> Graph:
     """Derive the transition graph of `topology` over `tools` (in listed order)."""
     p, r, d = _layers(tools)
-    if topology == "linear":
+    if topology == LINEAR:
         _need(topology, perception=p, reasoning=r, decision=d)
         chain = p + r + d
         return Graph((chain[0],), tuple(_chain(chain)), (chain[-1],), required=tuple(chain))
-    if topology == "tree":
+    if topology == TREE:
         _need(topology, perception=p, reasoning=r, decision=d)
         edges = _chain(p) + _across([p[-1]], r) + _across(r, d)
         return Graph((p[0],), tuple(edges), tuple(d), required=tuple(p))
-    if topology == "mesh":
+    if topology == MESH:
         _need(topology, perception=p, reasoning=r, decision=d)
         return Graph(tuple(p), tuple(_mesh(p, r, d)), tuple(d))
-    if topology == "loop":
+    if topology == LOOP:
         _need(topology, perception=p, reasoning=r, decision=d)
         return Graph(tuple(p), tuple(_mesh(p, r, d) + _across(r, p)), tuple(d))
-    if topology == "shield":
+    if topology == SHIELD:
         return _shield(p, r, d, shield_tool)
     raise GraphError(f"unknown topology {topology!r}; expected one of {', '.join(TOPOLOGIES)}")
 
@@ -130,7 +139,7 @@ def _shield(p: list[str], r: list[str], d: list[str], shield: str | None) -> Gra
         raise GraphError(f"a shield protocol needs the decision tool {GATE}")
     p = [t for t in p if t != shield]
     r = [t for t in r if t != shield]
-    _need("shield", reasoning=r)
+    _need(SHIELD, reasoning=r)
     others = [t for t in d if t != GATE]
     edges = (_across([shield], p or r) + [(shield, GATE)]
              + _within(p) + _across(p, r) + _within(r)

@@ -32,7 +32,13 @@ from safer_toolkit.validation.limits import (
     PROTOCOL_CACHE_SIZE,
     json_depth_exceeds,
 )
-from safer_toolkit.validation.vocabulary import PROTOCOL_VERSION, SENTINEL
+from safer_toolkit.validation.vocabulary import (
+    CUSTOM_TOPOLOGY,
+    LOOP,
+    PROTOCOL_VERSION,
+    SENTINEL,
+    SHIELD,
+)
 
 DEFAULT_LIMITS = {"min_calls": 3, "max_calls": 10, "max_visits": 1}
 LOOP_MAX_VISITS = 2
@@ -127,7 +133,7 @@ def library_protocol_document(topology: str, library: str = "default") -> dict[s
     return protocol_document(f"library-{library}-{topology}",
                              {"name": "library", "style": "", "expertise": ""}, "benign",
                              "benign", topology, list(library_tools(library)),
-                             shield_tool=LIBRARY_SHIELD_TOOL if topology == "shield" else None)
+                             shield_tool=LIBRARY_SHIELD_TOOL if topology == SHIELD else None)
 
 
 @cache
@@ -212,7 +218,7 @@ def _resolve_tools(entries: Sequence[Any], library: Mapping[str, Tool]) -> tuple
 def _graph(doc: dict[str, Any], tools: list[Tool]) -> tuple[Graph | None, list[Issue]]:
     topology = doc["topology"]
     given = doc.get("graph")
-    if given is not None or topology == "custom":
+    if given is not None or topology == CUSTOM_TOPOLOGY:
         if given is None:
             return None, [issue("protocol_invalid", "a custom protocol needs a graph",
                                 "/protocol")]
@@ -220,7 +226,7 @@ def _graph(doc: dict[str, Any], tools: list[Tool]) -> tuple[Graph | None, list[I
         if found:
             return None, found
         given_graph = parse_graph(given)
-    if topology == "custom":
+    if topology == CUSTOM_TOPOLOGY:
         problems = check_custom_graph(given_graph, tools)
         if problems:
             return None, [issue("graph_invalid", p, "/protocol/graph") for p in problems]
@@ -252,7 +258,7 @@ def resolve_protocol(doc: Any, library: str = "default") -> Protocol:
         problems.append(issue("protocol_invalid", "a harmful protocol cannot have category "
                                                   "benign", "/protocol/risk_category"))
     limits = dict(DEFAULT_LIMITS)
-    if doc["topology"] == "loop":
+    if doc["topology"] == LOOP:
         limits["max_visits"] = LOOP_MAX_VISITS
     limits.update(doc.get("limits", {}))
     if limits["min_calls"] > limits["max_calls"]:
@@ -267,7 +273,7 @@ def resolve_protocol(doc: Any, library: str = "default") -> Protocol:
     problems.extend(found)
     if problems or graph is None:
         raise ProtocolInvalid(problems)
-    shield = doc.get("shield_tool") if doc["topology"] == "shield" else None
+    shield = doc.get("shield_tool") if doc["topology"] == SHIELD else None
     return Protocol(doc["id"], doc["topology"], doc["label"], doc["risk_category"],
                     {t.name: t for t in tools}, graph, limits["min_calls"], limits["max_calls"],
                     limits["max_visits"], shield, doc)

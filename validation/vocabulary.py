@@ -31,6 +31,11 @@ CUSTOM_TOPOLOGY = "custom"
 #: The topologies the builder compiles a graph for (protocol.schema.json, less `custom`).
 TOPOLOGIES: tuple[str, ...] = tuple(t for t in _enum(_PROTOCOL, "topology")
                                     if t != CUSTOM_TOPOLOGY)
+# Topologies by name, for the code that compiles or walks each one (checked against the schema).
+LINEAR, TREE, MESH, SHIELD, LOOP = "linear", "tree", "mesh", "shield", "loop"
+if _enum(_PROTOCOL, "topology") != (LINEAR, TREE, MESH, SHIELD, LOOP, CUSTOM_TOPOLOGY):
+    raise ImportError("the topology names in safer_toolkit.validation.vocabulary do not match "
+                      "schemas/protocol.schema.json")
 #: Library tool name → its stage, in library order.
 TOOL_STAGES: MappingProxyType[str, str] = MappingProxyType(
     {t["name"]: t["stage"] for t in _LIBRARY["tools"]})

@@ -25,6 +25,8 @@ from safer_toolkit.validation.vocabulary import (
     GATE,
     INTENT,
     KEYWORDS,
+    LINEAR,
+    MESH,
     OCR,
     PLANNER,
     REDIRECT,
@@ -32,6 +34,7 @@ from safer_toolkit.validation.vocabulary import (
     RISK,
     SCAN,
     SENTINEL,
+    SHIELD,
     TOPOLOGIES,
 )
 
@@ -52,7 +55,7 @@ def _decision_tools(topology: str, rng: random.Random) -> list[str]:
     """SAFETY-GATE plus follow-ups for either decision, drawn alike for every item: a planner
     that offered only one side's follow-up would decide in advance (and a trace could carry its
     decision out only one way). A linear chain visits every tool, so it gets the gate alone."""
-    if topology == "linear":
+    if topology == LINEAR:
         return [GATE]
     decline = [t for t in (REDIRECT, REFUSAL) if rng.random() < 0.6]
     return [GATE, *(decline or [rng.choice((REFUSAL, REDIRECT))]), PLANNER]
@@ -62,18 +65,18 @@ def plan_choices(assessment: Assessment, sight: Sight, rng: random.Random) -> di
     """The planner's structured answer for one item."""
     attack = assessment.attack != "none"
     if attack and rng.random() < 0.45:
-        topology = "shield"
+        topology = SHIELD
     else:
         topology = rng.choices(TOPOLOGIES, weights=_TOPOLOGY_WEIGHTS)[0]
     perception = [SCAN]
     if sight.text or rng.random() < 0.3:
         perception.insert(0 if sight.text and rng.random() < 0.5 else 1, OCR)
-    if rng.random() < 0.5 or (topology == "shield" and not attack):
+    if rng.random() < 0.5 or (topology == SHIELD and not attack):
         perception.append(KEYWORDS)
     if rng.random() < 0.4:
         perception.append(CROSS_MODAL)
     reasoning = [INTENT]
-    if attack or rng.random() < 0.25 or (topology == "shield" and KEYWORDS not in perception):
+    if attack or rng.random() < 0.25 or (topology == SHIELD and KEYWORDS not in perception):
         reasoning.insert(0, SENTINEL)
     if rng.random() < 0.8:
         reasoning.append(RISK)
@@ -81,17 +84,17 @@ def plan_choices(assessment: Assessment, sight: Sight, rng: random.Random) -> di
     if rng.random() < (0.4 if risk_domain else 0.15):
         reasoning.append(CONTEXT)
     decision = _decision_tools(topology, rng)
-    limit = 8 if topology == "linear" else 9
+    limit = 8 if topology == LINEAR else 9
     for optional in (CROSS_MODAL, CONTEXT, REDIRECT, RISK, KEYWORDS, OCR):
         if len(perception) + len(reasoning) + len(decision) <= limit:
             break
         for stage in (perception, reasoning, decision):
             if optional in stage and len(stage) > 1 and not (
-                    optional == KEYWORDS and topology == "shield") and not (
+                    optional == KEYWORDS and topology == SHIELD) and not (
                     optional == REDIRECT and REFUSAL not in stage):
                 stage.remove(optional)
     shield_tool = None
-    if topology == "shield":
+    if topology == SHIELD:
         shield_tool = SENTINEL if SENTINEL in reasoning else KEYWORDS
         if shield_tool == KEYWORDS and len(perception) == 1 and rng.random() < 0.5:
             perception.append(CROSS_MODAL)
@@ -105,6 +108,6 @@ def conservative_choices(assessment: Assessment, rng: random.Random) -> dict[str
     """A plan that satisfies every rule: a mesh over the core tools (both follow-ups, so the
     plan still decides nothing)."""
     return {"persona": _persona(assessment, rng), "risk_category": assessment.category,
-            "label": assessment.label, "topology": "mesh",
+            "label": assessment.label, "topology": MESH,
             "tools": [SCAN, INTENT, RISK, GATE, REFUSAL, PLANNER],
             "shield_tool": None, "custom_tools": []}

@@ -30,12 +30,16 @@ from safer_toolkit.validation.vocabulary import (
     GATE,
     INTENT,
     KEYWORDS,
+    LINEAR,
+    LOOP,
     OCR,
     REDIRECT,
     RISK,
     SCAN,
     SENTINEL,
+    SHIELD,
     STAGES,
+    TREE,
 )
 
 _SEARCH_BUDGET = 20_000
@@ -97,13 +101,13 @@ def _walk_for_topology(protocol: Protocol, assessment: Assessment, sight: Sight,
                        rng: random.Random, follow: bool) -> list[str]:
     topology = protocol.topology
     p, r, d = _desired(protocol, assessment, sight, verdict, rng, follow)
-    if topology == "linear":
+    if topology == LINEAR:
         return list(protocol.graph.required)
-    if topology == "tree":
+    if topology == TREE:
         trunk = _stage(protocol, "perception")
         one_r = INTENT if INTENT in protocol.tools else r[0]
         return [*trunk, one_r, d[0]]
-    if topology == "shield":
+    if topology == SHIELD:
         shield = protocol.shield_tool or ""
         p = [n for n in p if n != shield]
         r = [n for n in r if n != shield]
@@ -115,7 +119,7 @@ def _walk_for_topology(protocol: Protocol, assessment: Assessment, sight: Sight,
         # the decision waits for the intent
         return [shield, *p, *r, *d]
     walk = [*p, *r]
-    if topology == "loop" and rng.random() < 0.5 and len(walk) + len(d) + 2 <= protocol.max_calls:
+    if topology == LOOP and rng.random() < 0.5 and len(walk) + len(d) + 2 <= protocol.max_calls:
         walk += [rng.choice(p), r[0]]  # re-inspect the image, then reason again
     return [*walk, *d]
 

@@ -38,7 +38,14 @@ from safer_toolkit.validation import (
     resolve_protocol,
 )
 from safer_toolkit.validation.protocol import DEFAULT_LIMITS
-from safer_toolkit.validation.vocabulary import GATE, INTENT, STAGES, TOPOLOGIES
+from safer_toolkit.validation.vocabulary import (
+    GATE,
+    INTENT,
+    LINEAR,
+    SHIELD,
+    STAGES,
+    TOPOLOGIES,
+)
 
 RETRY_INSTRUCTION = "Reply again with the corrected JSON object only."
 REQUIRED_TOOLS = (INTENT, GATE)
@@ -130,7 +137,7 @@ def compile_protocol(choices: Mapping[str, Any]) -> Protocol:
         "", dict(choices["persona"]), choices["risk_category"], choices["label"],
         choices["topology"],
         [*choices["tools"], *(_custom_tool(c) for c in choices["custom_tools"])],
-        shield_tool=choices["shield_tool"] if choices["topology"] == "shield" else None)
+        shield_tool=choices["shield_tool"] if choices["topology"] == SHIELD else None)
     content = {k: v for k, v in doc.items() if k != "id"}  # the id hashes the rest
     digest = hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
     doc["id"] = f"p-{digest[:20]}"
@@ -155,11 +162,11 @@ def _rule_problems(choices: Mapping[str, Any], reference: Mapping[str, Any] | No
     if not MIN_TOOLS <= count <= MAX_TOOLS:
         problems.append(f"{count} tools listed; use {MIN_TOOLS} to {MAX_TOOLS}")
     topology, shield = choices["topology"], choices["shield_tool"]
-    if topology == "shield" and shield is None:
+    if topology == SHIELD and shield is None:
         problems.append("topology shield needs shield_tool")
-    if topology != "shield" and shield is not None:
+    if topology != SHIELD and shield is not None:
         problems.append(f"shield_tool must be null for topology {topology}")
-    if topology == "linear" and count > MAX_CALLS:
+    if topology == LINEAR and count > MAX_CALLS:
         problems.append(f"linear visits every tool, but {count} tools exceed {MAX_CALLS} calls")
     if reference:
         for key in ("label", "risk_category"):
