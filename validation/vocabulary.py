@@ -75,6 +75,10 @@ FOLLOW_UP: MappingProxyType[str, tuple[str, ...]] = MappingProxyType({
     "comply": (PLANNER,), "comply_with_caution": (PLANNER,)})
 if set(FOLLOW_UP) != set(VERDICTS):
     raise ImportError("FOLLOW_UP must name follow-up tools for exactly the SAFETY-GATE verdicts")
+#: The verdicts that decline the request (the rest comply).
+DECLINING: frozenset[str] = frozenset({"refuse", "redirect"})
+if not DECLINING.issubset(VERDICTS):
+    raise ImportError("DECLINING must name SAFETY-GATE verdicts")
 #: Follow-up tool → the verdict it implies when no gate states one (its first verdict).
 FOLLOW_UP_DECISION: MappingProxyType[str, str] = MappingProxyType(
     {tools[0]: verdict for verdict, tools in reversed(FOLLOW_UP.items())})
