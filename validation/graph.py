@@ -13,10 +13,13 @@ from itertools import pairwise, permutations
 from typing import Any, Protocol
 
 from safer_toolkit.validation.vocabulary import (
+    DECISION,
     GATE,
     LINEAR,
     LOOP,
     MESH,
+    PERCEPTION,
+    REASONING,
     SHIELD,
     STAGES,
     TOPOLOGIES,
@@ -81,7 +84,7 @@ def _layers(tools: Sequence[StagedTool]) -> tuple[list[str], list[str], list[str
     by_stage: dict[str, list[str]] = {s: [] for s in STAGES}
     for t in tools:
         by_stage[t.stage].append(t.name)
-    return by_stage["perception"], by_stage["reasoning"], by_stage["decision"]
+    return by_stage[PERCEPTION], by_stage[REASONING], by_stage[DECISION]
 
 
 def _need(topology: str, **stages: list[str]) -> None:
@@ -185,7 +188,7 @@ def check_custom_graph(graph: Graph, tools: Sequence[StagedTool]) -> list[str]:
         problems.append("graph has no start node")
     if not graph.terminal:
         problems.append("graph has no terminal node")
-    bad_terminals = [t for t in graph.terminal if t in stage and stage[t] != "decision"]
+    bad_terminals = [t for t in graph.terminal if t in stage and stage[t] != DECISION]
     if bad_terminals:
         problems.append(f"terminal nodes must be decision tools: {', '.join(bad_terminals)}")
     if problems:

@@ -26,6 +26,10 @@ _LIBRARY = schemas.tool_library()
 PROTOCOL_VERSION: str = _PROTOCOL["properties"]["protocol_version"]["const"]
 #: A tool's stages, in walk order (tool.schema.json).
 STAGES: tuple[str, ...] = _enum(schemas.load("tool.schema.json"), "stage")
+PERCEPTION, REASONING, DECISION = "perception", "reasoning", "decision"
+if STAGES != (PERCEPTION, REASONING, DECISION):
+    raise ImportError("the stage names in safer_toolkit.validation.vocabulary do not match "
+                      "schemas/tool.schema.json")
 #: The topology whose graph a protocol gives itself instead of having it compiled.
 CUSTOM_TOPOLOGY = "custom"
 #: The topologies the builder compiles a graph for (protocol.schema.json, less `custom`).
@@ -58,10 +62,9 @@ REDIRECT = "REDIRECT-ENGINE"  # carries out `redirect`
 REFUSAL = "REFUSAL-GENERATOR"  # carries out `refuse`
 PLANNER = "RESPONSE-PLANNER"  # carries out compliance
 
-_ROLES = {SCAN: "perception", OCR: "perception", KEYWORDS: "perception",
-          CROSS_MODAL: "perception", INTENT: "reasoning", RISK: "reasoning",
-          SENTINEL: "reasoning", CONTEXT: "reasoning", GATE: "decision", REDIRECT: "decision",
-          REFUSAL: "decision", PLANNER: "decision"}
+_ROLES = {SCAN: PERCEPTION, OCR: PERCEPTION, KEYWORDS: PERCEPTION, CROSS_MODAL: PERCEPTION,
+          INTENT: REASONING, RISK: REASONING, SENTINEL: REASONING, CONTEXT: REASONING,
+          GATE: DECISION, REDIRECT: DECISION, REFUSAL: DECISION, PLANNER: DECISION}
 if dict(TOOL_STAGES) != _ROLES:
     raise ImportError("the tool roles in safer_toolkit.validation.vocabulary do not match "
                       "schemas/tool_library_v1.json (names or stages)")

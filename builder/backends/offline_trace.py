@@ -26,6 +26,7 @@ from safer_toolkit.validation import Call, Protocol, Trace, legal_walk, to_text
 from safer_toolkit.validation.vocabulary import (
     CONTEXT,
     CROSS_MODAL,
+    DECISION,
     FOLLOW_UP,
     GATE,
     INTENT,
@@ -33,6 +34,8 @@ from safer_toolkit.validation.vocabulary import (
     LINEAR,
     LOOP,
     OCR,
+    PERCEPTION,
+    REASONING,
     REDIRECT,
     RISK,
     SCAN,
@@ -78,7 +81,7 @@ def _pick(names: Sequence[str], wanted: dict[str, float], rng: random.Random) ->
 def _follow_up(protocol: Protocol, verdict: str) -> str | None:
     """The decision tool that carries `verdict` out, when the protocol offers one."""
     return next((n for n in FOLLOW_UP[verdict] if n in protocol.tools
-                 and protocol.tools[n].stage == "decision"), None)
+                 and protocol.tools[n].stage == DECISION), None)
 
 
 def _desired(protocol: Protocol, assessment: Assessment, sight: Sight, verdict: str,
@@ -104,14 +107,14 @@ def _walk_for_topology(protocol: Protocol, assessment: Assessment, sight: Sight,
     if topology == LINEAR:
         return list(protocol.graph.required)
     if topology == TREE:
-        trunk = _stage(protocol, "perception")
+        trunk = _stage(protocol, PERCEPTION)
         one_r = INTENT if INTENT in protocol.tools else r[0]
         return [*trunk, one_r, d[0]]
     if topology == SHIELD:
         shield = protocol.shield_tool or ""
         p = [n for n in p if n != shield]
         r = [n for n in r if n != shield]
-        for stage, chosen in (("perception", p), ("reasoning", r)):
+        for stage, chosen in ((PERCEPTION, p), (REASONING, r)):
             others = [n for n in _stage(protocol, stage) if n != shield]
             if not chosen and others:
                 chosen.append(others[0])
