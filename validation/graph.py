@@ -167,7 +167,7 @@ def legal_walk(names: Sequence[str], rules: WalkRules) -> bool:
     visited = set(names)
     if len(visited) != n and max(Counter(names).values()) > rules.max_visits:
         return False
-    return visited.issuperset(graph.required)
+    return not graph.required or visited.issuperset(graph.required)
 
 
 def parse_graph(doc: dict[str, Any]) -> Graph:
