@@ -14,7 +14,7 @@ one), found by a bounded search instead.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -35,8 +35,10 @@ from safer_toolkit.validation.vocabulary import (
     LOOP,
     OCR,
     PERCEPTION,
+    PLANNER,
     REASONING,
     REDIRECT,
+    REFUSAL,
     RISK,
     SCAN,
     SENTINEL,
@@ -186,8 +188,8 @@ class _Writer:
         self.domain = DOMAINS[assessment.category]
 
     def output(self, tool: str, schema: dict[str, Any]) -> dict[str, Any]:
-        method = getattr(self, tool.lower().replace("-", "_"), None)
-        return method() if method else self.custom(schema)
+        write = _WRITES.get(tool)
+        return write(self) if write else self.custom(schema)
 
     def visual_scan(self) -> dict[str, Any]:
         s = self.sight
@@ -312,6 +314,16 @@ class _Writer:
         """Two of the domain's pieces of advice, shared by the outline and the answer."""
         first, second = self.rng.sample(list(self.domain.advice), 2)
         return first, second
+
+
+#: library tool → the writer of its typed output (any other tool is written by `custom`)
+_WRITES: dict[str, Callable[[_Writer], dict[str, Any]]] = {
+    SCAN: _Writer.visual_scan, OCR: _Writer.ocr_extract, KEYWORDS: _Writer.keyword_flagging,
+    CROSS_MODAL: _Writer.cross_modal_sync, INTENT: _Writer.intent_radar,
+    RISK: _Writer.risk_scorer, SENTINEL: _Writer.jailbreak_sentinel,
+    CONTEXT: _Writer.context_assessor, GATE: _Writer.safety_gate,
+    REDIRECT: _Writer.redirect_engine, REFUSAL: _Writer.refusal_generator,
+    PLANNER: _Writer.response_planner}
 
 
 def write_trace(protocol: Protocol, persona: dict[str, str], question: str, sight: Sight,
