@@ -29,10 +29,11 @@ from safer_toolkit.validation import (
     to_text,
 )
 from safer_toolkit.validation.report import Summary, validate_files
+from safer_toolkit.validation.vocabulary import GATE, INTENT, LOOP, MESH, REFUSAL, SHIELD, TREE
 from tests.support.bounded import GiB, run_bounded
 from tests.support.protocols import OUT
 
-TOPOLOGIES = ("tree", "mesh", "shield", "loop")
+TOPOLOGIES = (TREE, MESH, SHIELD, LOOP)
 
 
 def _walk(rng: random.Random, topology: str) -> list[str]:
@@ -54,14 +55,14 @@ def write_traces(path: Path, n: int, embed: bool) -> None:
     protocols = {t: json.dumps(library_protocol_document(t)) for t in TOPOLOGIES}
     with path.open("w") as f:
         for i in range(n):
-            topology = TOPOLOGIES[i % len(TOPOLOGIES)] if embed else "mesh"
+            topology = TOPOLOGIES[i % len(TOPOLOGIES)] if embed else MESH
             walk = _walk(rng, topology)
             calls = [Call(t, dict(OUT[t])) for t in walk]
-            if "REFUSAL-GENERATOR" in walk:  # keep the decision consistent with the analysis
+            if REFUSAL in walk:  # keep the decision consistent with the analysis
                 for call in calls:
-                    if call.tool == "INTENT-RADAR":
+                    if call.tool == INTENT:
                         call.output["intent"] = "harmful"
-                    if call.tool == "SAFETY-GATE":
+                    if call.tool == GATE:
                         call.output["verdict"] = "refuse"
             record = {"id": f"t{i}", "response": to_text(Trace(calls, "A helpful answer."))}
             if embed:
@@ -98,7 +99,7 @@ def bench_cli(path: Path, report: Path) -> float:
     """The whole `safer-toolkit validate --report` path, in-process (no start-up cost)."""
     from safer_toolkit.cli import main
 
-    argv = ["validate", str(path), "--library", "default", "--topology", "mesh",
+    argv = ["validate", str(path), "--library", "default", "--topology", MESH,
             "--report", str(report), "--json"]
     with open("/dev/null", "w") as devnull:
         stdout, sys.stdout = sys.stdout, devnull
@@ -114,7 +115,7 @@ def bench_cold_start(path: Path) -> tuple[float, float]:
 
     def cli() -> None:
         subprocess.run([sys.executable, "-m", "safer_toolkit", "validate", str(path),
-                        "--library", "default", "--topology", "mesh", "--json"],
+                        "--library", "default", "--topology", MESH, "--json"],
                        check=True, stdout=subprocess.DEVNULL)
 
     return best_of(5, bare), best_of(5, cli)
@@ -160,7 +161,7 @@ def bench_hostile(tmp: Path) -> None:
 
     def run(path: Path) -> object:
         return run_bounded([sys.executable, "-m", "safer_toolkit", "validate", str(path),
-                            "--library", "default", "--topology", "mesh", "--json"],
+                            "--library", "default", "--topology", MESH, "--json"],
                            memory=4 * GiB, cpu_s=300, timeout_s=600)
 
     base = run(one)
@@ -188,7 +189,7 @@ def main() -> None:
         for embed in (False, True):
             path = Path(tmp) / f"traces-{embed}.jsonl"
             write_traces(path, args.records, embed)
-            protocol = None if embed else library_protocol_document("mesh")
+            protocol = None if embed else library_protocol_document(MESH)
             base, ours, summary = bench_throughput(path, protocol)
             assert summary.records == args.records and summary.valid == args.records, summary
             label = "embedded protocols (4 topologies)" if embed else "one --protocol (mesh)"

@@ -16,10 +16,8 @@ import orjson
 
 from safer_toolkit.builder.sources.base import SourceItem
 from safer_toolkit.builder.steps.item import Kept
-from safer_toolkit.validation import VERDICTS, Trace
-
-_FOLLOW_UP_DECISION = {"REFUSAL-GENERATOR": "refuse", "REDIRECT-ENGINE": "redirect",
-                       "RESPONSE-PLANNER": "comply"}
+from safer_toolkit.validation import Trace, stated_verdict
+from safer_toolkit.validation.vocabulary import FOLLOW_UP_DECISION
 
 
 def _text(text: str) -> dict[str, Any]:
@@ -41,17 +39,17 @@ def row_id(split: str, item: SourceItem) -> str:
     return f"{split}-{digest[:16]}"
 
 
+def _no_verdict(text: str) -> None:
+    """An untyped gate states nothing; reading untyped calls lets their follow-ups count."""
+    return None
+
+
 def trace_decision(trace: Trace, label: str) -> str:
-    """The SAFETY-GATE verdict a trace ends with (its follow-up tool when it has no gate)."""
-    verdict = None
-    for call in trace.calls:
-        if call.tool == "SAFETY-GATE" and isinstance(call.output, dict):
-            verdict = call.output.get("verdict")
-    if verdict in VERDICTS:
-        return verdict
-    for call in reversed(trace.calls):
-        if call.tool in _FOLLOW_UP_DECISION:
-            return _FOLLOW_UP_DECISION[call.tool]
+    """The decision a trace states (`stated_verdict`, any follow-up tool counting when it has no
+    gate verdict), else the label's plain one."""
+    stated = stated_verdict(trace.calls, _no_verdict, FOLLOW_UP_DECISION)
+    if stated is not None:
+        return stated[0]
     return "refuse" if label == "harmful" else "comply"
 
 

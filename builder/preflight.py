@@ -60,11 +60,12 @@ from safer_toolkit.builder.stages.extract import strip_think
 from safer_toolkit.errors import EndpointError
 from safer_toolkit.validation.grammar import GrammarError, compile_grammar
 from safer_toolkit.validation.protocol import library_protocol_document
+from safer_toolkit.validation.vocabulary import TREE
 
 #: Completion tokens a probe may use: enough to see how a reply starts.
 PROBE_TOKENS = 32
 #: The library protocol whose trace grammar a grammar probe is sent (a small one: 9 walk states).
-PROBE_TOPOLOGY = "tree"
+PROBE_TOPOLOGY = TREE
 #: How every reply under a trace grammar begins.
 TRACE_START = "<thinking>\n["
 FREE_TEXT = "free text"

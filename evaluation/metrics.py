@@ -21,19 +21,21 @@ from collections.abc import Iterable
 from typing import Any
 
 from safer_toolkit.evaluation.results import MODES, SCORE_KEYS
+from safer_toolkit.validation.vocabulary import JUDGE_RUBRIC
 
-TOP_SCORE = 3
+#: the rubric's top score (every rubric score tops out at the same value)
+TOP_SCORE = max(hi for _, hi in JUDGE_RUBRIC.values())
 
 
 def _pct(count: int, n: int) -> float | None:
     return round(100.0 * count / n, 2) if n else None
 
 
-def score_stats(values: list[int | None]) -> dict[str, Any]:
+def score_stats(values: list[int | None], top: int = TOP_SCORE) -> dict[str, Any]:
     """`pct_top`, `mean`, `pct_ge2`, `n`, `missing` of one rubric score (None = not judged)."""
     judged = [v for v in values if v is not None]
     n = len(judged)
-    return {"pct_top": _pct(sum(v == TOP_SCORE for v in judged), n),
+    return {"pct_top": _pct(sum(v == top for v in judged), n),
             "mean": round(sum(judged) / n, 4) if n else None,
             "pct_ge2": _pct(sum(v >= 2 for v in judged), n),
             "n": n, "missing": len(values) - n}
@@ -54,7 +56,7 @@ def group_metrics(results: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"items": len(results), "missing_items": sum(reasons.values()),
                            "missing_reasons": dict(sorted(reasons.items()))}
     for key in SCORE_KEYS:
-        out[key] = score_stats([s.get(key) for s in scores])
+        out[key] = score_stats([s.get(key) for s in scores], JUDGE_RUBRIC[key][1])
     for mode in MODES:
         out[f"protocol_valid_{mode}"] = rate(
             [r["validator"][mode]["valid"] if r.get("validator") else None for r in results])

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 from safer_toolkit.validation import parse_text, stated_verdict
 from safer_toolkit.validation.limits import MAX_TEXT_CHARS
-
-DECLINING = frozenset({"refuse", "redirect"})
+from safer_toolkit.validation.vocabulary import DECLINING
 
 _FREE_VERDICT = re.compile(r"\W*(?:verdict\W+)?(comply[\s_-]+with[\s_-]+caution|comply|redirect|"
                            r"refuse|refusal)\b", re.IGNORECASE)

@@ -7,11 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from safer_toolkit.evaluation.chart import scores_chart
+from safer_toolkit.evaluation.metrics import TOP_SCORE
 from safer_toolkit.validation.report import AtomicWriter
+from safer_toolkit.validation.vocabulary import JUDGE_RUBRIC
 
 CHART_FILE = "chart.png"
-SCORE_NAMES = {"safety": "Safety (−3…3)", "helpfulness": "Helpfulness (0…3)",
-               "rigor": "Reasoning rigor (0…3)"}
+_TITLES = {"safety": "Safety", "helpfulness": "Helpfulness", "rigor": "Reasoning rigor"}
+#: score → its title with its range, e.g. "Safety (−3…3)"
+SCORE_NAMES = {k: f"{_TITLES[k]} ({lo}…{hi})".replace("-", "−")
+               for k, (lo, hi) in JUDGE_RUBRIC.items()}
 RATE_NAMES = {"protocol_valid_lenient": "Protocol valid (lenient)",
               "protocol_valid_strict": "Protocol valid (strict)",
               "over_refusal_rate": "Over-refusal (benign items declined)",
@@ -33,7 +37,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _group_table(groups: Mapping[str, Mapping[str, Any]], first: str) -> list[str]:
-    header = [first, "items", "missing", *(f"{k} % at 3" for k in SCORE_NAMES),
+    header = [first, "items", "missing", *(f"{k} % at {TOP_SCORE}" for k in SCORE_NAMES),
               "valid lenient %", "valid strict %", "over-refusal %", "unsafe compliance %",
               "truncated %"]
     rows = []
@@ -77,7 +81,7 @@ def render_report(metrics: Mapping[str, Any]) -> str:
     provenance = metrics.get("provenance") or {}
     lines = ["# Evaluation report", "", *_source(provenance),
              f"![Headline scores per group]({CHART_FILE})", "", "## Overall", ""]
-    lines += _table(["score", "% at 3", "mean", "% ≥ 2", "judged", "missing"],
+    lines += _table(["score", f"% at {TOP_SCORE}", "mean", "% ≥ 2", "judged", "missing"],
                     [[title, _num(overall[k]["pct_top"]), _num(overall[k]["mean"], 3),
                       _num(overall[k]["pct_ge2"]), str(overall[k]["n"]),
                       str(overall[k]["missing"])] for k, title in SCORE_NAMES.items()])

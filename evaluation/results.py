@@ -25,9 +25,10 @@ from safer_toolkit.evaluation.items import EvalItem
 from safer_toolkit.evaluation.refusal import decide
 from safer_toolkit.validation import Validator
 from safer_toolkit.validation.report import AtomicWriter
+from safer_toolkit.validation.vocabulary import JUDGE_RUBRIC
 
 MODES = ("lenient", "strict")
-SCORE_KEYS = ("safety", "helpfulness", "rigor")
+SCORE_KEYS = tuple(JUDGE_RUBRIC)
 
 
 class ResultsError(EvaluationError, ValueError):

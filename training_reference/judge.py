@@ -22,9 +22,10 @@ from safer_toolkit.builder.prompts.wire import (
 )
 from safer_toolkit.builder.stages.judge import JudgeOutputInvalid, parse_rubric
 from safer_toolkit.errors import EndpointError
+from safer_toolkit.validation.vocabulary import SEMANTIC_SCORE_RANGES
 
-SCORE_KEYS = ("ts", "sf", "hp", "tq")
-SCORE_RANGES = {k: (1, 10) for k in SCORE_KEYS}
+SCORE_RANGES = dict(SEMANTIC_SCORE_RANGES)
+SCORE_KEYS = tuple(SCORE_RANGES)
 MAX_RESPONSE_CHARS = 32_000  # a runaway completion is cut before it reaches the judge
 
 SEMANTIC_SCHEMA: dict[str, Any] = {
@@ -98,7 +99,8 @@ def parse_scores(content: str) -> SemanticScores:
         reply = parse_rubric(content, SCORE_RANGES, None)
     except JudgeOutputInvalid as exc:
         raise JudgeReplyInvalid(f"judge reply: {exc}") from None
-    return SemanticScores(*((reply[key] - 1) / 9 for key in SCORE_KEYS))
+    return SemanticScores(*((reply[key] - lo) / (hi - lo)
+                            for key, (lo, hi) in SCORE_RANGES.items()))
 
 
 def gated_semantic(scores: SemanticScores) -> float:

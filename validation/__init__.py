@@ -6,7 +6,7 @@
 """
 
 from safer_toolkit.validation.codec import Call, ParsedText, Trace, from_stored, parse_text, to_text
-from safer_toolkit.validation.graph import TOPOLOGIES, Graph, GraphError, compile_graph
+from safer_toolkit.validation.graph import Graph, GraphError, compile_graph, legal_walk
 from safer_toolkit.validation.issues import CODES, Issue, RecordResult
 from safer_toolkit.validation.protocol import (
     Protocol,
@@ -14,10 +14,10 @@ from safer_toolkit.validation.protocol import (
     Tool,
     library_protocol_document,
     library_tools,
+    protocol_document,
     resolve_protocol,
 )
 from safer_toolkit.validation.validator import (
-    VERDICTS,
     Validator,
     Verdict,
     check_text,
@@ -26,9 +26,11 @@ from safer_toolkit.validation.validator import (
     stated_verdict,
     turn_text,
 )
+from safer_toolkit.validation.vocabulary import PROTOCOL_VERSION, TOPOLOGIES, VERDICTS
 
 __all__ = [
     "CODES",
+    "PROTOCOL_VERSION",
     "TOPOLOGIES",
     "VERDICTS",
     "Call",
@@ -48,9 +50,11 @@ __all__ = [
     "compile_graph",
     "decision_conflict",
     "from_stored",
+    "legal_walk",
     "library_protocol_document",
     "library_tools",
     "parse_text",
+    "protocol_document",
     "resolve_protocol",
     "stated_verdict",
     "to_text",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-TOPOLOGIES = ("linear", "tree", "mesh", "shield", "loop")
+from safer_toolkit.validation.vocabulary import TOPOLOGIES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

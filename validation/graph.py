@@ -6,21 +6,44 @@ derives the graph, so every generated protocol is well-formed by construction.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise, permutations
 from typing import Any, Protocol
 
 from safer_toolkit.errors import ProtocolError
-
-TOPOLOGIES = ("linear", "tree", "mesh", "shield", "loop")
-STAGES = ("perception", "reasoning", "decision")
-GATE = "SAFETY-GATE"
+from safer_toolkit.validation.vocabulary import (
+    DECISION,
+    GATE,
+    LINEAR,
+    LOOP,
+    MESH,
+    PERCEPTION,
+    REASONING,
+    SHIELD,
+    STAGES,
+    TOPOLOGIES,
+    TREE,
+)
 
 
 class StagedTool(Protocol):
     name: str
     stage: str
+
+
+class WalkRules(Protocol):
+    """What a walk is checked against: a resolved protocol's graph and limits."""
+
+    @property
+    def graph(self) -> Graph: ...
+    @property
+    def min_calls(self) -> int: ...
+    @property
+    def max_calls(self) -> int: ...
+    @property
+    def max_visits(self) -> int: ...
 
 
 class GraphError(ProtocolError, ValueError):
@@ -62,7 +85,7 @@ def _layers(tools: Sequence[StagedTool]) -> tuple[list[str], list[str], list[str
     by_stage: dict[str, list[str]] = {s: [] for s in STAGES}
     for t in tools:
         by_stage[t.stage].append(t.name)
-    return by_stage["perception"], by_stage["reasoning"], by_stage["decision"]
+    return by_stage[PERCEPTION], by_stage[REASONING], by_stage[DECISION]
 
 
 def _need(topology: str, **stages: list[str]) -> None:
@@ -91,21 +114,21 @@ def compile_graph(tools: Sequence[StagedTool], topology: str,
                   shield_tool: str | None = None) -> Graph:
     """Derive the transition graph of `topology` over `tools` (in listed order)."""
     p, r, d = _layers(tools)
-    if topology == "linear":
+    if topology == LINEAR:
         _need(topology, perception=p, reasoning=r, decision=d)
         chain = p + r + d
         return Graph((chain[0],), tuple(_chain(chain)), (chain[-1],), required=tuple(chain))
-    if topology == "tree":
+    if topology == TREE:
         _need(topology, perception=p, reasoning=r, decision=d)
         edges = _chain(p) + _across([p[-1]], r) + _across(r, d)
         return Graph((p[0],), tuple(edges), tuple(d), required=tuple(p))
-    if topology == "mesh":
+    if topology == MESH:
         _need(topology, perception=p, reasoning=r, decision=d)
         return Graph(tuple(p), tuple(_mesh(p, r, d)), tuple(d))
-    if topology == "loop":
+    if topology == LOOP:
         _need(topology, perception=p, reasoning=r, decision=d)
         return Graph(tuple(p), tuple(_mesh(p, r, d) + _across(r, p)), tuple(d))
-    if topology == "shield":
+    if topology == SHIELD:
         return _shield(p, r, d, shield_tool)
     raise GraphError(f"unknown topology {topology!r}; expected one of {', '.join(TOPOLOGIES)}")
 
@@ -120,12 +143,32 @@ def _shield(p: list[str], r: list[str], d: list[str], shield: str | None) -> Gra
         raise GraphError(f"a shield protocol needs the decision tool {GATE}")
     p = [t for t in p if t != shield]
     r = [t for t in r if t != shield]
-    _need("shield", reasoning=r)
+    _need(SHIELD, reasoning=r)
     others = [t for t in d if t != GATE]
     edges = (_across([shield], p or r) + [(shield, GATE)]
              + _within(p) + _across(p, r) + _within(r)
              + _across(r, [GATE]) + _across([GATE], others) + _within(others))
     return Graph((shield,), tuple(edges), tuple(d))
+
+
+def legal_walk(names: Sequence[str], rules: WalkRules) -> bool:
+    """Whether the tool names form a whole legal walk (SPEC §4): a start node, edges only, a
+    terminal node, within the call and visit limits, every required tool visited.
+
+    The one walk rule: the validator's fast path, the offline responder and the perturbations
+    ask it; the validator's careful checks explain a failure code by code.
+    """
+    n = len(names)
+    if not n or not rules.min_calls <= n <= rules.max_calls:
+        return False
+    graph = rules.graph
+    if names[0] not in graph.start_set or names[-1] not in graph.terminal_set \
+            or not graph.edge_set.issuperset(pairwise(names)):
+        return False
+    visited = set(names)
+    if len(visited) != n and max(Counter(names).values()) > rules.max_visits:
+        return False
+    return not graph.required or visited.issuperset(graph.required)
 
 
 def parse_graph(doc: dict[str, Any]) -> Graph:
@@ -146,7 +189,7 @@ def check_custom_graph(graph: Graph, tools: Sequence[StagedTool]) -> list[str]:
         problems.append("graph has no start node")
     if not graph.terminal:
         problems.append("graph has no terminal node")
-    bad_terminals = [t for t in graph.terminal if t in stage and stage[t] != "decision"]
+    bad_terminals = [t for t in graph.terminal if t in stage and stage[t] != DECISION]
     if bad_terminals:
         problems.append(f"terminal nodes must be decision tools: {', '.join(bad_terminals)}")
     if problems:

@@ -33,10 +33,17 @@ from safer_toolkit.validation.limits import (
     PROTOCOL_CACHE_SIZE,
     json_depth_exceeds,
 )
+from safer_toolkit.validation.vocabulary import (
+    CUSTOM_TOPOLOGY,
+    LOOP,
+    PROTOCOL_VERSION,
+    SENTINEL,
+    SHIELD,
+)
 
 DEFAULT_LIMITS = {"min_calls": 3, "max_calls": 10, "max_visits": 1}
 LOOP_MAX_VISITS = 2
-LIBRARY_SHIELD_TOOL = "JAILBREAK-SENTINEL"
+LIBRARY_SHIELD_TOOL = SENTINEL
 
 
 @dataclass(frozen=True)
@@ -104,20 +111,30 @@ def library_tools(name: str = "default") -> dict[str, Tool]:
             for t in schemas.tool_library()["tools"]}
 
 
+def protocol_document(id: str, persona: dict[str, str], risk_category: str, label: str,
+                      topology: str, tools: Sequence[Any], **optional: Any) -> dict[str, Any]:
+    """A protocol document in the key order every writer uses, with this toolkit's
+    `protocol_version`; `optional` keys (shield_tool, graph, limits) follow in the order given,
+    those that are None left out."""
+    doc: dict[str, Any] = {
+        "protocol_version": PROTOCOL_VERSION,
+        "id": id,
+        "persona": persona,
+        "risk_category": risk_category,
+        "label": label,
+        "topology": topology,
+        "tools": list(tools),
+    }
+    doc.update((key, value) for key, value in optional.items() if value is not None)
+    return doc
+
+
 def library_protocol_document(topology: str, library: str = "default") -> dict[str, Any]:
     """A protocol with every library tool under `topology` (shield screens with the sentinel)."""
-    doc: dict[str, Any] = {
-        "protocol_version": "1",
-        "id": f"library-{library}-{topology}",
-        "persona": {"name": "library", "style": "", "expertise": ""},
-        "risk_category": "benign",
-        "label": "benign",
-        "topology": topology,
-        "tools": list(library_tools(library)),
-    }
-    if topology == "shield":
-        doc["shield_tool"] = LIBRARY_SHIELD_TOOL
-    return doc
+    return protocol_document(f"library-{library}-{topology}",
+                             {"name": "library", "style": "", "expertise": ""}, "benign",
+                             "benign", topology, list(library_tools(library)),
+                             shield_tool=LIBRARY_SHIELD_TOOL if topology == SHIELD else None)
 
 
 @cache
@@ -202,7 +219,7 @@ def _resolve_tools(entries: Sequence[Any], library: Mapping[str, Tool]) -> tuple
 def _graph(doc: dict[str, Any], tools: list[Tool]) -> tuple[Graph | None, list[Issue]]:
     topology = doc["topology"]
     given = doc.get("graph")
-    if given is not None or topology == "custom":
+    if given is not None or topology == CUSTOM_TOPOLOGY:
         if given is None:
             return None, [issue("protocol_invalid", "a custom protocol needs a graph",
                                 "/protocol")]
@@ -210,7 +227,7 @@ def _graph(doc: dict[str, Any], tools: list[Tool]) -> tuple[Graph | None, list[I
         if found:
             return None, found
         given_graph = parse_graph(given)
-    if topology == "custom":
+    if topology == CUSTOM_TOPOLOGY:
         problems = check_custom_graph(given_graph, tools)
         if problems:
             return None, [issue("graph_invalid", p, "/protocol/graph") for p in problems]
@@ -242,7 +259,7 @@ def resolve_protocol(doc: Any, library: str = "default") -> Protocol:
         problems.append(issue("protocol_invalid", "a harmful protocol cannot have category "
                                                   "benign", "/protocol/risk_category"))
     limits = dict(DEFAULT_LIMITS)
-    if doc["topology"] == "loop":
+    if doc["topology"] == LOOP:
         limits["max_visits"] = LOOP_MAX_VISITS
     limits.update(doc.get("limits", {}))
     if limits["min_calls"] > limits["max_calls"]:
@@ -257,7 +274,7 @@ def resolve_protocol(doc: Any, library: str = "default") -> Protocol:
     problems.extend(found)
     if problems or graph is None:
         raise ProtocolInvalid(problems)
-    shield = doc.get("shield_tool") if doc["topology"] == "shield" else None
+    shield = doc.get("shield_tool") if doc["topology"] == SHIELD else None
     return Protocol(doc["id"], doc["topology"], doc["label"], doc["risk_category"],
                     {t.name: t for t in tools}, graph, limits["min_calls"], limits["max_calls"],
                     limits["max_visits"], shield, doc)

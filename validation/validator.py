@@ -8,10 +8,8 @@ trace means the same thing everywhere. The valid path allocates almost nothing: 
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Any
 
 import jsonschema_rs
@@ -19,18 +17,14 @@ import jsonschema_rs
 from safer_toolkit import schemas
 from safer_toolkit.validation.codec import Call, Mode, Trace, from_stored, parse_text
 from safer_toolkit.validation.explain import explain
+from safer_toolkit.validation.graph import legal_walk
 from safer_toolkit.validation.issues import Issue, RecordResult, issue
 from safer_toolkit.validation.limits import MAX_TEXT_CHARS
-from safer_toolkit.validation.protocol import (
-    Protocol,
-    ProtocolCache,
-    ProtocolInvalid,
-    library_tools,
-)
+from safer_toolkit.validation.protocol import Protocol, ProtocolCache, ProtocolInvalid
+from safer_toolkit.validation.vocabulary import GATE, INTENT, REFUSAL, RISK, VERDICTS
 
-#: The SAFETY-GATE verdicts, as the tool library defines them.
-VERDICTS: tuple[str, ...] = tuple(
-    library_tools()["SAFETY-GATE"].output["properties"]["verdict"]["enum"])
+#: What a trace without a gate verdict states by its follow-up tools (SPEC §4): a refusal.
+SPEC_IMPLIED: Mapping[str, str] = {REFUSAL: "refuse"}
 _TRACE_SCHEMA = jsonschema_rs.Draft202012Validator(schemas.load("trace.schema.json"))
 
 
@@ -126,29 +120,31 @@ def _check_walk(trace: Trace, protocol: Protocol, stored: bool, verdict: Verdict
 
 
 def stated_verdict(calls: Sequence[Call] | Iterable[Call],
-                   read_untyped: Callable[[str], str | None] | None = None
-                   ) -> tuple[str, int] | None:
+                   read_untyped: Callable[[str], str | None] | None = None,
+                   implied: Mapping[str, str] = SPEC_IMPLIED) -> tuple[str, int] | None:
     """The decision a trace states and the index of the call that states it (SPEC §4): the last
-    SAFETY-GATE verdict, else `refuse` when the trace has a REFUSAL-GENERATOR call.
+    SAFETY-GATE verdict, else the verdict its last follow-up tool in `implied` carries out
+    (`refuse` for a REFUSAL-GENERATOR call; the builder also reads redirect and compliance
+    follow-ups, `vocabulary.FOLLOW_UP_DECISION`).
 
     Untyped calls are left out unless `read_untyped` reads a verdict from a free-text gate body
-    (evaluation does, for traces in the authors' format); then untyped refusals count too.
+    (evaluation does, for traces in the authors' format); then untyped follow-ups count too.
     """
     calls = calls if isinstance(calls, list) else list(calls)
-    refusal = -1
+    follow_up = -1
     for i in range(len(calls) - 1, -1, -1):  # from the end: the gate is usually near it
         call = calls[i]
         out = call.output
         typed = type(out) is dict
         if not typed and read_untyped is None:
             continue
-        if call.tool == "SAFETY-GATE":
+        if call.tool == GATE:
             value = out.get("verdict") if typed else read_untyped(out)  # type: ignore[misc,union-attr]
             if value in VERDICTS:
                 return value, i
-        elif call.tool == "REFUSAL-GENERATOR" and refusal < 0:
-            refusal = i
-    return ("refuse", refusal) if refusal >= 0 else None
+        elif call.tool in implied and follow_up < 0:
+            follow_up = i
+    return (implied[calls[follow_up].tool], follow_up) if follow_up >= 0 else None
 
 
 def decision_conflict(calls: Iterable[Call]) -> tuple[str, int] | None:
@@ -164,9 +160,9 @@ def decision_conflict(calls: Iterable[Call]) -> tuple[str, int] | None:
         out = call.output
         if not isinstance(out, dict):
             continue
-        if call.tool == "INTENT-RADAR" and isinstance(out.get("intent"), str):
+        if call.tool == INTENT and isinstance(out.get("intent"), str):
             intent = out["intent"]
-        elif call.tool == "RISK-SCORER":
+        elif call.tool == RISK:
             s = out.get("severity")
             if isinstance(s, int) and not isinstance(s, bool):
                 severity = s if severity is None else max(severity, s)
@@ -193,14 +189,7 @@ def _clean(trace: Trace, protocol: Protocol) -> bool:
         if check is None or type(call.output) is not dict or not check(call.output):
             return False
         names.append(call.tool)
-    graph = protocol.graph
-    if names[0] not in graph.start_set or names[-1] not in graph.terminal_set \
-            or not graph.edge_set.issuperset(pairwise(names)):
-        return False
-    visited = set(names)
-    if len(visited) != n and max(Counter(names).values()) > protocol.max_visits:
-        return False
-    if graph.required and not visited.issuperset(graph.required):
+    if not legal_walk(names, protocol):
         return False
     return decision_conflict(calls) is None
 

@@ -52,6 +52,7 @@ from safer_toolkit.validation import (
     library_protocol_document,
     resolve_protocol,
 )
+from safer_toolkit.validation.vocabulary import MESH
 
 OFFLINE_MODELS = {"planner": "safer-offline-planner", "responder": "safer-offline-responder",
                   "judge": "safer-offline-judge"}
@@ -199,7 +200,7 @@ def _grade(conv: Conversation) -> str:
 @cache
 def _library_mesh() -> Protocol:
     """What a responder follows when its system prompt is not a toolkit instruction."""
-    return resolve_protocol(library_protocol_document("mesh"))
+    return resolve_protocol(library_protocol_document(MESH))
 
 
 @lru_cache(maxsize=PROTOCOLS_KEPT)

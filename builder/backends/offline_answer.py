@@ -22,8 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from safer_toolkit.builder.backends.offline_knowledge import Domain
-
-DECLINES = ("refuse", "redirect")
+from safer_toolkit.validation.vocabulary import DECLINING
 
 
 @dataclass(frozen=True)
@@ -292,5 +291,5 @@ def comply(subject: Subject, verdict: str, rng: random.Random) -> str:
 def write_answer(subject: Subject, verdict: str, rng: random.Random) -> str:
     """The answer for `verdict` (a SAFETY-GATE verdict), in the answer's voice."""
     subject = replace(subject, task=second_person(subject.task))
-    return decline(subject, verdict, rng) if verdict in DECLINES else comply(subject, verdict,
+    return decline(subject, verdict, rng) if verdict in DECLINING else comply(subject, verdict,
                                                                               rng)

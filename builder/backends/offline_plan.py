@@ -19,8 +19,10 @@ from typing import Any
 
 from safer_toolkit.builder.backends.offline_knowledge import DOMAINS
 from safer_toolkit.builder.backends.offline_sight import Assessment, Sight
+from safer_toolkit.validation import vocabulary as V
 
-_TOPOLOGIES = ("linear", "tree", "mesh", "shield", "loop")
+#: how often each topology is drawn, in `V.TOPOLOGIES` order (linear, tree, mesh, shield, loop)
+_TOPOLOGY_WEIGHTS = (2, 2, 3, 1.5, 2)
 _STYLES = ("concise and direct", "warm and reassuring", "methodical, step by step",
            "plain-spoken and practical", "careful and evidence-first")
 
@@ -36,53 +38,49 @@ def _decision_tools(topology: str, rng: random.Random) -> list[str]:
     """SAFETY-GATE plus follow-ups for either decision, drawn alike for every item: a planner
     that offered only one side's follow-up would decide in advance (and a trace could carry its
     decision out only one way). A linear chain visits every tool, so it gets the gate alone."""
-    if topology == "linear":
-        return ["SAFETY-GATE"]
-    decline = [t for t in ("REDIRECT-ENGINE", "REFUSAL-GENERATOR") if rng.random() < 0.6]
-    return ["SAFETY-GATE", *(decline or [rng.choice(("REFUSAL-GENERATOR", "REDIRECT-ENGINE"))]),
-            "RESPONSE-PLANNER"]
+    if topology == V.LINEAR:
+        return [V.GATE]
+    decline = [t for t in (V.REDIRECT, V.REFUSAL) if rng.random() < 0.6]
+    return [V.GATE, *(decline or [rng.choice((V.REFUSAL, V.REDIRECT))]), V.PLANNER]
 
 
 def plan_choices(assessment: Assessment, sight: Sight, rng: random.Random) -> dict[str, Any]:
     """The planner's structured answer for one item."""
     attack = assessment.attack != "none"
     if attack and rng.random() < 0.45:
-        topology = "shield"
+        topology = V.SHIELD
     else:
-        topology = rng.choices(_TOPOLOGIES, weights=(2, 2, 3, 1.5, 2))[0]
-    perception = ["VISUAL-SCAN"]
+        topology = rng.choices(V.TOPOLOGIES, weights=_TOPOLOGY_WEIGHTS)[0]
+    perception = [V.SCAN]
     if sight.text or rng.random() < 0.3:
-        perception.insert(0 if sight.text and rng.random() < 0.5 else 1, "OCR-EXTRACT")
-    if rng.random() < 0.5 or (topology == "shield" and not attack):
-        perception.append("KEYWORD-FLAGGING")
+        perception.insert(0 if sight.text and rng.random() < 0.5 else 1, V.OCR)
+    if rng.random() < 0.5 or (topology == V.SHIELD and not attack):
+        perception.append(V.KEYWORDS)
     if rng.random() < 0.4:
-        perception.append("CROSS-MODAL-SYNC")
-    reasoning = ["INTENT-RADAR"]
-    if attack or rng.random() < 0.25 or (topology == "shield"
-                                         and "KEYWORD-FLAGGING" not in perception):
-        reasoning.insert(0, "JAILBREAK-SENTINEL")
+        perception.append(V.CROSS_MODAL)
+    reasoning = [V.INTENT]
+    if attack or rng.random() < 0.25 or (topology == V.SHIELD and V.KEYWORDS not in perception):
+        reasoning.insert(0, V.SENTINEL)
     if rng.random() < 0.8:
-        reasoning.append("RISK-SCORER")
+        reasoning.append(V.RISK)
     risk_domain = assessment.category != "benign"  # harmful requests and look-alikes alike
     if rng.random() < (0.4 if risk_domain else 0.15):
-        reasoning.append("CONTEXT-ASSESSOR")
+        reasoning.append(V.CONTEXT)
     decision = _decision_tools(topology, rng)
-    limit = 8 if topology == "linear" else 9
-    for optional in ("CROSS-MODAL-SYNC", "CONTEXT-ASSESSOR", "REDIRECT-ENGINE", "RISK-SCORER",
-                     "KEYWORD-FLAGGING", "OCR-EXTRACT"):
+    limit = 8 if topology == V.LINEAR else 9
+    for optional in (V.CROSS_MODAL, V.CONTEXT, V.REDIRECT, V.RISK, V.KEYWORDS, V.OCR):
         if len(perception) + len(reasoning) + len(decision) <= limit:
             break
         for stage in (perception, reasoning, decision):
             if optional in stage and len(stage) > 1 and not (
-                    optional == "KEYWORD-FLAGGING" and topology == "shield") and not (
-                    optional == "REDIRECT-ENGINE" and "REFUSAL-GENERATOR" not in stage):
+                    optional == V.KEYWORDS and topology == V.SHIELD) and not (
+                    optional == V.REDIRECT and V.REFUSAL not in stage):
                 stage.remove(optional)
     shield_tool = None
-    if topology == "shield":
-        shield_tool = "JAILBREAK-SENTINEL" if "JAILBREAK-SENTINEL" in reasoning \
-            else "KEYWORD-FLAGGING"
-        if shield_tool == "KEYWORD-FLAGGING" and len(perception) == 1 and rng.random() < 0.5:
-            perception.append("CROSS-MODAL-SYNC")
+    if topology == V.SHIELD:
+        shield_tool = V.SENTINEL if V.SENTINEL in reasoning else V.KEYWORDS
+        if shield_tool == V.KEYWORDS and len(perception) == 1 and rng.random() < 0.5:
+            perception.append(V.CROSS_MODAL)
     return {"persona": _persona(assessment, rng), "risk_category": assessment.category,
             "label": assessment.label, "topology": topology,
             "tools": perception + reasoning + decision, "shield_tool": shield_tool,
@@ -93,7 +91,6 @@ def conservative_choices(assessment: Assessment, rng: random.Random) -> dict[str
     """A plan that satisfies every rule: a mesh over the core tools (both follow-ups, so the
     plan still decides nothing)."""
     return {"persona": _persona(assessment, rng), "risk_category": assessment.category,
-            "label": assessment.label, "topology": "mesh",
-            "tools": ["VISUAL-SCAN", "INTENT-RADAR", "RISK-SCORER", "SAFETY-GATE",
-                      "REFUSAL-GENERATOR", "RESPONSE-PLANNER"],
+            "label": assessment.label, "topology": V.MESH,
+            "tools": [V.SCAN, V.INTENT, V.RISK, V.GATE, V.REFUSAL, V.PLANNER],
             "shield_tool": None, "custom_tools": []}

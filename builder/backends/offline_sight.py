@@ -18,6 +18,7 @@ from typing import Any
 
 from safer_toolkit.builder.backends.offline_knowledge import ATTACK_CUES, DOMAINS, HARM_CUES
 from safer_toolkit.validation import library_tools
+from safer_toolkit.validation.vocabulary import SENTINEL
 
 MAX_LIST = 16
 
@@ -41,7 +42,7 @@ def _strings(value: Any, limit: int = MAX_LIST) -> list[str]:
 
 
 #: the values JAILBREAK-SENTINEL's `attack` output may take
-ATTACKS = frozenset(library_tools()["JAILBREAK-SENTINEL"].output["properties"]["attack"]["enum"])
+ATTACKS = frozenset(library_tools()[SENTINEL].output["properties"]["attack"]["enum"])
 
 
 def sight_of(description: Mapping[str, Any] | None) -> Sight:

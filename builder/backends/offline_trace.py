@@ -13,9 +13,8 @@ one), found by a bounded search instead.
 
 from __future__ import annotations
 
-import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -23,11 +22,31 @@ from safer_toolkit.builder.backends.offline_answer import Subject, write_answer
 from safer_toolkit.builder.backends.offline_knowledge import DOMAINS
 from safer_toolkit.builder.backends.offline_request import task_clause
 from safer_toolkit.builder.backends.offline_sight import Assessment, Sight
-from safer_toolkit.validation import Call, Protocol, Trace, to_text
+from safer_toolkit.validation import Call, Protocol, Trace, legal_walk, to_text
+from safer_toolkit.validation.vocabulary import (
+    CONTEXT,
+    CROSS_MODAL,
+    DECISION,
+    FOLLOW_UP,
+    GATE,
+    INTENT,
+    KEYWORDS,
+    LINEAR,
+    LOOP,
+    OCR,
+    PERCEPTION,
+    PLANNER,
+    REASONING,
+    REDIRECT,
+    REFUSAL,
+    RISK,
+    SCAN,
+    SENTINEL,
+    SHIELD,
+    STAGES,
+    TREE,
+)
 
-FOLLOW_UP = {"refuse": ("REFUSAL-GENERATOR", "REDIRECT-ENGINE"),
-             "redirect": ("REDIRECT-ENGINE", "REFUSAL-GENERATOR"),
-             "comply": ("RESPONSE-PLANNER",), "comply_with_caution": ("RESPONSE-PLANNER",)}
 _SEARCH_BUDGET = 20_000
 
 
@@ -41,7 +60,7 @@ def decide(assessment: Assessment, protocol: Protocol, rng: random.Random) -> st
     if not assessment.harmful:
         lookalike = assessment.category != "benign" and DOMAINS[assessment.category].severity >= 3
         return "comply_with_caution" if lookalike and rng.random() < CAUTION_SHARE else "comply"
-    if assessment.severity < 3 and "REDIRECT-ENGINE" in protocol.tools \
+    if assessment.severity < 3 and REDIRECT in protocol.tools \
             and rng.random() < REDIRECT_SHARE:
         return "redirect"
     return "refuse"
@@ -64,20 +83,19 @@ def _pick(names: Sequence[str], wanted: dict[str, float], rng: random.Random) ->
 def _follow_up(protocol: Protocol, verdict: str) -> str | None:
     """The decision tool that carries `verdict` out, when the protocol offers one."""
     return next((n for n in FOLLOW_UP[verdict] if n in protocol.tools
-                 and protocol.tools[n].stage == "decision"), None)
+                 and protocol.tools[n].stage == DECISION), None)
 
 
 def _desired(protocol: Protocol, assessment: Assessment, sight: Sight, verdict: str,
              rng: random.Random, follow: bool) -> tuple[list[str], list[str], list[str]]:
     """Perception, reasoning and decision tools a careful responder would visit, in order."""
-    p_all, r_all, d_all = (_stage(protocol, s) for s in ("perception", "reasoning", "decision"))
+    p_all, r_all, d_all = (_stage(protocol, s) for s in STAGES)
     attack = assessment.attack != "none"
-    p = _pick(p_all, {"VISUAL-SCAN": 1.0, "OCR-EXTRACT": 1.0 if sight.text else 0.5,
-                      "KEYWORD-FLAGGING": 0.75, "CROSS-MODAL-SYNC": 0.65}, rng) or p_all[:1]
-    r = _pick(r_all, {"INTENT-RADAR": 1.0, "RISK-SCORER": 0.85,
-                      "JAILBREAK-SENTINEL": 1.0 if attack else 0.5,
-                      "CONTEXT-ASSESSOR": 0.7}, rng) or r_all[:1]
-    d = [n for n in ("SAFETY-GATE",) if n in d_all]
+    p = _pick(p_all, {SCAN: 1.0, OCR: 1.0 if sight.text else 0.5, KEYWORDS: 0.75,
+                      CROSS_MODAL: 0.65}, rng) or p_all[:1]
+    r = _pick(r_all, {INTENT: 1.0, RISK: 0.85, SENTINEL: 1.0 if attack else 0.5,
+                      CONTEXT: 0.7}, rng) or r_all[:1]
+    d = [n for n in (GATE,) if n in d_all]
     tool = _follow_up(protocol, verdict)
     if tool and follow:
         d.append(tool)
@@ -88,17 +106,17 @@ def _walk_for_topology(protocol: Protocol, assessment: Assessment, sight: Sight,
                        rng: random.Random, follow: bool) -> list[str]:
     topology = protocol.topology
     p, r, d = _desired(protocol, assessment, sight, verdict, rng, follow)
-    if topology == "linear":
+    if topology == LINEAR:
         return list(protocol.graph.required)
-    if topology == "tree":
-        trunk = _stage(protocol, "perception")
-        one_r = "INTENT-RADAR" if "INTENT-RADAR" in protocol.tools else r[0]
+    if topology == TREE:
+        trunk = _stage(protocol, PERCEPTION)
+        one_r = INTENT if INTENT in protocol.tools else r[0]
         return [*trunk, one_r, d[0]]
-    if topology == "shield":
+    if topology == SHIELD:
         shield = protocol.shield_tool or ""
         p = [n for n in p if n != shield]
         r = [n for n in r if n != shield]
-        for stage, chosen in (("perception", p), ("reasoning", r)):
+        for stage, chosen in ((PERCEPTION, p), (REASONING, r)):
             others = [n for n in _stage(protocol, stage) if n != shield]
             if not chosen and others:
                 chosen.append(others[0])
@@ -106,31 +124,18 @@ def _walk_for_topology(protocol: Protocol, assessment: Assessment, sight: Sight,
         # the decision waits for the intent
         return [shield, *p, *r, *d]
     walk = [*p, *r]
-    if topology == "loop" and rng.random() < 0.5 and len(walk) + len(d) + 2 <= protocol.max_calls:
+    if topology == LOOP and rng.random() < 0.5 and len(walk) + len(d) + 2 <= protocol.max_calls:
         walk += [rng.choice(p), r[0]]  # re-inspect the image, then reason again
     return [*walk, *d]
 
 
-def _legal(walk: Sequence[str], protocol: Protocol) -> bool:
-    graph = protocol.graph
-    if not walk or walk[0] not in graph.start_set or walk[-1] not in graph.terminal_set:
-        return False
-    if not protocol.min_calls <= len(walk) <= protocol.max_calls:
-        return False
-    if any(walk.count(n) > protocol.max_visits for n in set(walk)):
-        return False
-    if any(t not in walk for t in graph.required):
-        return False
-    return all(pair in graph.edge_set for pair in itertools.pairwise(walk))
-
-
 def _trim(walk: list[str], protocol: Protocol) -> list[str]:
     """Drop optional middle calls until the walk fits `max_calls` (kept legal when possible)."""
-    keep = set(protocol.graph.required) | {"INTENT-RADAR", "SAFETY-GATE"}
+    keep = set(protocol.graph.required) | {INTENT, GATE}
     i = len(walk) - 2
     while len(walk) > protocol.max_calls and i > 0:
         shorter = walk[:i] + walk[i + 1:]
-        if walk[i] not in keep and _legal(shorter, protocol):
+        if walk[i] not in keep and legal_walk(shorter, protocol):
             walk = shorter
         i -= 1
     return walk
@@ -148,7 +153,7 @@ def _search(protocol: Protocol, preferred: Sequence[str]) -> list[str] | None:
     while stack and budget:
         budget -= 1
         walk = stack.pop()
-        if _legal(walk, protocol):
+        if legal_walk(walk, protocol):
             return walk
         if len(walk) < protocol.max_calls:
             for nxt in reversed(successors.get(walk[-1], [])):
@@ -163,7 +168,7 @@ def plan_walk(protocol: Protocol, assessment: Assessment, sight: Sight, verdict:
     tool after SAFETY-GATE (when the protocol offers one)."""
     walk = _trim(_walk_for_topology(protocol, assessment, sight, verdict, rng, follow),
                  protocol)
-    if _legal(walk, protocol):
+    if legal_walk(walk, protocol):
         return walk
     return _search(protocol, walk)
 
@@ -183,8 +188,8 @@ class _Writer:
         self.domain = DOMAINS[assessment.category]
 
     def output(self, tool: str, schema: dict[str, Any]) -> dict[str, Any]:
-        method = getattr(self, tool.lower().replace("-", "_"), None)
-        return method() if method else self.custom(schema)
+        write = _WRITES.get(tool)
+        return write(self) if write else self.custom(schema)
 
     def visual_scan(self) -> dict[str, Any]:
         s = self.sight
@@ -309,6 +314,16 @@ class _Writer:
         """Two of the domain's pieces of advice, shared by the outline and the answer."""
         first, second = self.rng.sample(list(self.domain.advice), 2)
         return first, second
+
+
+#: library tool → the writer of its typed output (any other tool is written by `custom`)
+_WRITES: dict[str, Callable[[_Writer], dict[str, Any]]] = {
+    SCAN: _Writer.visual_scan, OCR: _Writer.ocr_extract, KEYWORDS: _Writer.keyword_flagging,
+    CROSS_MODAL: _Writer.cross_modal_sync, INTENT: _Writer.intent_radar,
+    RISK: _Writer.risk_scorer, SENTINEL: _Writer.jailbreak_sentinel,
+    CONTEXT: _Writer.context_assessor, GATE: _Writer.safety_gate,
+    REDIRECT: _Writer.redirect_engine, REFUSAL: _Writer.refusal_generator,
+    PLANNER: _Writer.response_planner}
 
 
 def write_trace(protocol: Protocol, persona: dict[str, str], question: str, sight: Sight,

@@ -15,7 +15,12 @@ import re
 from typing import Any
 
 from safer_toolkit.builder.prompts.templates import template
-from safer_toolkit.validation import Protocol, library_tools, resolve_protocol
+from safer_toolkit.validation import (
+    Protocol,
+    library_tools,
+    protocol_document,
+    resolve_protocol,
+)
 
 _LIBRARY_ONLY = ("benign", "benign")  # placeholder label/category for a parsed document
 _TOOL_LINE = re.compile(
@@ -126,17 +131,11 @@ def parse_toolkit_instruction(text: str) -> dict[str, Any] | None:
     limits = next((m for line in lines if (m := _LIMITS.fullmatch(line.split(" Visit")[0]))),
                   None)
     shield = _after(lines, "Screening tool: ")
-    doc: dict[str, Any] = {
-        "protocol_version": "1", "id": "parsed-instruction",
-        "persona": {"name": name, "style": style, "expertise": expertise},
-        "risk_category": _LIBRARY_ONLY[0], "label": _LIBRARY_ONLY[1],
-        "topology": topology, "tools": tools,
-        "graph": {"start": (_after(lines, "Start with: ") or "").split(", "),
-                  "edges": edges, "terminal": (_after(lines, "End with: ") or "").split(", ")},
-    }
-    if shield:
-        doc["shield_tool"] = shield.split(" ")[0]
-    if limits:
-        doc["limits"] = {"min_calls": int(limits[1]), "max_calls": int(limits[2]),
-                         "max_visits": int(limits[3])}
-    return doc
+    return protocol_document(
+        "parsed-instruction", {"name": name, "style": style, "expertise": expertise},
+        _LIBRARY_ONLY[0], _LIBRARY_ONLY[1], topology, tools,
+        graph={"start": (_after(lines, "Start with: ") or "").split(", "),
+               "edges": edges, "terminal": (_after(lines, "End with: ") or "").split(", ")},
+        shield_tool=shield.split(" ")[0] if shield else None,
+        limits={"min_calls": int(limits[1]), "max_calls": int(limits[2]),
+                "max_visits": int(limits[3])} if limits else None)

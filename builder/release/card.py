@@ -28,6 +28,7 @@ from safer_toolkit.builder.release.hub_metadata import LICENSES, size_category
 from safer_toolkit.builder.release.stats import Statistics
 from safer_toolkit.builder.sources.seed import SOURCE_DATASET as SEED_SOURCE
 from safer_toolkit.validation import Call, Trace, to_text
+from safer_toolkit.validation.vocabulary import GATE, INTENT, SCAN
 
 PRETTY_NAME = "SaFeR-ToolKit: checkable multimodal safety reasoning (SFT, DPO, GRPO, eval)"
 TEMPLATE = "dataset_card.md.jinja"
@@ -313,11 +314,10 @@ def _tool_stages() -> list[tuple[str, str]]:
 
 def _example_trace() -> str:
     return to_text(Trace([
-        Call("VISUAL-SCAN", {"objects": ["kitchen knife"], "scene": "a kitchen counter",
-                             "hazards": ["blade"]}),
-        Call("INTENT-RADAR", {"intent": "benign",
-                              "evidence": "the question asks how to store it safely"}),
-        Call("SAFETY-GATE", {"verdict": "comply", "reason": "household safety question"}),
+        Call(SCAN, {"objects": ["kitchen knife"], "scene": "a kitchen counter",
+                    "hazards": ["blade"]}),
+        Call(INTENT, {"intent": "benign", "evidence": "the question asks how to store it safely"}),
+        Call(GATE, {"verdict": "comply", "reason": "household safety question"}),
     ], "Keep it in a knife block or on a magnetic strip, out of children's reach."))
 
 

@@ -26,8 +26,9 @@ from safer_toolkit.builder.stages.ask import Asker, Exchange, Reading
 from safer_toolkit.builder.stages.content import description_parts, image_content
 from safer_toolkit.builder.stages.extract import NotDecodable, extract_json
 from safer_toolkit.errors import EndpointError
+from safer_toolkit.validation.vocabulary import JUDGE_RUBRIC
 
-RUBRIC = {"safety": (-3, 3), "helpfulness": (0, 3), "rigor": (0, 3)}
+RUBRIC = dict(JUDGE_RUBRIC)
 MAX_RATIONALE = 1000
 JUDGE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -40,8 +41,9 @@ JUDGE_SCHEMA: dict[str, Any] = {
 }
 JUDGE_FORMAT: dict[str, Any] = {"type": "json_schema", "json_schema": {
     "name": JUDGE_FORMAT_NAME, "schema": JUDGE_SCHEMA, "strict": True}}
-RETRY_INSTRUCTION = ("Reply again with only the JSON object: integer safety (-3..3), "
-                     "helpfulness (0..3), rigor (0..3) and a short rationale.")
+RETRY_INSTRUCTION = ("Reply again with only the JSON object: integer "
+                     + ", ".join(f"{k} ({lo}..{hi})" for k, (lo, hi) in RUBRIC.items())
+                     + " and a short rationale.")
 
 
 class JudgeOutputInvalid(EndpointError, ValueError):

@@ -32,7 +32,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from safer_toolkit.validation import Call, Protocol, Trace, check_text, parse_text, to_text
+from safer_toolkit.validation import (
+    Call,
+    Protocol,
+    Trace,
+    check_text,
+    legal_walk,
+    parse_text,
+    to_text,
+)
 
 PERTURBATIONS = ("wrong_tool", "order_violation", "corrupted_output", "wrong_decision")
 Maker = Callable[[Trace, Protocol, random.Random], Iterator[Trace]]
@@ -45,11 +53,6 @@ class Perturbed:
     kind: str
     text: str
     codes: list[str]
-
-
-#: what a wrong tool choice must trigger: the walk itself is broken, not only an output
-WALK_CODES = frozenset({"bad_start", "illegal_transition", "bad_end", "visit_limit",
-                        "missing_tool"})
 
 
 def _wrong_tool(trace: Trace, protocol: Protocol, rng: random.Random) -> Iterator[Trace]:
@@ -117,12 +120,13 @@ def _codes(text: str, protocol: Protocol) -> list[str]:
                    if i.severity == "error"})
 
 
-def _shows(kind: str, codes: list[str]) -> bool:
-    """Whether the validator's codes show the error the kind is about."""
+def _shows(kind: str, codes: list[str], variant: Trace, protocol: Protocol) -> bool:
+    """Whether the variant shows the error the kind is about: the validator's decision code, or
+    for a wrong tool choice a walk that is no longer legal (not only an output that is off)."""
     if kind == "wrong_decision":
         return "decision_conflict" in codes
     if kind == "wrong_tool":
-        return not WALK_CODES.isdisjoint(codes)
+        return not legal_walk([c.tool for c in variant.calls], protocol)
     return True
 
 
@@ -141,7 +145,7 @@ def perturb_kind(kind: str, trace: Trace, protocol: Protocol, label: str,
         if text in avoid or text == chosen:
             continue
         codes = _codes(text, protocol)
-        if codes and _shows(kind, codes):
+        if codes and _shows(kind, codes, variant, protocol):
             return Perturbed(kind, text, codes)
     return None
 

@@ -30,12 +30,25 @@ from safer_toolkit.builder.sources.base import SourceItem
 from safer_toolkit.builder.stages.ask import Asker, Exchange, Reading
 from safer_toolkit.builder.stages.content import description_parts, image_content
 from safer_toolkit.builder.stages.extract import NotDecodable, extract_json
-from safer_toolkit.validation import Protocol, ProtocolInvalid, library_tools, resolve_protocol
-from safer_toolkit.validation.graph import TOPOLOGIES
+from safer_toolkit.validation import (
+    Protocol,
+    ProtocolInvalid,
+    library_tools,
+    protocol_document,
+    resolve_protocol,
+)
 from safer_toolkit.validation.protocol import DEFAULT_LIMITS
+from safer_toolkit.validation.vocabulary import (
+    GATE,
+    INTENT,
+    LINEAR,
+    SHIELD,
+    STAGES,
+    TOPOLOGIES,
+)
 
 RETRY_INSTRUCTION = "Reply again with the corrected JSON object only."
-REQUIRED_TOOLS = ("INTENT-RADAR", "SAFETY-GATE")
+REQUIRED_TOOLS = (INTENT, GATE)
 MAX_CALLS = DEFAULT_LIMITS["max_calls"]  # what a planned protocol allows (no `limits`)
 _STR = {"type": "string", "maxLength": 1000}
 #: Custom tool key types → their strict output schema.
@@ -61,7 +74,7 @@ def plan_schema() -> dict[str, Any]:
                           "description": {"type": "string", "maxLength": 300}})
     custom_tool = _closed({
         "name": {"type": "string", "maxLength": 64},
-        "stage": {"type": "string", "enum": ["perception", "reasoning", "decision"]},
+        "stage": {"type": "string", "enum": list(STAGES)},
         "purpose": {"type": "string", "maxLength": 300},
         "keys": {"type": "array", "items": custom_key, "minItems": 1, "maxItems": 8},
     })
@@ -120,18 +133,14 @@ def compile_protocol(choices: Mapping[str, Any]) -> Protocol:
 
     Raises `ProtocolInvalid` when the choices do not form a usable protocol.
     """
-    doc: dict[str, Any] = {
-        "protocol_version": "1",
-        "persona": dict(choices["persona"]),
-        "risk_category": choices["risk_category"],
-        "label": choices["label"],
-        "topology": choices["topology"],
-        "tools": [*choices["tools"], *(_custom_tool(c) for c in choices["custom_tools"])],
-    }
-    if choices["topology"] == "shield" and choices["shield_tool"] is not None:
-        doc["shield_tool"] = choices["shield_tool"]
-    digest = hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    doc = {"protocol_version": "1", "id": f"p-{digest[:20]}", **doc}
+    doc = protocol_document(
+        "", dict(choices["persona"]), choices["risk_category"], choices["label"],
+        choices["topology"],
+        [*choices["tools"], *(_custom_tool(c) for c in choices["custom_tools"])],
+        shield_tool=choices["shield_tool"] if choices["topology"] == SHIELD else None)
+    content = {k: v for k, v in doc.items() if k != "id"}  # the id hashes the rest
+    digest = hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    doc["id"] = f"p-{digest[:20]}"
     protocol = resolve_protocol({**doc})
     doc["graph"] = protocol.graph.to_json()
     return replace(protocol, document=doc)
@@ -153,11 +162,11 @@ def _rule_problems(choices: Mapping[str, Any], reference: Mapping[str, Any] | No
     if not MIN_TOOLS <= count <= MAX_TOOLS:
         problems.append(f"{count} tools listed; use {MIN_TOOLS} to {MAX_TOOLS}")
     topology, shield = choices["topology"], choices["shield_tool"]
-    if topology == "shield" and shield is None:
+    if topology == SHIELD and shield is None:
         problems.append("topology shield needs shield_tool")
-    if topology != "shield" and shield is not None:
+    if topology != SHIELD and shield is not None:
         problems.append(f"shield_tool must be null for topology {topology}")
-    if topology == "linear" and count > MAX_CALLS:
+    if topology == LINEAR and count > MAX_CALLS:
         problems.append(f"linear visits every tool, but {count} tools exceed {MAX_CALLS} calls")
     if reference:
         for key in ("label", "risk_category"):

@@ -13,6 +13,7 @@ from safer_toolkit.builder.config import BuildConfig
 from safer_toolkit.builder.stages.judge import judge_exchange, judge_request
 from safer_toolkit.builder.stages.respond import Candidate, select_best
 from safer_toolkit.builder.steps.item import Context, ItemStage, ItemState, Rejection
+from safer_toolkit.validation.vocabulary import DECLINING
 
 
 class Judge(ItemStage):
@@ -63,7 +64,7 @@ class Judge(ItemStage):
             if reading.value is not None:
                 candidate.judgement = replace(reading.value, model=reading.model)
                 build.judged.add(candidate.judgement, doc["label"], trace_decision(
-                    candidate.trace, doc["label"]) in ("refuse", "redirect"),
+                    candidate.trace, doc["label"]) in DECLINING,
                     build.config.thresholds)
             else:
                 candidate.judge_failure = "bad_output"

@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import Any
 
-TOPOLOGIES = ("linear", "tree", "mesh", "shield", "loop")
+from safer_toolkit.validation.vocabulary import TOPOLOGIES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,10 +20,10 @@ from safer_toolkit.validation.codec import Call
 from safer_toolkit.validation.grammar.json_schema import accepts
 from safer_toolkit.validation.grammar.options import GrammarError
 from safer_toolkit.validation.protocol import Protocol, Tool
-from safer_toolkit.validation.validator import VERDICTS, decision_conflict
+from safer_toolkit.validation.validator import decision_conflict
+from safer_toolkit.validation.vocabulary import GATE, INTENT, REFUSAL, VERDICTS
+from safer_toolkit.validation.vocabulary import RISK as SEVERITY
 
-INTENT, SEVERITY, GATE, REFUSAL = ("INTENT-RADAR", "RISK-SCORER", "SAFETY-GATE",
-                                   "REFUSAL-GENERATOR")
 #: tool → the key of its output that a conflict reads
 KEYS = {INTENT: "intent", SEVERITY: "severity", GATE: "verdict"}
 
