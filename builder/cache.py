@@ -98,7 +98,11 @@ class CallCache:
         row = self._db.execute(query, (key,)).fetchone()
         if row is None and self._base is not None:
             row = self._base.execute(query, (key,)).fetchone()
-        return None if row is None else ChatResult(*row[:5], from_cache=True, reasoning=row[5])
+        if row is None:
+            return None
+        content, finish_reason, prompt_tokens, completion_tokens, model, reasoning = row
+        return ChatResult(content, finish_reason, prompt_tokens, completion_tokens, model,
+                          from_cache=True, reasoning=reasoning)
 
     def put(self, request: ChatRequest, result: ChatResult, key: str | None = None) -> None:
         """Store a finished call (committed when this returns)."""

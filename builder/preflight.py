@@ -374,7 +374,9 @@ async def preflight(probes: Sequence[RoleProbe], cache: CallCache | None = None)
     models = await _listed(probes)
     checks = await asyncio.gather(*(_check(p, stats, cache, models) for p in probes),
                                   return_exceptions=True)
+    done: dict[str, RoleCheck] = {}
     for found in checks:  # every probe finishes; the first problem, in role order, is said
         if isinstance(found, BaseException):
             raise found
-    return Preflight({c.role: c for c in checks}, models, stats)
+        done[found.role] = found
+    return Preflight(done, models, stats)

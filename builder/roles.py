@@ -143,9 +143,10 @@ def probes(config: BuildConfig, roles: Roles, item: SourceItem) -> list[RoleProb
     """Each role's preflight probe, with the first item's image: the JSON roles' under their
     response format (`plan_format`, `JUDGE_FORMAT`), the responders' with none."""
     formats = {"planner": plan_format(), "judge": JUDGE_FORMAT}
-    messages = [{"role": "system", "content": PROBE_SYSTEM},
-                {"role": "user", "content": [image_content(item.image, item.image_name),
-                                             {"type": "text", "text": PROBE_QUESTION}]}]
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": PROBE_SYSTEM},
+        {"role": "user", "content": [image_content(item.image, item.image_name),
+                                     {"type": "text", "text": PROBE_QUESTION}]}]
     found = []
     for role, m in config.roles().items():
         probe = ChatRequest(m.model, messages, {**m.sampling, "seed": config.seed},

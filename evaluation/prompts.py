@@ -85,6 +85,6 @@ class ModelPrompt:
         """The request to the model under test for one item (raises `PromptError`)."""
         user = [image_content(data, name) for data, name in item.images]
         user.append({"type": "text", "text": item.question})
-        messages = [{"role": "system", "content": self.system(item)},
+        messages: list[dict[str, Any]] = [{"role": "system", "content": self.system(item)},
                     {"role": "user", "content": user}]
         return ChatRequest(model, messages, dict(sampling), None, self.version)

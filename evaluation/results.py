@@ -24,10 +24,11 @@ from safer_toolkit.errors import EvaluationError
 from safer_toolkit.evaluation.items import EvalItem
 from safer_toolkit.evaluation.refusal import decide
 from safer_toolkit.validation import Validator
+from safer_toolkit.validation.codec import Mode
 from safer_toolkit.validation.report import AtomicWriter
 from safer_toolkit.validation.vocabulary import JUDGE_RUBRIC
 
-MODES = ("lenient", "strict")
+MODES: tuple[Mode, ...] = ("lenient", "strict")
 SCORE_KEYS = tuple(JUDGE_RUBRIC)
 
 
@@ -42,7 +43,7 @@ class Checker:
         self._validators = {mode: Validator(mode=mode) for mode in MODES}
 
     def verdicts(self, response: str, protocol: str) -> dict[str, dict[str, Any]]:
-        out = {}
+        out: dict[str, dict[str, Any]] = {}
         for mode, validator in self._validators.items():
             result = validator.validate({"protocol": protocol, "response": response})
             out[mode] = {"valid": result.valid, "codes": list(dict.fromkeys(result.codes))}
@@ -59,8 +60,7 @@ def item_result(item: EvalItem, *, response: str | None, checker: Checker,
                 why_missing: dict[str, str] | None = None,
                 finish_reason: str | None = None) -> dict[str, Any]:
     """The result of one item; the verdicts and the decision are computed from `response`."""
-    has_response = response is not None
-    decision = decide(response) if has_response else None
+    decision = None if response is None else decide(response)
     return {
         "id": item.id,
         "risk_category": item.risk_category,
@@ -72,7 +72,7 @@ def item_result(item: EvalItem, *, response: str | None, checker: Checker,
         "scores": None if scores is None else {k: scores[k] for k in SCORE_KEYS},
         "rationale": rationale,
         "missing": why_missing,
-        "validator": checker.verdicts(response, item.protocol) if has_response else None,
+        "validator": None if response is None else checker.verdicts(response, item.protocol),
         "decision": None if decision is None else {"decision": decision.decision,
                                                    "source": decision.source,
                                                    "declined": decision.declined},

@@ -112,7 +112,7 @@ class FileRubric:
         image, name = item.images[0]
         text = (f"### User Instruction\n{item.question}\n\n"
                 f"### Model Response\n{response}\n")
-        messages = [{"role": "system", "content": self.text},
+        messages: list[dict[str, Any]] = [{"role": "system", "content": self.text},
                     {"role": "user", "content": [image_content(image, name),
                                                  {"type": "text", "text": text}]}]
         return ChatRequest(model, messages, dict(sampling), None, self.version)

@@ -148,7 +148,7 @@ class _Evaluation:
         response, why = reply.text, reply.why_missing
         if response is None:
             return item_result(item, response=None, checker=self.checker, why_missing=why)
-        said = {"finish_reason": reply.finish_reason}
+        finish_reason = reply.finish_reason
         rubric = self.s.judge_rubric
         request = rubric.request(self.s.judge.model, item, response, self.s.judge.sampling)
         try:
@@ -161,9 +161,10 @@ class _Evaluation:
             why = missing("judge", f"judge_{exc.reason}", exc.detail)
         else:
             return item_result(item, response=response, checker=self.checker,
-                               scores=judgement.to_json(), rationale=judgement.rationale, **said)
+                               scores=judgement.to_json(), rationale=judgement.rationale,
+                               finish_reason=finish_reason)
         return item_result(item, response=response, checker=self.checker, why_missing=why,
-                           **said)
+                           finish_reason=finish_reason)
 
 
 def _provenance(s: EvalSettings, items: list[EvalItem], stats: dict[str, Any]) -> dict[str, Any]:

@@ -75,6 +75,18 @@ def test_an_invalid_protocol_is_named(capsys, tmp_path):
     assert code == 2 and "the protocol is invalid" in err and "/protocol/risk_category" in err
 
 
+@pytest.mark.parametrize("doc", [[], "mesh", 3, None])
+def test_a_document_that_is_not_an_object_is_named(capsys, tmp_path, doc):
+    """`compile_grammar` takes any parsed JSON: the validator says what is wrong with it."""
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    code, _, err = _run(capsys, str(bad))
+    if doc is None:  # `null` reads as no protocol given
+        assert code == 2 and "give a PROTOCOL.json" in err
+    else:
+        assert code == 2 and "protocol is not a JSON object" in err and "Traceback" not in err
+
+
 def _records(tmp_path: Path, lines: list[Any]) -> Path:
     path = tmp_path / "records.jsonl"
     path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))

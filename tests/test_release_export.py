@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from safer_toolkit.builder.release.export import ExportError, write_dataset
-from safer_toolkit.builder.release.features import SPLITS, features
+from safer_toolkit.builder.release.features import SPLITS, checked_turn, features, row_problems
 from tests.support import release_rows as R
 
 
@@ -199,3 +199,13 @@ def test_an_image_or_question_shared_between_configs_is_refused(tmp_path):
 def test_unknown_config_is_refused(tmp_path):
     with pytest.raises(ExportError, match="unknown config"):
         write_dataset(tmp_path, {"train": iter([])}, manifest={})
+
+
+def test_checked_turn_reads_each_role_of_a_checked_row():
+    """The export reads a row's turns only after `row_problems` passed it: each one is there."""
+    row = R.sft_row(0)
+    assert row_problems("sft", row) == []
+    question = checked_turn(row["messages"], "user")
+    trace = checked_turn(row["messages"])
+    assert question and "<thinking>" in trace and "<answer>" in trace
+    assert checked_turn(row["messages"], "system") != question

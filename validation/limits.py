@@ -1,5 +1,7 @@
 """Bounds on untrusted input: traces, protocols and custom schemas are data, never trusted."""
 
+from collections.abc import Iterable
+
 MAX_RECORD_BYTES = 8 * 1024 * 1024  # one JSONL line / JSON record
 MAX_TEXT_CHARS = 1_000_000  # a text-form response
 MAX_CALLS = 1024  # calls parsed from one trace; more is `too_many_calls` anyway
@@ -14,6 +16,7 @@ def json_depth_exceeds(value: object, limit: int) -> bool:
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
+        children: Iterable[object]
         if isinstance(node, dict):
             children = node.values()
         elif isinstance(node, list):

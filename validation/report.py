@@ -82,7 +82,7 @@ class AtomicWriter:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        fd, self._tmp = tempfile.mkstemp(dir=self.path.parent or ".", prefix=f".{self.path.name}.")
+        fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         self.file: IO[bytes] = os.fdopen(fd, "wb")
 
     def __enter__(self) -> AtomicWriter:
@@ -178,7 +178,8 @@ class DuplicateIds:
             query = ("SELECT id, count(*) AS n, min(record) AS first FROM ids GROUP BY id "
                      "HAVING n > 1")
             ids, records = self._db.execute(f"SELECT count(*), sum(n) FROM ({query})").fetchone()
-            examples = self._db.execute(f"{query} ORDER BY first LIMIT ?", (self.EXAMPLES,))
+            examples = self._db.execute(f"{query} ORDER BY first LIMIT ?",
+                                        (self.EXAMPLES,)).fetchall()
         if not ids:
             return None
         return {"ids": ids, "records": records,

@@ -30,7 +30,8 @@ from safer_toolkit.builder.backends.client import Slots
 _STALE = "stale"
 
 
-@ray.remote(num_cpus=0, max_concurrency=100_000)
+# ray's stub omits the actor-only options (max_concurrency) from `remote`'s keyword overload
+@ray.remote(num_cpus=0, max_concurrency=100_000)  # type: ignore[call-overload]
 class Gate:
     """The actor (see the module doc); `budget` starts with what the driver has spent."""
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,7 +83,7 @@ class Intake:
         self.window = window
         self.tasks: Counter[str] = Counter()
         self.items: Counter[str] = Counter()
-        self.cpu: Counter[str] = Counter()
+        self.cpu: defaultdict[str, float] = defaultdict(float)
 
     def pool(self, config: BuildConfig, needed: int, on_bad: Callable[[Any], None],
              exclude: ExclusionList) -> DedupPool:

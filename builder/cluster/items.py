@@ -77,7 +77,9 @@ class ShardSet:
     def start(cls, job: Build, count: int, placement: list[Any], *, run: str, state: Path,
               token: str, backend: str, checks: Mapping[str, Any],
               gate_name: str | None) -> ShardSet:
-        shards = [Shard.options(num_cpus=SHARD_CPUS, max_task_retries=ITEM_RETRIES,
+        # an actor class (see the ignore on `@ray.remote` in shard.py: ray's stub misses it)
+        shards = [Shard.options(num_cpus=SHARD_CPUS,  # type: ignore[attr-defined]
+                                max_task_retries=ITEM_RETRIES,
                                 scheduling_strategy=placement[i % len(placement)])
                   .remote(i, count, run, str(state), token, job.config, backend,
                           dict(checks), gate_name)

@@ -76,7 +76,7 @@ def _loopback(url: str) -> bool:
 
 def _addresses(host: str) -> set[str]:
     try:
-        return {info[4][0] for info in socket.getaddrinfo(host, None)}
+        return {str(info[4][0]) for info in socket.getaddrinfo(host, None)}  # int only for AF_CAN
     except OSError:
         return set()
 
@@ -171,7 +171,9 @@ class Cluster:
             gate_name = f"safer-toolkit-gate-{self.run}"
             here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(),
                                                   soft=True)  # it lives and dies with the driver
-            self._gate = Gate.options(name=gate_name, scheduling_strategy=here).remote(
+            # an actor class (see the ignore on `@ray.remote` in gate.py: ray's stub misses it)
+            self._gate = Gate.options(  # type: ignore[attr-defined]
+                name=gate_name, scheduling_strategy=here).remote(
                 Budget(spent.max_calls, spent.max_cost, spent.calls, spent.cost))
         (self._state / SHARDS_DIR).mkdir(exist_ok=True)
         started = time.monotonic()

@@ -85,7 +85,8 @@ class Report:
     budget: tuple[int, float]
 
 
-@ray.remote(max_restarts=-1, max_concurrency=100_000)
+# ray's stub omits the actor-only options (max_concurrency) from `remote`'s keyword overload
+@ray.remote(max_restarts=-1, max_concurrency=100_000)  # type: ignore[call-overload]
 class Shard:
     """The actor (see the module doc)."""
 

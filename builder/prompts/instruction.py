@@ -51,7 +51,8 @@ def signature(schema: dict[str, Any]) -> str:
         return f"[{signature(schema.get('items', {}))}]"
     if kind == "integer" and "minimum" in schema and "maximum" in schema:
         return f"integer {schema['minimum']}–{schema['maximum']}"
-    return {"boolean": "true|false", "null": "null"}.get(kind, kind or "any")
+    words: dict[str | None, str] = {"boolean": "true|false", "null": "null"}
+    return words.get(kind, kind or "any")
 
 
 def _tool_line(entry: Any) -> str:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from safer_toolkit.validation import ProtocolInvalid, Validator, check_text, turn_text
+from safer_toolkit.builder.release.features import checked_turn
+from safer_toolkit.validation import ProtocolInvalid, Validator, check_text
 
 #: resolves each row's protocol through the validator's own bounded cache (DPO pairs of one
 #: prompt share a protocol)
@@ -33,7 +34,7 @@ def trace_problems(config: str, row: Mapping[str, Any]) -> list[str]:
     else:
         return problems
     for column, must_pass in sides.items():
-        verdict = check_text(turn_text(row[column]), protocol, "strict")
+        verdict = check_text(checked_turn(row[column]), protocol, "strict")
         errors = {i.code for i in verdict.issues if i.severity == "error"}
         if must_pass and errors:
             problems.append(f"`{column}` trace fails strict validation: "

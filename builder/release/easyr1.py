@@ -29,7 +29,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from safer_toolkit.validation import turn_text
+from safer_toolkit.builder.release.features import checked_turn
 
 IMAGE_TOKEN = "<image>"
 #: what a literal `<image>` inside instruction or question text becomes (EasyR1 would count it)
@@ -52,8 +52,8 @@ def answer_json(row: Mapping[str, Any], question: str) -> str:
 
 
 def _record(row: Mapping[str, Any], image_names: list[str]) -> tuple[dict[str, Any], int]:
-    instruction = turn_text(row["prompt"], "system")
-    question = turn_text(row["prompt"], "user")
+    instruction = checked_turn(row["prompt"], "system")
+    question = checked_turn(row["prompt"], "user")
     neutralised = instruction.count(IMAGE_TOKEN) + question.count(IMAGE_TOKEN)
     instruction = instruction.replace(IMAGE_TOKEN, NEUTRAL_TOKEN)
     question = question.replace(IMAGE_TOKEN, NEUTRAL_TOKEN)

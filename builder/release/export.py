@@ -23,7 +23,7 @@ from safer_toolkit.builder.release import card, stats
 from safer_toolkit.builder.release.audit import AuditThresholds
 from safer_toolkit.builder.release.checks import trace_problems
 from safer_toolkit.builder.release.easyr1 import EasyR1Writer
-from safer_toolkit.builder.release.features import SPLITS, features, row_problems
+from safer_toolkit.builder.release.features import SPLITS, checked_turn, features, row_problems
 from safer_toolkit.builder.release.shards import (
     MAX_ROW_GROUP_BYTES,
     MAX_ROW_GROUP_ROWS,
@@ -33,7 +33,6 @@ from safer_toolkit.builder.release.shards import (
 )
 from safer_toolkit.builder.stages.dedup import normalise_question  # the split stage's own
 from safer_toolkit.errors import ReleaseError
-from safer_toolkit.validation import turn_text
 
 STAGING = ".release-tmp"
 #: top-level entries the export owns; anything else in `out_dir` is left alone
@@ -65,7 +64,7 @@ class _Seen:
     def add(self, config: str, row: Mapping[str, Any]) -> list[str]:
         prompt = row["messages"] if config == "sft" else row["prompt"]
         keys = [("images", b"i" + _digest(img["bytes"])) for img in row["images"]]
-        question = normalise_question(turn_text(prompt, "user"))
+        question = normalise_question(checked_turn(prompt, "user"))
         keys.append(("questions", b"q" + _digest(question.encode())))
         problems = []
         for kind, key in keys:

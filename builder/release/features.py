@@ -15,6 +15,7 @@ from typing import Any
 from datasets import Features, Image, List, Value
 
 from safer_toolkit.builder.stages.perturb import PERTURBATIONS  # the kinds DPO rows may carry
+from safer_toolkit.validation import turn_text
 
 #: config name → split name, in release order (`sft` is the default config).
 SPLITS: dict[str, str] = {"sft": "train", "dpo": "train", "grpo": "train", "eval": "test"}
@@ -89,6 +90,14 @@ def _message_problems(column: str, value: Any, roles: tuple[str, ...]) -> tuple[
             elif part["type"] != "text" or not isinstance(part["text"], str):
                 problems.append(f"{where} must be a text part with a string or an image part")
     return problems, images
+
+
+def checked_turn(messages: Any, role: str = "assistant") -> str:
+    """The text of the last `role` turn of a column that passed `row_problems`, which checks
+    every role is there with a list of parts (so `turn_text` finds it)."""
+    text = turn_text(messages, role)
+    assert text is not None, f"no {role} turn: the row did not pass row_problems"
+    return text
 
 
 def row_problems(config: str, row: Mapping[str, Any]) -> list[str]:

@@ -309,7 +309,7 @@ SKIN_TONES: tuple[RGB, ...] = ((241, 210, 180), (224, 172, 130), (190, 134, 96),
 
 
 @cache
-def font(size: int) -> ImageFont.FreeTypeFont:
+def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     """Pillow's bundled FreeType font: the same bytes on every machine, unlike system fonts."""
     return ImageFont.load_default(size=size)
 
@@ -415,6 +415,8 @@ def _decorate(canvas: Canvas, name: str, area: Box, wall: RGB, outdoor: bool) ->
     cx = x0 + rng.uniform(.1, .7) * w
     dark = tuple(max(0, c - 60) for c in wall)
     light = tuple(min(255, c + 40) for c in wall)
+    bx: float  # x positions: whole pixels on a grid, fractional where paced at random
+    tx: float
     if name == "window":
         bw, bh = w * rng.uniform(.18, .3), h * rng.uniform(.35, .6)
         top = y0 + h * rng.uniform(.08, .25)
@@ -562,7 +564,7 @@ def place_objects(canvas: Canvas, names: Sequence[str], floor: Box, colours: dic
         x += size + rng.uniform(0, slack / (len(names) + 1))
 
 
-def wrap(text: str, fnt: ImageFont.FreeTypeFont, width: float) -> list[str]:
+def wrap(text: str, fnt: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: float) -> list[str]:
     """Greedy word wrap by rendered width."""
     lines: list[str] = []
     for paragraph in text.split("\n"):

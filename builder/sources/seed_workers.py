@@ -23,7 +23,7 @@ import struct
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import IO
 
 from safer_toolkit.builder.sources.base import SourceItem
@@ -104,7 +104,8 @@ class _Worker:
         self.errors.close()
 
 
-def draw(count: int, seed: int, workers: int, chunk: int = CHUNK) -> Iterator[SourceItem]:
+def draw(count: int, seed: int, workers: int,
+         chunk: int = CHUNK) -> Generator[SourceItem, None, None]:  # closed by the caller
     """Items 0 … count − 1 of the seed corpus, in order, drawn by `workers` processes.
 
     Raises `WorkersFailed` (or `OSError`) when a worker cannot start or dies; the items

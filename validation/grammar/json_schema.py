@@ -55,7 +55,7 @@ def json_text(value: Any) -> str:
 
 
 @cache
-def _validator(schema_json: bytes) -> Any:
+def _validator(schema_json: bytes) -> jsonschema_rs.Draft202012Validator:
     return jsonschema_rs.Draft202012Validator(orjson.loads(schema_json))
 
 
@@ -303,7 +303,9 @@ class JsonGrammar:
         return self.rules.rule(f"any-value-{depth}", alt(*(b for b in branches if b)))
 
     def any_object(self, depth: int) -> Expr:
-        member = seq(self.string(), Lit(": "), self.any_value(depth))
+        key = self.string()
+        assert key is not None  # no length bounds: always satisfiable
+        member = seq(key, Lit(": "), self.any_value(depth))
         hi = self.limits.max_items
         more = repeat(seq(Lit(", "), member), 0, None if hi is None else hi - 1)
         return self.rules.rule(f"any-object-{depth}",

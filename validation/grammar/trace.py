@@ -41,6 +41,7 @@ from safer_toolkit.validation.grammar.rules import (
 from safer_toolkit.validation.grammar.walks import (
     MAX_EXPLORED,
     Automaton,
+    Symbol,
     TooManyStates,
     walk_automaton,
 )
@@ -148,7 +149,7 @@ def _call_lines(protocol: Protocol, json: JsonGrammar) -> dict[str, list[tuple[V
     return lines
 
 
-def _walk_rules(rules: RuleSet, automaton: Automaton,
+def _walk_rules(rules: RuleSet, automaton: Automaton[Symbol],
                 lines: dict[str, list[tuple[Variant, Ref]]]) -> Expr:
     """One rule per automaton state: its call lines, each followed by the next state's rule
     (a final state with no way on is the empty text, written inline)."""
@@ -161,13 +162,15 @@ def _walk_rules(rules: RuleSet, automaton: Automaton,
         moves: list[Expr] = [EMPTY] if automaton.accepting[i] else []
         for symbol, nxt in automaton.transitions[i]:
             line = lines[symbol.tool][symbol.variant][1]
-            moves.append(line if names[nxt] is None else Seq((line, Ref(names[nxt]))))
+            then = names[nxt]
+            moves.append(line if then is None else Seq((line, Ref(then))))
         rules.define(name, moves[0] if len(moves) == 1 else Alt(tuple(moves)), structural=True)
     return Ref(names[0]) if names[0] else EMPTY
 
 
 def _fit_walks(protocol: Protocol, variants: dict[str, list[Variant]], decisions: bool,
-               limits: GrammarLimits, max_explored: int) -> tuple[Automaton, str | None]:
+               limits: GrammarLimits, max_explored: int
+               ) -> tuple[Automaton[Symbol], str | None]:
     """The exact walk automaton, or, past `limits.max_walk_states`, the largest narrowing
     (fewer calls, then no revisits) that fits, with what was lowered."""
     budget = limits.max_walk_states
@@ -197,10 +200,10 @@ def _fit_walks(protocol: Protocol, variants: dict[str, list[Variant]], decisions
                        f"{budget} walk states")
 
 
-def compile_grammar(protocol: Protocol | dict[str, Any], limits: GrammarLimits | None = None,
+def compile_grammar(protocol: Protocol | object, limits: GrammarLimits | None = None,
                     *, library: str = "default",
                     max_explored: int = MAX_EXPLORED) -> TraceGrammar:
-    """Compile a protocol (resolved, or a document to resolve) into its trace grammar.
+    """Compile a protocol (resolved, or a parsed document to resolve) into its trace grammar.
 
     Raises `ProtocolInvalid` for an unusable document and `GrammarError` for a protocol the
     grammar cannot express (no valid walk, too many walk states to explore, an open-ended

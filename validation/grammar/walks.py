@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from safer_toolkit.validation.grammar.decisions import GATE, INTENT, REFUSAL, Decision, Variant
 from safer_toolkit.validation.grammar.options import GrammarError
@@ -30,6 +30,8 @@ MAX_EXPLORED = 400_000
 
 K = TypeVar("K", bound=Hashable)
 S = TypeVar("S", bound=Hashable)
+#: A state of the walk check (see `_Walks`): (last tool, visits left, required seen, calls).
+WalkState = tuple[str | None, tuple[int, ...], tuple[bool, ...], int]
 
 
 class Symbol(NamedTuple):
@@ -39,12 +41,16 @@ class Symbol(NamedTuple):
     variant: int
 
 
+#: What a transition reads: a `Symbol`, or a bare tool name in the walk-only pass.
+L = TypeVar("L", str, Symbol)
+
+
 @dataclass
-class Automaton:
+class Automaton(Generic[L]):
     """States 0..n-1, state 0 the start: each one's accepting flag and sorted transitions."""
 
     accepting: list[bool]
-    transitions: list[list[tuple[Symbol, int]]]  # (a bare tool name in the walk-only pass)
+    transitions: list[list[tuple[L, int]]]
     explored: int
 
     @property
@@ -85,7 +91,7 @@ def _minimize(start: K, successors: Callable[[K], list[tuple[S, K]]],
     dead = -1
     memo: dict[K, int] = {}
     pending: dict[K, list[tuple[S, K]]] = {}
-    classes: dict[tuple, int] = {}
+    classes: dict[tuple[bool, tuple[tuple[S, int], ...]], int] = {}
     info: list[tuple[bool, list[tuple[S, int]]]] = []
     stack = [start]
     while stack:
@@ -179,7 +185,7 @@ class _Walks:
         self.n_exact = longest > protocol.max_calls
         self._cap_cache: dict[tuple[str | None, int], tuple[int, ...]] = {}
 
-    def start(self) -> tuple:
+    def start(self) -> WalkState:
         return self._canonical(None, (self.protocol.max_visits,) * len(self.limited),
                                (False,) * len(self.required), 0)
 
@@ -197,17 +203,17 @@ class _Walks:
         return found
 
     def _canonical(self, last: str | None, left: tuple[int, ...], seen: tuple[bool, ...],
-                   n: int) -> tuple:
+                   n: int) -> WalkState:
         if self.limited:
             left = tuple(map(min, left, self._caps(last, n)))
         return (last, left, seen, n)
 
-    def accepting(self, key: tuple) -> bool:
+    def accepting(self, key: WalkState) -> bool:
         last, _, seen, n = key
         return (n >= self.protocol.min_calls and last in self.protocol.graph.terminal_set
                 and all(seen))
 
-    def successors(self, key: tuple) -> list[tuple[str, tuple]]:
+    def successors(self, key: WalkState) -> list[tuple[str, WalkState]]:
         last, left, seen, n = key
         p = self.protocol
         if n >= p.max_calls:
@@ -238,7 +244,7 @@ def _decision_relevant(decision: Decision, future: frozenset[str]) -> bool:
 
 def walk_automaton(protocol: Protocol, variants: Mapping[str, Sequence[Variant]], *,
                    decisions: bool = True, max_explored: int = MAX_EXPLORED,
-                   max_states: int | None = None) -> Automaton:
+                   max_states: int | None = None) -> Automaton[Symbol]:
     """The minimal automaton of every call sequence the validator accepts for `protocol`.
 
     `variants` gives each tool's call variants (a tool with none is never called); with
@@ -252,7 +258,7 @@ def walk_automaton(protocol: Protocol, variants: Mapping[str, Sequence[Variant]]
     if built is None:
         raise GrammarError(f"protocol {protocol.id!r} allows no valid walk (its limits, "
                            "required tools and tool outputs leave none)")
-    plain = Automaton(*built)
+    plain: Automaton[str] = Automaton(*built)
     if not decisions:
         return Automaton(plain.accepting,
                          [[(Symbol(t, v), j) for t, j in moves for v in range(len(variants[t]))]
@@ -268,12 +274,12 @@ def walk_automaton(protocol: Protocol, variants: Mapping[str, Sequence[Variant]]
                 for tool, nxt in plain.transitions[w]
                 for v, variant in enumerate(variants[tool])]
 
-    built = _minimize(canonical(0, Decision()), successors,
+    decided = _minimize(canonical(0, Decision()), successors,
                       lambda key: plain.accepting[key[0]] and not key[1].conflicts,
                       max_explored, f"protocol {protocol.id!r} (with its decision rules)",
                       max_states)
-    if built is None:
+    if decided is None:
         raise GrammarError(f"protocol {protocol.id!r} allows no walk without a "
                            "decision_conflict")
-    accepting, transitions, explored = built
+    accepting, transitions, explored = decided
     return Automaton(accepting, transitions, plain.explored + explored)
