@@ -272,3 +272,13 @@ def seed_corpus(count: int, seed: int = 0, *, workers: int | None = None) -> Ite
 def _available_cores() -> int:
     affinity = getattr(os, "sched_getaffinity", None)
     return len(affinity(0)) if affinity else os.cpu_count() or 1
+
+
+if __name__ == "__main__":  # a drawing worker (`seed_workers`): count, seed, k, workers, chunk
+    import sys
+
+    from safer_toolkit.builder.sources.seed_workers import work
+
+    _count, _seed, _k, _workers, _chunk = map(int, sys.argv[1:6])
+    work(plans(_count, _seed), lambda plan: render_item(plan, _seed), _count, _k, _workers,
+         _chunk)

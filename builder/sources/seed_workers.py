@@ -4,9 +4,10 @@ Not `multiprocessing`: forking a process that runs threads can leave a child stu
 another thread held at the fork (the build runs inside an event loop; tests and notebooks run
 servers and kernels in threads), and its fork-server and spawn start methods re-import the
 caller's `__main__` in every worker, so a script without the `if __name__ == "__main__"` guard
-would run again in each. Each worker is instead a fresh `python -m` of this module — started by
-`subprocess` (fork+exec, safe with threads) with the parent's `sys.path` — told on its command
-line (count, seed, its number k, the number of workers W, the chunk size).
+would run again in each. Each worker is instead a fresh `python -m` of the seed corpus module
+(`WORKER_MODULE`, which calls `work`) — started by `subprocess` (fork+exec, safe with threads)
+with the parent's `sys.path` — told on its command line (count, seed, its number k, the number
+of workers W, the chunk size).
 
 Worker k makes one cheap pass over the plans and draws chunks k, k + W, k + 2W, … — each
 picture from its own `random.Random` seeded by (seed, index) — writing every item to stdout as
@@ -23,12 +24,15 @@ import struct
 import subprocess
 import sys
 import tempfile
-from collections.abc import Generator
-from typing import IO
+from collections.abc import Callable, Generator, Iterable
+from typing import IO, Any
 
 from safer_toolkit.builder.sources.base import SourceItem
 from safer_toolkit.errors import BuildError
 
+#: what a worker runs (`python -m`): the seed corpus module, whose `__main__` calls `work`
+#: (named, not imported: the corpus imports this module, never the other way round)
+WORKER_MODULE = "safer_toolkit.builder.sources.seed"
 CHUNK = 64  # consecutive items a worker draws before the next worker's turn
 _FRAME = struct.Struct(">I")
 _READ = 1 << 20
@@ -50,7 +54,7 @@ class _Worker:
         self.errors: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop)
         env = {**os.environ, **_MALLOC, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         try:
-            self.process = subprocess.Popen([sys.executable, "-m", __name__, *args],
+            self.process = subprocess.Popen([sys.executable, "-m", WORKER_MODULE, *args],
                                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                             stderr=self.errors, env=env)
         except BaseException:
@@ -144,22 +148,19 @@ def _wait(selector: selectors.BaseSelector, pool: list[_Worker], needed: _Worker
         key.data.read()
 
 
-def _work(count: int, seed: int, k: int, workers: int, chunk: int) -> None:
-    from safer_toolkit.builder.sources.seed import plans, render_item
-
+def work(planned: Iterable[Any], render: Callable[[Any], SourceItem], count: int, k: int,
+         workers: int, chunk: int) -> None:
+    """A worker's side: render its chunks of `planned` (objects with an `index`) and write each
+    item to stdout, length-prefixed. Run by the seed corpus module's `__main__`."""
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")  # the records' own channel ...
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # ... which a stray print cannot corrupt
     frames: list[bytes] = []
-    for plan in plans(count, seed):
+    for plan in planned:
         if (plan.index // chunk) % workers == k:
-            record = pickle.dumps(render_item(plan, seed), protocol=pickle.HIGHEST_PROTOCOL)
+            record = pickle.dumps(render(plan), protocol=pickle.HIGHEST_PROTOCOL)
             frames += (_FRAME.pack(len(record)), record)
         if frames and (plan.index % chunk == chunk - 1 or plan.index == count - 1):
             out.write(b"".join(frames))  # a chunk at a time: the parent wakes once for it
             out.flush()
             frames.clear()
     out.close()
-
-
-if __name__ == "__main__":
-    _work(*map(int, sys.argv[1:6]))
