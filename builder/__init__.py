@@ -1,2 +1,2 @@
 """The dataset builder: sources → dedup/split → plan → respond → validate → judge → perturb →
-assemble → export (SPEC §5)."""
+assemble → export."""

@@ -72,7 +72,7 @@ def _source(provenance: Mapping[str, Any]) -> list[str]:
 
 def _rubric(judge: Mapping[str, Any]) -> str:
     name = judge.get("rubric", "toolkit")
-    return "SPEC §5 rubric" if name == "toolkit" else f"rubric from `{name}`"
+    return "toolkit rubric" if name == "toolkit" else f"rubric from `{name}`"
 
 
 def render_report(metrics: Mapping[str, Any]) -> str:

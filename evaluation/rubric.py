@@ -1,6 +1,6 @@
 """Which rubric the evaluation judge applies: the toolkit's, or the text of a user's file.
 
-`toolkit` (the default) is the builder's judge (`builder.stages.judge`): the SPEC §5 rubric as
+`toolkit` (the default) is the builder's judge (`builder.stages.judge`): the toolkit's rubric as
 a strict JSON schema. `--rubric FILE` replaces it with a file's text — the authors' own
 evaluation rubric from a checkout of their code, say — asked the way their evaluation asks it:
 that text as the system turn, then the image and the question and response under their field
@@ -130,7 +130,7 @@ class FileRubric:
 
 @dataclass(frozen=True)
 class ToolkitRubric:
-    """The builder's judge (SPEC §5), with or without the item's reference."""
+    """The builder's judge, with or without the item's reference."""
 
     sees_reference: bool = False
 

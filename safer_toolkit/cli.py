@@ -17,7 +17,8 @@ from safer_toolkit.errors import SaferToolkitError, exit_code
 
 #: subcommand → (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "validate": ("safer_toolkit.validation.cli", "check traces against protocols (SPEC §4)"),
+    "validate": ("safer_toolkit.validation.cli",
+                 "check traces against protocols (docs/protocol.md §4)"),
     "grammar": ("safer_toolkit.validation.grammar.cli",
                 "a protocol's trace grammar (EBNF/GBNF), or check records against it"),
     "build": ("safer_toolkit.builder.cli", "build the SFT/DPO/GRPO/eval dataset"),

@@ -35,12 +35,12 @@ def load(name: str) -> Any:
 
 
 def tool_library() -> dict[str, Any]:
-    """The default tool library v1 (exactly the twelve tools of SPEC §2.1)."""
+    """The default tool library v1 (exactly the twelve tools of docs/protocol.md §2)."""
     return load("tool_library_v1.json")
 
 
 def taxonomy() -> dict[str, Any]:
-    """The risk taxonomy v1 (SPEC §2.2)."""
+    """The risk taxonomy v1 (docs/protocol.md §2.4)."""
     return load("taxonomy_v1.json")
 
 

@@ -1,4 +1,5 @@
-"""Graph compilation per SPEC §2.4, on small tool sets where every edge can be listed."""
+"""Graph compilation per docs/protocol.md §3.2, on small tool sets where every edge can be
+listed."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GRPO rewards: the authors' format/depth/semantic definitions (SPEC §6) and protocol adherence."""
+"""GRPO rewards: the authors' format/depth/semantic definitions and protocol adherence."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def think(*lines: str, answer: str | None = "Fine.") -> str:
 
 
 def spec_depth(names: list[str]) -> float:
-    """SPEC §6 written out: rr = 1 − u/n; 0 if n < 3 else min(1, ln(n+1)/ln 7)·(1 − rr)."""
+    """The authors' depth reward written out: rr = 1 − u/n; 0 if n < 3 else
+    min(1, ln(n+1)/ln 7)·(1 − rr)."""
     n, u = len(names), len(set(names))
     if n < 3:
         return 0.0
@@ -235,7 +236,7 @@ def n(x: int) -> float:
     return (x - 1) / 9
 
 
-# (scores, the SPEC §6 value computed by hand)
+# (scores, the authors' value computed by hand)
 SEMANTIC_CASES = [
     ((10, 10, 10, 10), 1.0),
     ((1, 1, 1, 1), 0.0),

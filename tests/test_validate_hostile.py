@@ -1,6 +1,7 @@
 """Hostile input to `safer-toolkit validate` (issue #13, cases 1, 6 and 7): memory and time stay
 bounded while a file is parsed, every problem is a message naming the file, record or flag,
-and the validator agrees with SPEC §2.1 and §3 where differential testing found it did not."""
+and the validator agrees with docs/protocol.md §2, §3 where differential testing found it did
+not."""
 
 from __future__ import annotations
 
@@ -164,7 +165,7 @@ def test_records_sharing_an_id_are_reported(tmp_path, capsys, monkeypatch, in_me
     assert "3 id(s) are shared by 5,004 records" in err and "'good' ×5,000" in err
 
 
-# -- case 7: agreement with SPEC §2.1 and §3 -----------------------------------------------
+# -- case 7: agreement with docs/protocol.md §2, §3 -----------------------------------------------
 
 def test_tool_purpose_with_a_newline_is_protocol_invalid() -> None:
     doc = protocol("mesh")

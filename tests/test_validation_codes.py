@@ -1,4 +1,4 @@
-"""Every SPEC §4 code on purpose-built cases: every topology, both modes, both forms."""
+"""Every docs/protocol.md §4 code on purpose-built cases: every topology, both modes, both forms."""
 
 from __future__ import annotations
 

@@ -92,7 +92,7 @@ def test_stated_verdict_reads_the_gate_then_the_follow_ups_it_is_given() -> None
     redirect = (V.REDIRECT, {"alternative": "ask a locksmith"})
     refusal = (V.REFUSAL, {"reason": "no", "resources": []})
     assert stated_verdict(_calls(refusal, gate)) == ("comply", 1)
-    assert stated_verdict(_calls(refusal, redirect)) == ("refuse", 0)  # SPEC §4: refusals only
+    assert stated_verdict(_calls(refusal, redirect)) == ("refuse", 0)  # protocol §4: refusals
     assert stated_verdict(_calls(redirect)) is None
     assert stated_verdict(_calls(refusal, redirect), implied=V.FOLLOW_UP_DECISION) \
         == ("redirect", 1)

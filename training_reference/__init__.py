@@ -1,4 +1,4 @@
-"""The reference SFT → DPO → GRPO curriculum on Qwen2.5-VL with TRL (SPEC §1, §6).
+"""The reference SFT → DPO → GRPO curriculum on Qwen2.5-VL with TRL.
 
     safer-toolkit train sft|dpo|grpo --config qwen2_5_vl_3b [KEY=VALUE ...]
 

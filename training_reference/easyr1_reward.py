@@ -10,7 +10,7 @@ which EasyR1 averages into its metrics:
     worker.reward.reward_function=/ABS/PATH/TO/easyr1_reward.py:compute_score
 
 Terms, each in 0…1:
-- `format`, `depth`, `semantic`: the authors' definitions (SPEC §6, `rewards.py`), except
+- `format`, `depth`, `semantic`: the authors' definitions (`rewards.py`), except
   that depth counts at most the protocol's longest legal walk (`rewards.longest_legal_walk`),
   so calls the protocol forbids earn nothing;
 - `protocol`: adherence to the row's own protocol by the project's validator

@@ -1,4 +1,4 @@
-"""The semantic judge behind `semantic_reward`: request and strict parsing (SPEC §6).
+"""The semantic judge behind `semantic_reward`: request and strict parsing.
 
 The authors' reward asks an LLM judge for four 1–10 scores — `ts` (overall task score), `sf`
 (safety), `hp` (helpfulness), `tq` (quality of the tool-based reasoning) — and gates on them.
@@ -104,7 +104,7 @@ def parse_scores(content: str) -> SemanticScores:
 
 
 def gated_semantic(scores: SemanticScores) -> float:
-    """The authors' judge-gated combination (SPEC §6)."""
+    """The authors' judge-gated combination."""
     ts, sf, hp, tq = scores.ts, scores.sf, scores.hp, scores.tq
     if sf < 0.6:
         return 0.2 * sf

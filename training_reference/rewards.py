@@ -1,6 +1,6 @@
 """GRPO rewards with TRL's signature: `f(prompts, completions, **columns) -> [float | None]`.
 
-`format_reward`, `depth_reward` and `semantic_reward` are the authors' definitions (SPEC §6);
+`format_reward`, `depth_reward` and `semantic_reward` are the authors' definitions;
 `protocol_reward` is this project's addition: adherence to the row's own protocol, measured by
 the same validator the builder and the `validate` command use. TRL weights and sums them
 (`reward_weights`); `RewardWeights` holds the defaults, total = 0.1·format + 0.2·depth +
@@ -48,7 +48,7 @@ PARTIAL_CAP = 0.9
 
 @dataclass(frozen=True)
 class RewardWeights:
-    """Weights of the summed GRPO reward; the first three are the authors' (SPEC §6)."""
+    """Weights of the summed GRPO reward; the first three are the authors'."""
 
     format: float = 0.1
     depth: float = 0.2
@@ -84,7 +84,7 @@ def format_reward(prompts: Sequence[Any], completions: Sequence[Any],
 
 
 def depth(text: str, cap: int | None = None) -> float:
-    """min(1, ln(n+1)/ln 7)·(1 − rr), rr = 1 − u/n; 0 below three calls (SPEC §6).
+    """min(1, ln(n+1)/ln 7)·(1 − rr), rr = 1 − u/n; 0 below three calls.
 
     With `cap` (a protocol's `longest_legal_walk`), n counts at most `cap` calls in the
     length factor, so calls beyond the longest walk the protocol allows earn nothing."""
@@ -293,7 +293,7 @@ class SemanticReward:
     async def _score(self, question: str, text: str,
                      payload: tuple[bytes, str] | None) -> float | None:
         if not has_blocks(text):
-            return 0.0  # a missing tag scores 0 without asking the judge (SPEC §6)
+            return 0.0  # a missing tag scores 0 without asking the judge
         scores = await self.ask(question, text, payload)
         return None if scores is None else gated_semantic(scores)
 

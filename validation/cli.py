@@ -13,7 +13,7 @@ from safer_toolkit.validation.vocabulary import TOPOLOGIES
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE",
-                        help="JSONL, JSON array or parquet files of records (SPEC §3)")
+                        help="JSONL, JSON array or parquet files of records (docs/protocol.md §3)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--strict", dest="mode", action="store_const", const="strict",
                       help="every thinking line must be `[NAME]: {json}` (default)")

@@ -1,4 +1,4 @@
-"""Traces in their two forms: stored JSON ⇄ model-facing text (SPEC §3).
+"""Traces in their two forms: stored JSON ⇄ model-facing text (docs/protocol.md §3).
 
 `to_text` writes the canonical text form; `parse_text` reads it back (strict) or reads the
 authors' `[TOOL]: free text` runtime format (lenient). Both directions are lossless for typed

@@ -1,4 +1,5 @@
-"""Transition graphs: compile one from (tools, topology) per SPEC §2.4, or check a custom one.
+"""Transition graphs: compile one from (tools, topology) per docs/protocol.md §3.2, or check a
+custom one.
 
 The builder never trusts a planner with edges: it picks tools and a topology and this module
 derives the graph, so every generated protocol is well-formed by construction.
@@ -73,7 +74,8 @@ class Graph:
                 "terminal": list(self.terminal)}
 
     def same_as(self, other: Graph) -> bool:
-        """Graphs are compared as sets of start nodes, terminal nodes and edges (SPEC §2.3)."""
+        """Graphs are compared as sets of start nodes, terminal nodes and edges
+        (docs/protocol.md §3.1)."""
         return (self.start_set == other.start_set and self.edge_set == other.edge_set
                 and self.terminal_set == other.terminal_set)
 
@@ -152,8 +154,8 @@ def _shield(p: list[str], r: list[str], d: list[str], shield: str | None) -> Gra
 
 
 def legal_walk(names: Sequence[str], rules: WalkRules) -> bool:
-    """Whether the tool names form a whole legal walk (SPEC §4): a start node, edges only, a
-    terminal node, within the call and visit limits, every required tool visited.
+    """Whether the tool names form a whole legal walk (docs/protocol.md §4): a start node, edges
+    only, a terminal node, within the call and visit limits, every required tool visited.
 
     The one walk rule: the validator's fast path, the offline responder and the perturbations
     ask it; the validator's careful checks explain a failure code by code.
@@ -178,7 +180,7 @@ def parse_graph(doc: dict[str, Any]) -> Graph:
 
 
 def check_custom_graph(graph: Graph, tools: Sequence[StagedTool]) -> list[str]:
-    """Why a third-party graph is malformed (SPEC §2.3); empty when it is usable."""
+    """Why a third-party graph is malformed (docs/protocol.md §3.1); empty when it is usable."""
     stage = {t.name: t.stage for t in tools}
     problems: list[str] = []
     named = set(graph.start) | set(graph.terminal) | {n for e in graph.edges for n in e}

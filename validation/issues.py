@@ -1,4 +1,5 @@
-"""Validation issues: the stable codes of SPEC §4 and the record they are reported in."""
+"""Validation issues: the stable codes of docs/protocol.md §4 and the record they are reported
+in."""
 
 from __future__ import annotations
 

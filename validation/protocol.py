@@ -1,6 +1,6 @@
 """Protocols: resolve a protocol document into tools, a compiled graph and limits.
 
-Resolution is where a protocol is judged usable (SPEC §2.1, §2.3): schema, label/category,
+Resolution is where a protocol is judged usable (docs/protocol.md §2, §3.1): schema, label/category,
 library names, custom tool schemas (allow-listed keywords, strict-output shape, size and depth
 bounds), topology needs and the graph. Every failure is an `Issue`, never an exception escaping.
 """

@@ -55,7 +55,7 @@ def _jsonl(path: Path, f: BinaryIO, max_bytes: int) -> Iterator[Any]:
             yield ParseFailure(f"{path}:{lineno}", f"line exceeds {max_bytes} bytes")
             continue
         if not line.strip():
-            continue  # blank lines are not records (SPEC §4)
+            continue  # blank lines are not records (docs/protocol.md §4)
         try:
             yield orjson.loads(line)
         except orjson.JSONDecodeError as exc:

@@ -1,5 +1,5 @@
-"""The layered trace validator (SPEC §4): record schema → tools → typed outputs → graph walk →
-limits → decision consistency.
+"""The layered trace validator (docs/protocol.md §4): record schema → tools → typed outputs →
+graph walk → limits → decision consistency.
 
 One `Validator` serves the CLI, the builder, the trainer's rewards and the evaluation, so a
 trace means the same thing everywhere. The valid path allocates almost nothing: compiled
@@ -23,7 +23,8 @@ from safer_toolkit.validation.limits import MAX_TEXT_CHARS
 from safer_toolkit.validation.protocol import Protocol, ProtocolCache, ProtocolInvalid
 from safer_toolkit.validation.vocabulary import GATE, INTENT, REFUSAL, RISK, VERDICTS
 
-#: What a trace without a gate verdict states by its follow-up tools (SPEC §4): a refusal.
+#: What a trace without a gate verdict states by its follow-up tools (docs/protocol.md §4): a
+#: refusal.
 SPEC_IMPLIED: Mapping[str, str] = {REFUSAL: "refuse"}
 _TRACE_SCHEMA = jsonschema_rs.Draft202012Validator(schemas.load("trace.schema.json"))
 
@@ -122,10 +123,10 @@ def _check_walk(trace: Trace, protocol: Protocol, stored: bool, verdict: Verdict
 def stated_verdict(calls: Sequence[Call] | Iterable[Call],
                    read_untyped: Callable[[str], str | None] | None = None,
                    implied: Mapping[str, str] = SPEC_IMPLIED) -> tuple[str, int] | None:
-    """The decision a trace states and the index of the call that states it (SPEC §4): the last
-    SAFETY-GATE verdict, else the verdict its last follow-up tool in `implied` carries out
-    (`refuse` for a REFUSAL-GENERATOR call; the builder also reads redirect and compliance
-    follow-ups, `vocabulary.FOLLOW_UP_DECISION`).
+    """The decision a trace states and the index of the call that states it (docs/protocol.md
+    §4): the last SAFETY-GATE verdict, else the verdict its last follow-up tool in `implied`
+    carries out (`refuse` for a REFUSAL-GENERATOR call; the builder also reads redirect and
+    compliance follow-ups, `vocabulary.FOLLOW_UP_DECISION`).
 
     Untyped calls are left out unless `read_untyped` reads a verdict from a free-text gate body
     (evaluation does, for traces in the authors' format); then untyped follow-ups count too.
@@ -148,7 +149,8 @@ def stated_verdict(calls: Sequence[Call] | Iterable[Call],
 
 
 def decision_conflict(calls: Iterable[Call]) -> tuple[str, int] | None:
-    """(message, call index) when the verdict contradicts the trace's own analysis (SPEC §4)."""
+    """(message, call index) when the verdict contradicts the trace's own analysis
+    (docs/protocol.md §4)."""
     calls = calls if isinstance(calls, list) else list(calls)
     stated = stated_verdict(calls)
     if stated is None:
@@ -238,7 +240,7 @@ def turn_text(messages: Any, role: str = "assistant") -> str | None:
 
 
 class Validator:
-    """Validates records (SPEC §3) in `strict` or `lenient` mode.
+    """Validates records (docs/protocol.md §3) in `strict` or `lenient` mode.
 
     `protocol` (a document, or None) is used for records that embed none. A record without
     `response` or `calls` but with TRL `messages` (a released SFT row) is checked on its last

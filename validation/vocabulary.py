@@ -52,8 +52,8 @@ OCR = "OCR-EXTRACT"  # text rendered in the image
 KEYWORDS = "KEYWORD-FLAGGING"  # risk-bearing keywords
 CROSS_MODAL = "CROSS-MODAL-SYNC"  # image ↔ question relation
 # reasoning
-INTENT = "INTENT-RADAR"  # the intent the analysis finds (SPEC §4 reads it)
-RISK = "RISK-SCORER"  # risk category and severity (SPEC §4 reads the severity)
+INTENT = "INTENT-RADAR"  # the intent the analysis finds (docs/protocol.md §4 reads it)
+RISK = "RISK-SCORER"  # risk category and severity (docs/protocol.md §4 reads the severity)
 SENTINEL = "JAILBREAK-SENTINEL"  # attack patterns: the library's shield tool
 CONTEXT = "CONTEXT-ASSESSOR"  # legitimate-use context
 # decision
@@ -86,10 +86,10 @@ if not DECLINING.issubset(VERDICTS):
 FOLLOW_UP_DECISION: MappingProxyType[str, str] = MappingProxyType(
     {tools[0]: verdict for verdict, tools in reversed(FOLLOW_UP.items())})
 
-#: The builder's judge rubric (SPEC §5): score → (lowest, highest).
+#: The builder's judge rubric: score → (lowest, highest).
 JUDGE_RUBRIC: MappingProxyType[str, tuple[int, int]] = MappingProxyType(
     {"safety": (-3, 3), "helpfulness": (0, 3), "rigor": (0, 3)})
-#: The GRPO semantic judge's scores (SPEC §6): overall task score, safety, helpfulness, tool
+#: The GRPO semantic judge's scores: overall task score, safety, helpfulness, tool
 #: quality → (lowest, highest).
 SEMANTIC_SCORE_RANGES: MappingProxyType[str, tuple[int, int]] = MappingProxyType(
     {k: (1, 10) for k in ("ts", "sf", "hp", "tq")})

@@ -68,7 +68,7 @@ def decide(assessment: Assessment, protocol: Protocol, rng: random.Random) -> st
 
 def wrong_decision(assessment: Assessment) -> str:
     """The decision a DPO `wrong_decision` side takes: the one `decision_conflict` catches
-    against the item's faithful analysis (SPEC §4)."""
+    against the item's faithful analysis (docs/protocol.md §4)."""
     return "comply" if assessment.harmful else "refuse"
 
 

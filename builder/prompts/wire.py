@@ -22,7 +22,7 @@ HINT_HEADER = "Reference assessment from the dataset planner (JSON):"
 #: The source's own account of what the picture shows (`SourceItem.description`), sent beside
 #: the image to the planner, the responders and the judge; never in dataset rows or images.
 DESCRIPTION_HEADER = "What the source says the image shows (JSON):"
-#: The DPO `wrong_decision` request: the decision the rejected side must take (SPEC §5).
+#: The DPO `wrong_decision` request: the decision the rejected side must take.
 WRONG_DECISION_HEADER = "Write the rejected side of a preference pair (JSON):"
 HEADERS = (PLAN_PAYLOAD_HEADER, JUDGE_PAYLOAD_HEADER, HINT_HEADER, DESCRIPTION_HEADER,
            WRONG_DECISION_HEADER)

@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-#: a call line of the canonical text form: `[NAME]: ` at a line start (SPEC §3)
+#: a call line of the canonical text form: `[NAME]: ` at a line start (docs/protocol.md §3)
 CALL_LINE = r"(?m)^\[[A-Z0-9_-]+\]:"
 
 

@@ -15,12 +15,12 @@ class SourceItem:
 
     `image` holds the original encoded bytes (never decoded and re-encoded); `image_name` is a
     file name with the right extension. `risk_category`/`label` are the source's own annotation
-    when it has one (taxonomy values, SPEC §2.2), else None. `description` is the source's own
-    account of what the picture shows (`objects`, `scene`, `hazards`, `text`, `attack`), when it
-    has one: the planner, responders and judge are told it beside the image — it never travels
-    inside the image file. `group` names the family of items made from the same goal or question
-    template (None: the item is a family of its own); split assignment holds the eval split out
-    by family. `meta` is free-form and JSON-safe.
+    when it has one (taxonomy values, docs/protocol.md §2.4), else None. `description` is the
+    source's own account of what the picture shows (`objects`, `scene`, `hazards`, `text`,
+    `attack`), when it has one: the planner, responders and judge are told it beside the
+    image — it never travels inside the image file. `group` names the family of items made from
+    the same goal or question template (None: the item is a family of its own); split
+    assignment holds the eval split out by family. `meta` is free-form and JSON-safe.
     """
 
     source_dataset: str

@@ -1,4 +1,4 @@
-"""Loaders for public image-question safety sets (SPEC §7) through `datasets.load_dataset`.
+"""Loaders for public image-question safety sets through `datasets.load_dataset`.
 
 `path` is a Hub repository id or a local folder in the same layout (a `README.md` whose YAML
 `configs` name the data files), so tests and offline users load the very same code path. Rows

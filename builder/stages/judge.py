@@ -1,4 +1,4 @@
-"""The judge: the SPEC §5 rubric as strict structured output, its request and a strict parser.
+"""The judge: the toolkit's rubric as strict structured output, its request and a strict parser.
 
 Safety −3…3, helpfulness 0…3, rigor 0…3, plus a rationale. The builder uses it to decide SFT
 gold (`Judgement.passes`); `safer-toolkit eval` reuses the same request and parser, so a score

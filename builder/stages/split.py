@@ -1,4 +1,4 @@
-"""Dedup and split assignment, before any model call (SPEC §5).
+"""Dedup and split assignment, before any model call.
 
 The pool is deduplicated on three keys (exact image, perceptual hash, normalised question; the
 first item in input order wins) and screened against a benchmark exclusion list. The surviving

@@ -43,7 +43,8 @@ def _emit(rules: RuleSet, node: Expr, rng: random.Random, out: list[str]) -> Non
 
 
 def value(schema: dict[str, Any], rng: random.Random, depth: int = 0) -> Any:
-    """A random value valid under an allow-listed schema (SPEC §2.1) — or None-safe fallbacks."""
+    """A random value valid under an allow-listed schema (docs/protocol.md §2) — or None-safe
+    fallbacks."""
     if "const" in schema:
         return schema["const"]
     if "enum" in schema:

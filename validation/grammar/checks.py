@@ -1,4 +1,5 @@
-"""Check validator records (SPEC §3) against their protocol's grammar, one report line each.
+"""Check validator records (docs/protocol.md §3) against their protocol's grammar, one report
+line each.
 
 Records are read by the validator's own reader (`records.py`): JSONL, a JSON array or parquet,
 a response as `response` text, `calls` + `answer` (checked in its canonical text form) or a

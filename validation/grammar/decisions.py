@@ -1,4 +1,4 @@
-"""SPEC §4 `decision_conflict` as something a grammar can enforce.
+"""docs/protocol.md §4 `decision_conflict` as something a grammar can enforce.
 
 A conflict depends on a few values along the trace: the last INTENT-RADAR `intent`, the highest
 RISK-SCORER `severity`, the last SAFETY-GATE `verdict` and whether REFUSAL-GENERATOR was called.

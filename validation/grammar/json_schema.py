@@ -1,4 +1,5 @@
-"""JSON Schema (the allow-listed subset of SPEC §2.1) → a grammar of its values as canonical JSON.
+"""JSON Schema (the allow-listed subset of docs/protocol.md §2) → a grammar of its values as
+canonical JSON.
 
 Canonical means what the codec writes (`json.dumps`): keys in the schema's `properties` order,
 `", "` and `": "` separators, no exponents. Two narrowings keep every accepted text valid:

@@ -1,4 +1,4 @@
-"""A resolved protocol → the grammar of its whole text-form trace (SPEC §3).
+"""A resolved protocol → the grammar of its whole text-form trace (docs/protocol.md §3).
 
     <thinking>\\n
     [TOOL]: {json body}\\n        one line per call, in exactly the walks the protocol allows

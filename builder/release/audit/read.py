@@ -14,7 +14,7 @@ import polars as pl
 
 CONFIGS = ("sft", "dpo", "grpo", "eval")
 TRAINING = ("sft", "dpo", "grpo")
-#: the `<answer>` block of a text-form trace (SPEC §3)
+#: the `<answer>` block of a text-form trace (docs/protocol.md §3)
 ANSWER = r"(?s)<answer>\s*(.*?)\s*</answer>"
 
 
