@@ -9,6 +9,7 @@ its peak in flight). Without `--ray` nothing imports Ray.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -96,13 +97,20 @@ def _repeated(server: OpenAIServer) -> int:
     return sum(n - 1 for n in server.finished.values() if n > 1)
 
 
-def test_killed_workers_and_driver_repeat_only_calls_in_flight(address, tmp_path):
+@contextlib.contextmanager
+def _served_config(tmp_path: Path, latency: float, concurrency: int, **sizes: int):
+    """A loopback server answering as the offline models, and a build config pointing at it."""
     offline = OfflineBackend()
-    out = tmp_path / "dataset"
-    with OpenAIServer(latency=0.05, content=offline.answer_body,
+    with OpenAIServer(latency=latency, content=offline.answer_body,
                       models=tuple(OFFLINE_MODELS.values())) as server:
-        config = write_config(tmp_path / "build.toml", base_url=server.url, sft=10, dpo=9,
-                              grpo=6, eval_=4, concurrency=BOUND)
+        yield server, write_config(tmp_path / "build.toml", base_url=server.url,
+                                   concurrency=concurrency, **sizes)
+
+
+def test_killed_workers_and_driver_repeat_only_calls_in_flight(address, tmp_path):
+    out = tmp_path / "dataset"
+    with _served_config(tmp_path, 0.05, BOUND, sft=10, dpo=9, grpo=6, eval_=4) as (server,
+                                                                                   config):
         command = _command(out, "--config", str(config), "--backend", "openai", "--ray",
                            address, "--ray-shards", "2")
         first = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL,
@@ -146,12 +154,8 @@ def test_killed_workers_and_driver_repeat_only_calls_in_flight(address, tmp_path
 
 
 def test_max_calls_counts_every_shards_requests(address, tmp_path):
-    offline = OfflineBackend()
     out = tmp_path / "dataset"
-    with OpenAIServer(latency=0.02, content=offline.answer_body,
-                      models=tuple(OFFLINE_MODELS.values())) as server:
-        config = write_config(tmp_path / "build.toml", base_url=server.url, sft=6, dpo=6,
-                              grpo=4, eval_=4, concurrency=4)
+    with _served_config(tmp_path, 0.02, 4, sft=6, dpo=6, grpo=4, eval_=4) as (server, config):
         build = subprocess.run(_command(out, "--config", str(config), "--backend", "openai",
                                         "--ray", address, "--ray-shards", "2",
                                         "--max-calls", "20"),
