@@ -30,8 +30,12 @@ from safer_toolkit.validation.vocabulary import (
 
 
 class StagedTool(Protocol):
-    name: str
-    stage: str
+    """What the graph rules read of a tool (read-only, so frozen dataclasses match)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def stage(self) -> str: ...
 
 
 class WalkRules(Protocol):

@@ -18,7 +18,7 @@ from safer_toolkit import schemas
 from safer_toolkit.validation.codec import Call, Mode, Trace, from_stored, parse_text
 from safer_toolkit.validation.explain import explain
 from safer_toolkit.validation.graph import legal_walk
-from safer_toolkit.validation.issues import Issue, RecordResult, issue
+from safer_toolkit.validation.issues import Issue, RecordResult, Severity, issue
 from safer_toolkit.validation.limits import MAX_TEXT_CHARS
 from safer_toolkit.validation.protocol import Protocol, ProtocolCache, ProtocolInvalid
 from safer_toolkit.validation.vocabulary import GATE, INTENT, REFUSAL, RISK, VERDICTS
@@ -52,7 +52,7 @@ def _check_calls(trace: Trace, protocol: Protocol, mode: Mode, stored: bool,
                  verdict: Verdict) -> None:
     tools = protocol.tools
     issues = verdict.issues
-    untyped_severity = "error" if mode == "strict" else "warning"
+    untyped_severity: Severity = "error" if mode == "strict" else "warning"
     for i, call in enumerate(trace.calls):
         tool = tools.get(call.tool)
         if tool is None:
@@ -140,7 +140,10 @@ def stated_verdict(calls: Sequence[Call] | Iterable[Call],
         if not typed and read_untyped is None:
             continue
         if call.tool == GATE:
-            value = out.get("verdict") if typed else read_untyped(out)  # type: ignore[misc,union-attr]
+            if isinstance(out, dict):
+                value = out.get("verdict")
+            else:
+                value = read_untyped(out) if read_untyped is not None else None
             if value in VERDICTS:
                 return value, i
         elif call.tool in implied and follow_up < 0:

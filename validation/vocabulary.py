@@ -84,7 +84,7 @@ if not DECLINING.issubset(VERDICTS):
     raise ImportError("DECLINING must name SAFETY-GATE verdicts")
 #: Follow-up tool → the verdict it implies when no gate states one (its first verdict).
 FOLLOW_UP_DECISION: MappingProxyType[str, str] = MappingProxyType(
-    {tools[0]: verdict for verdict, tools in reversed(FOLLOW_UP.items())})
+    {tools[0]: verdict for verdict, tools in reversed(list(FOLLOW_UP.items()))})
 
 #: The builder's judge rubric: score → (lowest, highest).
 JUDGE_RUBRIC: MappingProxyType[str, tuple[int, int]] = MappingProxyType(

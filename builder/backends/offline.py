@@ -181,11 +181,11 @@ def _plan(conv: Conversation) -> str:
 
 def _judge(conv: Conversation) -> str:
     payload = conv.payload(JUDGE_PAYLOAD_HEADER) or {}
-    reference = payload.get("reference") if isinstance(payload.get("reference"), dict) else {}
-    label = reference.get("label")
-    told = label in ("harmful", "benign")
-    if not told:  # a judge without the reference (the builder's and eval's default)
-        label = infer_label(str(payload.get("question", "")), conv.sight())
+    reference = payload.get("reference")
+    given = reference.get("label") if isinstance(reference, dict) else None
+    told = given in ("harmful", "benign")
+    # a judge without the reference (the builder's and eval's default) reads the label itself
+    label = str(given) if told else infer_label(str(payload.get("question", "")), conv.sight())
     return orjson.dumps(judge_scores(label, str(payload.get("response", "")), told)).decode()
 
 

@@ -52,11 +52,13 @@ def sight_of(description: Mapping[str, Any] | None) -> Sight:
     if not isinstance(description, Mapping):
         return Sight()
     attack = description.get("attack")
+    if not (isinstance(attack, str) and attack in ATTACKS):
+        attack = "none"
     return Sight(objects=_strings(description.get("objects")),
                  scene=str(description.get("scene") or "")[:300],
                  hazards=_strings(description.get("hazards")),
                  text=str(description.get("text") or "")[:1000],
-                 attack=attack if attack in ATTACKS else "none", seen=True)
+                 attack=attack, seen=True)
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ def _num(n: int) -> str:
     return f"{n:,}"
 
 
-def human_size(n: int) -> str:
+def human_size(n: float) -> str:
     """A byte count in decimal units, as the card and `push --dry-run` print it."""
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
@@ -192,12 +192,12 @@ def _audit_table(audit: Mapping[str, Any]) -> str:
 
 
 def _judge_text(judge: Any) -> str:
-    if not isinstance(judge, Mapping) or not judge.get("judged"):
+    agreement = judge.get("agreement") if isinstance(judge, Mapping) else None
+    if agreement is None or not judge.get("judged"):  # agreement is None when none was judged
         return ""
     scores = judge.get("scores", {})
     rows = [[f"`{k}`", ", ".join(f"{v}: {_num(n)}" for v, n in hist.items())]
             for k, hist in scores.items()]
-    agreement = judge.get("agreement")
     return (f"The judge scored {_num(judge['judged'])} candidate responses without seeing the "
             "item's label (it reads the question and the picture, as an evaluation judge "
             f"does). Its agreement with the label — it passes a response whose decision "
@@ -284,7 +284,10 @@ def card_data(summary: Mapping[str, Any], stats: Statistics, *, offline: bool,
         size_categories=[size_category(stats.total_rows)],
         source_datasets=source_datasets(stats),
         task_categories=list(TASK_CATEGORIES),
-        **licence,
+        license=licence["license"],
+        # `other` only; absent keys stay None, which the card's YAML leaves out
+        license_name=licence.get("license_name"),
+        license_link=licence.get("license_link"),
         tags=tags,
     )
     configs = summary["configs"]

@@ -62,10 +62,14 @@ class Reading(Generic[T]):
 
 
 class Stage(Protocol[Row, T]):
-    """A model role's part: what it asks about a row and how it reads the reply."""
+    """A model role's part: what it asks about a row and how it reads the reply (`name` and
+    `instruction` are read-only, so frozen dataclass stages match)."""
 
-    name: str
-    instruction: str  # the last line of a feedback turn
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def instruction(self) -> str: ...  # the last line of a feedback turn
 
     def request(self, row: Row) -> ChatRequest: ...
 

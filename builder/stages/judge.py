@@ -129,7 +129,7 @@ def judge_request(model: str, *, image: bytes, image_name: str, question: str, r
     if show_reference:
         payload["reference"] = {"label": label, "risk_category": risk_category}
     payload["response"] = response
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": template("judge").render(given=_GIVEN[show_reference])},
         {"role": "user", "content": [image_content(image, image_name),
                                      payload_part(JUDGE_PAYLOAD_HEADER, payload),

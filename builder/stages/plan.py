@@ -112,7 +112,7 @@ def annotation(item: SourceItem) -> dict[str, Any] | None:
 def plan_request(model: str, item: SourceItem, sampling: Mapping[str, Any]) -> ChatRequest:
     """The first planner call for `item`."""
     payload = {"question": item.question, "source_annotation": annotation(item)}
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": render_planner_system(MAX_CALLS)},
         {"role": "user", "content": [image_content(item.image, item.image_name),
                                      payload_part(PLAN_PAYLOAD_HEADER, payload),
@@ -256,7 +256,7 @@ async def plan_item(backend: ChatBackend | Asker, model: str, item: SourceItem,
     `CallFailed` propagates: the item failed, and a rerun will try the same call again.
     """
     asker = backend if isinstance(backend, Asker) else Asker(backend, role="planner")
-    exchange = Exchange.of(asker, PlanStage(model, sampling), item)
+    exchange: Exchange[Protocol] = Exchange.of(asker, PlanStage(model, sampling), item)
     reading = await exchange.converse(max_attempts)
     outcome = PlanOutcome(None, [PlanAttempt(r.codes, r.problems)
                                  for r in exchange.readings if not r.ok],

@@ -92,7 +92,7 @@ def respond_request(model: str, item: SourceItem, protocol_doc: Mapping[str, Any
                     instruction: str, sampling: Mapping[str, Any]) -> ChatRequest:
     """One responder call: the toolkit instruction, the image and question, the reference."""
     hint = {"label": protocol_doc["label"], "risk_category": protocol_doc["risk_category"]}
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": instruction},
         {"role": "user", "content": [image_content(item.image, item.image_name),
                                      text_part(item.question), payload_part(HINT_HEADER, hint),

@@ -23,6 +23,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from safer_toolkit.builder.sources.base import SourceItem
 from safer_toolkit.builder.stages.dedup import ExclusionList, ItemKeys, PHashIndex
@@ -46,6 +47,8 @@ PHASH_DISTANCE = 4
 """Perceptual hashes this many bits apart or closer count as the same picture."""
 
 Stratum = tuple[str, str]
+#: What `_largest_remainder` shares among: strata, or split names.
+ShareKey = TypeVar("ShareKey", str, Stratum)
 
 
 class PoolTooSmall(BuildError, ValueError):
@@ -115,8 +118,8 @@ def _hold_out(strata: Mapping[Stratum, list[Member]], share: Mapping[Stratum, in
     return dict(chosen), taken
 
 
-def _largest_remainder(total: int, weights: Mapping[Stratum, int]) -> dict[Stratum, int]:
-    """Integers proportional to `weights` summing to `total`; ties go to the earlier stratum."""
+def _largest_remainder(total: int, weights: Mapping[ShareKey, int]) -> dict[ShareKey, int]:
+    """Integers proportional to `weights` summing to `total`; ties go to the earlier key."""
     whole = sum(weights.values())
     if whole == 0:
         return dict.fromkeys(weights, 0)
@@ -264,7 +267,8 @@ def draw_splits(pool: DedupPool, sizes: Mapping[str, int]) -> SplitAssignment:
                            f"fill splits of {need} items ({wanted})")
 
     strata = pool.strata
-    held_out, held_families = 0, set()
+    held_out = 0
+    held_families: set[str] = set()
     splits: dict[str, list[SourceItem]] = {}
     if sizes.get(HELD_OUT):
         share = _largest_remainder(sizes[HELD_OUT], {s: len(m) for s, m in strata.items()})

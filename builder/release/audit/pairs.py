@@ -27,7 +27,8 @@ def _length_cue(frame: pl.DataFrame) -> float | None:
     if not frame.height:
         return None
     chosen, rejected = frame["chosen"].str.len_chars(), frame["rejected"].str.len_chars()
-    shorter = ((rejected < chosen).sum() + 0.5 * (rejected == chosen).sum()) / frame.height
+    fewer, ties = float((rejected < chosen).sum()), float((rejected == chosen).sum())
+    shorter = (fewer + 0.5 * ties) / frame.height
     return max(shorter, 1 - shorter)
 
 
