@@ -117,10 +117,10 @@ def test_reward_functions_follow_the_weights() -> None:
 
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"learning_rat": 1.0}, "unknown key(s) learning_rat"),
-    ({"learning_rate": "fast"}, "learning_rate = 'fast'"),
-    ({"lora": 3}, "lora must be a table"),
-    ({"lora": {"rank": 3}}, "unknown key(s) rank"),
-    ({"num_generations": True}, "num_generations = True"),
+    ({"learning_rate": "fast"}, "learning_rate: must be a number, not 'fast'"),
+    ({"lora": 3}, "lora: must be a table"),
+    ({"lora": {"rank": 3}}, "lora: unknown key(s) rank"),
+    ({"num_generations": True}, "num_generations: must be an integer, not True"),
 ])
 def test_bad_keys_and_types_are_named(overrides: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=r"qwen2_5_vl_3b\.toml:\[grpo\]") as err:
