@@ -88,4 +88,4 @@ def test_build_training_and_audit_configs_word_a_wrong_type_the_same_way(tmp_pat
         messages.append(str(caught.value))
     assert messages == [f"{build}: seed: must be an integer, not 'x'",
                         f"{audit}: audit.min_samples: must be an integer, not 'x'",
-                        f"{train}:[sft]: seed: must be an integer, not 'x'"]
+                        f"{train}: sft.seed: must be an integer, not 'x'"]

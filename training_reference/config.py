@@ -147,12 +147,12 @@ def resolve_config_path(name: str | Path) -> Path:
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A training config file's tables (`[defaults]` and one per stage, each a table)."""
     path = resolve_config_path(path)
-    doc = read_toml(path)
-    extra = sorted(set(doc) - {"defaults", *STAGES})
-    if extra:
-        raise ConfigError(f"{path}: unknown table(s) {', '.join(extra)}; expected defaults, "
-                          f"{', '.join(STAGES)}")
+    r = Reader(str(path))
+    doc = r.table(read_toml(path), "", {"defaults", *STAGES})
+    for name, table in doc.items():
+        r.table(table, name, set(table) if isinstance(table, dict) else set())
     return doc
 
 
@@ -179,11 +179,11 @@ def load_stage_config(cls: type[C], path: str | Path, stage: str,
     if not table.get("model"):
         previous = PREVIOUS.get(stage)
         if previous is None:
-            raise ConfigError(f"{path}: [{stage}] needs `model` (a Hub id or a folder)")
+            raise Reader(str(path)).fail(stage, "needs `model` (a Hub id or a folder)")
         # An overridden output_root moves the whole chain, so it applies to the previous stage.
         root = {"output_root": overrides["output_root"]} if "output_root" in (overrides or {}) \
             else {}
         table["model"] = _output_dir({**_stage_table(doc, previous), **root}, previous)
     if not table.get("dataset"):
-        raise ConfigError(f"{path}: [{stage}] needs `dataset` (a Hub id or a dataset folder)")
-    return Reader(f"{path}:[{stage}]").dataclass(cls, table)
+        raise Reader(str(path)).fail(stage, "needs `dataset` (a Hub id or a dataset folder)")
+    return Reader(str(path)).dataclass(cls, table, stage)
