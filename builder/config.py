@@ -231,9 +231,9 @@ class BuildConfig:
         `--api-key-env`, `--constrain` and `--server`. `base_url` is `--base-url` for every
         role."""
         r = Reader(origin)
-        for name, given in (("seed", seed), ("max_calls", max_calls), ("max_cost", max_cost)):
-            if given is not None:
-                r.value(BuildConfig, name, given, name)
+        for name, number in (("seed", seed), ("max_calls", max_calls), ("max_cost", max_cost)):
+            if number is not None:
+                r.value(BuildConfig, name, number, name)
         if concurrency is not None:
             r.value(ModelConfig, "concurrency", concurrency, "concurrency")
         changes: dict[str, dict[str, Any]] = {role: {} for role in self.roles()}

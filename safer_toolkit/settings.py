@@ -159,7 +159,7 @@ class Reader:
             return m["read"](self, value, key)
         if m.get("choices"):
             return self.choice(value, key, m["choices"])
-        if is_dataclass(hint):
+        if isinstance(hint, type) and is_dataclass(hint):
             return self.dataclass(hint, value, key)
         if hint in (int, float):
             read = self.integer if hint is int else self.number
