@@ -121,6 +121,7 @@ def test_reward_functions_follow_the_weights() -> None:
     ({"lora": 3}, "lora: must be a table"),
     ({"lora": {"rank": 3}}, "lora: unknown key(s) rank"),
     ({"num_generations": True}, "num_generations: must be an integer, not True"),
+    ({"dataset_format": "csv"}, "grpo.dataset_format: must be one of hub, easyr1, not 'csv'"),
 ])
 def test_bad_keys_and_types_are_named(overrides: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=r"qwen2_5_vl_3b\.toml: grpo") as err:
