@@ -9,10 +9,9 @@ default. `examples/build.toml` documents every key.
 
 from __future__ import annotations
 
-import math
 import tomllib
-from collections.abc import Mapping, Set
-from dataclasses import Field, asdict, dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from safer_toolkit.builder.sources.intake import Columns, Limits
 from safer_toolkit.builder.stages.constrain import MODES as CONSTRAIN_MODES
 from safer_toolkit.builder.stages.judge import RUBRIC
 from safer_toolkit.errors import ConfigError
-from safer_toolkit.settings import defaults, setting
+from safer_toolkit.settings import Reader, defaults, read_toml, setting
 from safer_toolkit.validation.grammar import GrammarLimits
 from safer_toolkit.validation.grammar.requests import SERVER_LIMITS
 
@@ -47,6 +46,43 @@ _RENAMED = {"auto": 'constrain = "json" (the preflight still picks the JSON form
 _LIMIT_KEYS = tuple(f.name for f in fields(GrammarLimits))
 
 
+# -- how a model setting is read where its type alone does not say (`setting(read=...)`) -----
+
+def _is_url(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(("http://", "https://"))
+
+
+def _url(r: Reader, value: Any, key: str) -> str:
+    if not _is_url(value):
+        raise r.fail(key, f"must be an http(s) URL, not {value!r}")
+    return value
+
+
+def _urls(r: Reader, value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(map(_is_url, value)):
+        raise r.fail(key, "must be a non-empty list of http(s) URLs")
+    return tuple(value)
+
+
+def _key_variable(r: Reader, value: Any, key: str) -> str:
+    if not isinstance(value, str):
+        raise r.fail(key, "must be the NAME of an environment variable, e.g. OPENAI_API_KEY")
+    if value and (problem := key_env_problem(value)):
+        raise r.fail(key, problem)
+    return value
+
+
+def _constrain(r: Reader, value: Any, key: str) -> str:
+    if isinstance(value, str) and value in _RENAMED:
+        raise r.fail(key, f"{value!r} is no longer a mode; write {_RENAMED[value]}")
+    return r.choice(value, key, CONSTRAIN_MODES)
+
+
+def _grammar_limits(r: Reader, value: Any, key: str) -> dict[str, int]:
+    t = r.table(value, key, set(_LIMIT_KEYS))
+    return {k: r.integer(v, f"{key}.{k}", 1, 1_000_000) for k, v in t.items()}
+
+
 #: `ModelEndpoint`'s own defaults: a setting the two share is defaulted there, once.
 _ENDPOINT = defaults(ModelEndpoint)
 #: Settings each role keeps for itself where roles share a client (module `roles`).
@@ -59,12 +95,12 @@ class ModelConfig:
     (`help_of`, the one text the example config and `--help` repeat). Settings it shares with
     `ModelEndpoint` take their defaults from there, and `endpoint()` builds the client's."""
 
-    model: str = setting(read="string", help="the model name the endpoint serves")
-    base_urls: tuple[str, ...] = setting((DEFAULT_BASE_URL,), read="urls", help=(
+    model: str = setting(help="the model name the endpoint serves")
+    base_urls: tuple[str, ...] = setting((DEFAULT_BASE_URL,), read=_urls, help=(
         "API roots of replicas of one deployment (`base_url` for one)"))
-    api_key_env: str = setting("", read="key_variable", help=(
+    api_key_env: str = setting("", read=_key_variable, help=(
         "the NAME of the environment variable holding the key (\"\": a keyless server)"))
-    sampling: Mapping[str, Any] = setting(factory=dict, read="sampling",
+    sampling: Mapping[str, Any] = setting(factory=dict,
                                           help="request parameters sent with every call")
     concurrency: int = setting(_ENDPOINT["concurrency"], low=1, high=MAX_CONCURRENCY,
                                help="requests on the wire at most")
@@ -76,7 +112,7 @@ class ModelConfig:
     price_out: float = setting(_ENDPOINT["price_out"], low=0.0,
                                help="dollars per million output tokens")
     samples: int = setting(1, low=1, high=64, help="responders only: samples per item")
-    constrain: str = setting("json", choices=CONSTRAIN_MODES, read="constrain", help=(
+    constrain: str = setting("json", choices=CONSTRAIN_MODES, read=_constrain, help=(
         "what the server is asked to enforce: grammar (the responder's requests carry its "
         "protocol's trace grammar; planner and judge JSON by their schemas), json (planner and "
         "judge JSON by their schemas; free-text traces) or none (free text; schemas in the "
@@ -86,7 +122,7 @@ class ModelConfig:
         "the server's kind, which says how a grammar or schema is sent: auto (from the "
         "model's owned_by in GET /models, else by probing each grammar field), vllm, sglang, "
         "llama.cpp, llama-cpp-python or openai (no grammar)"))
-    grammar_limits: Mapping[str, int] = setting(factory=dict, read="grammar_limits", help=(
+    grammar_limits: Mapping[str, int] = setting(factory=dict, read=_grammar_limits, help=(
         "caps on the grammar a server is sent, each only shrinking what it allows (all still "
         "validates): max_string, max_items, max_answer (characters / items), max_walk_states "
         f"(default {SERVER_LIMITS.max_walk_states}); a small model rambles inside a "
@@ -148,7 +184,7 @@ class BuildConfig:
     judge_attempts: int = setting(2, low=1, high=20, key="judge.max_attempts")
     max_items_in_flight: int = setting(0, low=0, high=1_000_000,
                                        help="0: twice the total model concurrency")
-    exclusion: str = setting("default", read="string", help=(
+    exclusion: str = setting("default", help=(
         'benchmark exclusion list: "default" (shipped), "none" or a path'))
     max_draw: float = setting(3.0, low=1.0,
                               help="candidates per split at most this multiple of its prompts")
@@ -194,15 +230,12 @@ class BuildConfig:
         `responder[i]`, `judge`, or "" for every role) `--model`, `--base-url`,
         `--api-key-env`, `--constrain` and `--server`. `base_url` is `--base-url` for every
         role."""
-        r = _Reader(origin)
-        if seed is not None:
-            r.setting(_SETTINGS["seed"], seed, "seed")
+        r = Reader(origin)
+        for name, number in (("seed", seed), ("max_calls", max_calls), ("max_cost", max_cost)):
+            if number is not None:
+                r.value(BuildConfig, name, number, name)
         if concurrency is not None:
-            r.setting(_MODEL_FIELDS["concurrency"], concurrency, "concurrency")
-        if max_calls is not None:
-            r.setting(_SETTINGS["max_calls"], max_calls, "max_calls")
-        if max_cost is not None:
-            r.setting(_SETTINGS["max_cost"], max_cost, "max_cost")
+            r.value(ModelConfig, "concurrency", concurrency, "concurrency")
         changes: dict[str, dict[str, Any]] = {role: {} for role in self.roles()}
         per_role = [("model", "model", models or {}),
                     ("base_urls", "base_url",
@@ -214,8 +247,8 @@ class BuildConfig:
             for role, value in given.items():
                 key = f"{role}.{flag}" if role else flag
                 for target in _targets(r, role, changes, key):
-                    changes[target][name] = (r.url(value, key),) if name == "base_urls" \
-                        else r.setting(_MODEL_FIELDS[name], value, key)
+                    changes[target][name] = (_url(r, value, key),) if name == "base_urls" \
+                        else r.value(ModelConfig, name, value, key)
         if concurrency is not None:
             for change in changes.values():
                 change["concurrency"] = concurrency
@@ -252,25 +285,14 @@ class BuildConfig:
         return tomli_w.dumps(data)
 
 
-# -- reading -------------------------------------------------------------------------------
+# -- reading ----------------------------------------------------------------------------
 
-def _toml_key(f: Field[Any]) -> str:
-    return f.metadata["key"] or f.name
-
-
-#: BuildConfig's settings (declared with `setting`), and the tables their TOML keys sit in.
-_SETTINGS = {f.name: f for f in fields(BuildConfig) if "key" in f.metadata}
-_SETTING_TABLES: dict[str, set[str]] = {}
-for _f in _SETTINGS.values():
-    if "." in _toml_key(_f):
-        _table, _leaf = _toml_key(_f).split(".")
-        _SETTING_TABLES.setdefault(_table, set()).add(_leaf)
-_SETTING_TABLES["judge"].add("enabled")  # not a setting: whether [models.judge] is used
-_TOP = {_toml_key(f) for f in _SETTINGS.values() if "." not in _toml_key(f)} | \
-    set(_SETTING_TABLES) | {"sizes", "thresholds", "sources", "models", "audit"}
+#: BuildConfig's fields read by hand below (each a table or array of its own kind); every other
+#: field is a `setting` the generic reader reads under its TOML key.
+_BY_HAND = ("sizes", "sources", "thresholds", "planner", "responders", "judge")
 
 
-def _targets(r: _Reader, role: str, changes: Mapping[str, Any], key: str) -> list[str]:
+def _targets(r: Reader, role: str, changes: Mapping[str, Any], key: str) -> list[str]:
     """The roles a command-line `ROLE=` names (`""` every role, `responder` every responder)."""
     if role == "":
         return list(changes)
@@ -284,135 +306,16 @@ def _targets(r: _Reader, role: str, changes: Mapping[str, Any], key: str) -> lis
     return [role]
 
 
-def _is_url(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith(("http://", "https://"))
+def _model(r: Reader, data: Any, key: str, responder: bool = False) -> ModelConfig:
+    """A `[models.ROLE]` table (`base_url` is one of `base_urls`; `samples` responders only)."""
+    if isinstance(data, dict) and "base_url" in data:
+        data = {"base_urls": [data["base_url"]],
+                **{k: v for k, v in data.items() if k != "base_url"}}
+    skip = () if responder else ("samples",)
+    return ModelConfig(**r.values(ModelConfig, data, key, skip=skip))
 
 
-class _Reader:
-    def __init__(self, origin: str) -> None:
-        self.origin = origin
-
-    def fail(self, key: str, message: str) -> ConfigError:
-        return ConfigError(f"{self.origin}: {key}: {message}")
-
-    def table(self, data: Any, key: str, allowed: Set[str]) -> dict[str, Any]:
-        if data is None:
-            return {}
-        if not isinstance(data, dict):
-            raise self.fail(key, "must be a table")
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise self.fail(key, f"unknown key(s) {', '.join(unknown)}; "
-                                 f"expected {', '.join(sorted(allowed))}")
-        return data
-
-    def integer(self, value: Any, key: str, low: int, high: int | None = None) -> int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise self.fail(key, f"must be an integer, not {value!r}")
-        if value < low or (high is not None and value > high):
-            raise self.fail(key, f"must be between {low} and {high}" if high is not None
-                            else f"must be at least {low}")
-        return value
-
-    def number(self, value: Any, key: str, low: float) -> float:
-        if not isinstance(value, int | float) or isinstance(value, bool) or not \
-                low <= value < math.inf:  # TOML has inf and nan
-            raise self.fail(key, f"must be a number ≥ {low}, not {value!r}")
-        return float(value)
-
-    def url(self, value: Any, key: str) -> str:
-        if not _is_url(value):
-            raise self.fail(key, f"must be an http(s) URL, not {value!r}")
-        return value
-
-    def urls(self, value: Any, key: str) -> tuple[str, ...]:
-        if not isinstance(value, list) or not value or not all(map(_is_url, value)):
-            raise self.fail(key, "must be a non-empty list of http(s) URLs")
-        return tuple(value)
-
-    def string(self, value: Any, key: str) -> str:
-        if not isinstance(value, str):
-            raise self.fail(key, f"must be a string, not {value!r}")
-        return value
-
-    def key_variable(self, value: Any, key: str) -> str:
-        if not isinstance(value, str):
-            raise self.fail(key, "must be the NAME of an environment variable, e.g. "
-                                 "OPENAI_API_KEY")
-        if value and (problem := key_env_problem(value)):
-            raise self.fail(key, problem)
-        return value
-
-    def boolean(self, value: Any, key: str) -> bool:
-        if not isinstance(value, bool):
-            raise self.fail(key, f"must be true or false, not {value!r}")
-        return value
-
-    def choice(self, value: Any, key: str, choices: tuple[str, ...]) -> str:
-        if value not in choices:
-            raise self.fail(key, f"must be one of {', '.join(choices)}, not {value!r}")
-        return value
-
-    def constrain(self, value: Any, key: str) -> str:
-        if isinstance(value, str) and value in _RENAMED:
-            raise self.fail(key, f"{value!r} is no longer a mode; write {_RENAMED[value]}")
-        return self.choice(value, key, _MODEL_FIELDS["constrain"].metadata["choices"])
-
-    def grammar_limits(self, value: Any, key: str) -> dict[str, int]:
-        t = self.table(value, key, set(_LIMIT_KEYS))
-        return {k: self.integer(v, f"{key}.{k}", 1, 1_000_000) for k, v in t.items()}
-
-    def sampling(self, value: Any, key: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(key, "must be a table")
-        return dict(value)
-
-    def setting(self, f: Field[Any], value: Any, key: str) -> Any:
-        """`value` of the config field `f` (declared with `setting`), checked as declared."""
-        m = f.metadata
-        if m["read"]:
-            return getattr(self, m["read"])(value, key)
-        if m["choices"]:
-            return self.choice(value, key, m["choices"])
-        if f.type == "int":
-            return self.integer(value, key, m["low"], m["high"])
-        if f.type == "float":
-            return self.number(value, key, m["low"])
-        if f.type == "bool":
-            return self.boolean(value, key)
-        return self.string(value, key)
-
-    def model(self, data: Any, key: str, responder: bool = False) -> ModelConfig:
-        allowed = (set(_MODEL_FIELDS) | {"base_url"}) - (set() if responder else {"samples"})
-        t = dict(self.table(data, key, allowed))
-        if "model" not in t:
-            raise self.fail(key, "needs `model` (the model name the endpoint serves)")
-        if "base_url" in t and "base_urls" not in t:
-            t["base_urls"] = [t["base_url"]]
-        t.pop("base_url", None)
-        return ModelConfig(**{name: self.setting(_MODEL_FIELDS[name], t[name], f"{key}.{name}")
-                              for name in _MODEL_FIELDS if name in t})
-
-
-def parse_audit(data: Any, origin: str) -> AuditThresholds:
-    """The `[audit]` table (each key a bound of `AuditThresholds`; missing keys keep their
-    default); raises `ConfigError` naming `origin` and the key."""
-    r = _Reader(origin)
-    table = r.table(data, "audit", set(AuditThresholds.keys()))
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        default = getattr(AuditThresholds, key)
-        if isinstance(default, int):
-            values[key] = r.integer(value, f"audit.{key}", 0)
-        else:
-            number = r.number(value, f"audit.{key}", 0.0)
-            if number > 1:
-                raise r.fail(f"audit.{key}", f"must be a share between 0 and 1, not {value!r}")
-            values[key] = number
-    return AuditThresholds(**values)
-
-
-def _source(r: _Reader, spec: dict[str, Any], key: str, base: Path | None) -> dict[str, Any]:
+def _source(r: Reader, spec: dict[str, Any], key: str, base: Path | None) -> dict[str, Any]:
     """One source table: a known kind with what it needs; local paths made absolute."""
     kind = spec["kind"]
     if kind not in SOURCE_KINDS:
@@ -444,21 +347,16 @@ def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None)
 
     Relative paths (the exclusion list, local sources) are resolved against `base`.
     """
-    r = _Reader(origin)
+    r = Reader(origin)
     d = defaults(BuildConfig)
-    top = r.table(dict(data), "(top level)", _TOP)
+    top = dict(data)
+    values = r.values(BuildConfig, top, skip=_BY_HAND,
+                      extra=("sizes", "thresholds", "sources", "models", "judge.enabled"))
     sizes_t = r.table(top.get("sizes"), "sizes", set(SPLITS))
     missing = [s for s in SPLITS if s not in sizes_t]
     if missing:
         raise r.fail("sizes", f"missing {', '.join(missing)}")
     sizes = {s: r.integer(sizes_t[s], f"sizes.{s}", 0) for s in SPLITS}
-    tables = {"": top} | {name: r.table(top.get(name), name, keys)
-                          for name, keys in _SETTING_TABLES.items()}
-    values = {}
-    for name, f in _SETTINGS.items():  # each as declared on BuildConfig, under its TOML key
-        table, _, leaf = _toml_key(f).rpartition(".")
-        if leaf in tables[table]:
-            values[name] = r.setting(f, tables[table][leaf], _toml_key(f))
     per_prompt = values.get("rejected_per_prompt", d["rejected_per_prompt"])
     if sizes["dpo"] % per_prompt:
         raise r.fail("sizes.dpo", f"{sizes['dpo']} pairs is not a multiple of "
@@ -478,9 +376,8 @@ def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None)
     responders = models["responders"]
     if not isinstance(responders, list) or not responders:
         raise r.fail("models.responders", "must be an array of tables ([[models.responders]])")
-    judge_enabled = tables["judge"].get("enabled", "judge" in models)
-    if not isinstance(judge_enabled, bool):
-        raise r.fail("judge.enabled", "must be true or false")
+    judge_enabled = r.boolean(top.get("judge", {}).get("enabled", "judge" in models),
+                              "judge.enabled")
     if judge_enabled and "judge" not in models:
         raise r.fail("models.judge", "judge.enabled is true but no [models.judge] is given")
     exclusion = values.get("exclusion", d["exclusion"])
@@ -494,21 +391,10 @@ def parse_config(data: Mapping[str, Any], origin: str, base: Path | None = None)
         values["exclusion"] = str(path)
     return BuildConfig(
         sizes=sizes, sources=tuple(sources), thresholds=thresholds, **values,
-        planner=r.model(models["planner"], "models.planner"),
-        responders=tuple(r.model(m, f"models.responders[{i}]", responder=True)
+        planner=_model(r, models["planner"], "models.planner"),
+        responders=tuple(_model(r, m, f"models.responders[{i}]", responder=True)
                          for i, m in enumerate(responders)),
-        judge=r.model(models["judge"], "models.judge") if judge_enabled else None,
-        audit=parse_audit(top.get("audit"), origin))
-
-
-def read_toml(path: Path) -> dict[str, Any]:
-    """A TOML file's table; raises `ConfigError` naming the file when it cannot be read."""
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        judge=_model(r, models["judge"], "models.judge") if judge_enabled else None)
 
 
 def load_config(path: str | Path) -> BuildConfig:

@@ -154,7 +154,7 @@ def test_cli_usage_errors_are_one_line_and_exit_2(tmp_path, planted, capsys):
     bad.write_text("[audit]\nseparability = 3\n")
     assert main(["audit", str(planted["folder"]), "--config", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "audit.separability: must be a share between 0 and 1" in err
+    assert "audit.separability: must be a number between 0 and 1, not 3" in err
     assert "Traceback" not in err
 
 

@@ -15,16 +15,14 @@ the stage being run. Standard library only: the CLI parses a config before impor
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from safer_toolkit.errors import ConfigError
-from safer_toolkit.settings import setting
+from safer_toolkit.settings import Reader, read_toml, setting
 
 STAGES = ("sft", "dpo", "grpo")
 PREVIOUS = {"dpo": "sft", "grpo": "dpo"}
@@ -136,44 +134,6 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _accepts(hint: Any, value: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return True
-    if origin in (types.UnionType, typing.Union):
-        return any(_accepts(h, value) for h in typing.get_args(hint))
-    if origin is not None:
-        return isinstance(value, origin)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)
-
-
-def from_table(cls: type[Any], table: dict[str, Any], where: str) -> Any:
-    """Build dataclass `cls` from a TOML table, rejecting unknown keys and wrong types."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(table) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; "
-                          f"known: {', '.join(sorted(names))}")
-    kwargs: dict[str, Any] = {}
-    for key, value in table.items():
-        hint = hints[key]
-        if dataclasses.is_dataclass(hint):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}.{key} must be a table")
-            value = from_table(hint, value, f"{where}.{key}")
-        elif not _accepts(hint, value):
-            raise ConfigError(f"{where}.{key} = {value!r} is not of type {hint}")
-        elif hint is float:
-            value = float(value)
-        kwargs[key] = value
-    return cls(**kwargs)
-
-
 CONFIGS_DIR = Path(__file__).parent / "configs"
 
 
@@ -187,18 +147,12 @@ def resolve_config_path(name: str | Path) -> Path:
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A training config file's tables (`[defaults]` and one per stage, each a table)."""
     path = resolve_config_path(path)
-    try:
-        with path.open("rb") as fh:
-            doc = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    extra = sorted(set(doc) - {"defaults", *STAGES})
-    if extra:
-        raise ConfigError(f"{path}: unknown table(s) {', '.join(extra)}; expected defaults, "
-                          f"{', '.join(STAGES)}")
+    r = Reader(str(path))
+    doc = r.table(read_toml(path), "", {"defaults", *STAGES})
+    for name, table in doc.items():
+        r.table(table, name, set(table) if isinstance(table, dict) else set())
     return doc
 
 
@@ -225,11 +179,11 @@ def load_stage_config(cls: type[C], path: str | Path, stage: str,
     if not table.get("model"):
         previous = PREVIOUS.get(stage)
         if previous is None:
-            raise ConfigError(f"{path}: [{stage}] needs `model` (a Hub id or a folder)")
+            raise Reader(str(path)).fail(stage, "needs `model` (a Hub id or a folder)")
         # An overridden output_root moves the whole chain, so it applies to the previous stage.
         root = {"output_root": overrides["output_root"]} if "output_root" in (overrides or {}) \
             else {}
         table["model"] = _output_dir({**_stage_table(doc, previous), **root}, previous)
     if not table.get("dataset"):
-        raise ConfigError(f"{path}: [{stage}] needs `dataset` (a Hub id or a dataset folder)")
-    return from_table(cls, table, f"{path}:[{stage}]")
+        raise Reader(str(path)).fail(stage, "needs `dataset` (a Hub id or a dataset folder)")
+    return Reader(str(path)).dataclass(cls, table, stage)

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from safer_toolkit.settings import setting
 from safer_toolkit.training_reference.config import ConfigError, StageConfig
 from safer_toolkit.training_reference.judge import TEMPLATE_VERSION
 from safer_toolkit.training_reference.rewards import RewardWeights
@@ -36,7 +37,8 @@ class GRPOStageConfig(StageConfig):
     max_completion_length: int = 2048
     use_vllm: bool = False  # generate with vLLM (must be installed)
     vllm_mode: str = "colocate"
-    dataset_format: str = "hub"  # "hub": load_dataset(dataset, "grpo"); "easyr1": a folder
+    dataset_format: str = setting("hub", choices=DATASET_FORMATS, help=(
+        '"hub": load_dataset(dataset, "grpo"); "easyr1": a folder in the EasyR1 format'))
     rewards: RewardWeights = field(default_factory=RewardWeights)
     # The semantic judge: `ModelEndpoint` fields (model, base_urls, api_key_env, sampling,
     # concurrency, timeout_s, max_retries, ...). Used only when rewards.semantic > 0.
@@ -94,8 +96,6 @@ def train(cfg: GRPOStageConfig) -> dict[str, Any]:
     """Run GRPO from the DPO model and save to `cfg.output_dir`; returns the summary."""
     from safer_toolkit.training_reference import stage
 
-    if cfg.dataset_format not in DATASET_FORMATS:
-        raise ConfigError(f"[grpo] dataset_format must be one of {', '.join(DATASET_FORMATS)}")
     if cfg.use_vllm and importlib.util.find_spec("vllm") is None:
         raise ConfigError("[grpo] use_vllm = true, but vllm is not installed")
     semantic = _judge(cfg)  # first: a judge typo fails before the dataset is read

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from safer_toolkit.builder.release.audit.report import plain_table
 from safer_toolkit.builder.release.audit.thresholds import AuditThresholds
+from safer_toolkit.errors import ConfigError
+from safer_toolkit.settings import Reader, read_toml
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,14 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def thresholds(path: Path) -> AuditThresholds:
     """The `[audit]` bounds of a build file (`ConfigError` naming the file and key)."""
-    from safer_toolkit.builder.config import parse_audit, read_toml
-
-    return parse_audit(read_toml(path).get("audit"), str(path))
+    return Reader(str(path)).dataclass(AuditThresholds, read_toml(path).get("audit"), "audit")
 
 
 def run(args: argparse.Namespace) -> int:
-    from safer_toolkit.builder.config import ConfigError
-
     folder: Path = args.folder
     if not folder.is_dir():
         print(f"audit: {folder} is not a folder", file=sys.stderr)

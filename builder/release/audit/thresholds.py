@@ -7,12 +7,15 @@ README and the card's "Quality" section say what each figure measures.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
+
+from safer_toolkit.settings import setting
 
 
 def _limit(default: float, help_text: str) -> Any:
-    return field(default=default, metadata={"help": help_text})
+    """A bound: a count (int) at least 0, or a share (float) between 0 and 1."""
+    return setting(default, low=0, high=None if isinstance(default, int) else 1, help=help_text)
 
 
 @dataclass(frozen=True)
