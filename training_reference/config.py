@@ -173,7 +173,8 @@ def load_stage_config(cls: type[C], path: str | Path, stage: str,
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
     doc = read_config_file(path)
-    table = _deep_merge(_stage_table(doc, stage), overrides or {})
+    overrides = overrides or {}
+    table = _deep_merge(_stage_table(doc, stage), overrides)
     table["output_dir"] = _output_dir(table, stage)
     table["dataset_config"] = table.get("dataset_config") or stage
     if not table.get("model"):
@@ -181,8 +182,7 @@ def load_stage_config(cls: type[C], path: str | Path, stage: str,
         if previous is None:
             raise Reader(str(path)).fail(stage, "needs `model` (a Hub id or a folder)")
         # An overridden output_root moves the whole chain, so it applies to the previous stage.
-        root = {"output_root": overrides["output_root"]} if "output_root" in (overrides or {}) \
-            else {}
+        root = {"output_root": overrides["output_root"]} if "output_root" in overrides else {}
         table["model"] = _output_dir({**_stage_table(doc, previous), **root}, previous)
     if not table.get("dataset"):
         raise Reader(str(path)).fail(stage, "needs `dataset` (a Hub id or a dataset folder)")
