@@ -30,13 +30,4 @@ def train(cfg: DPOStageConfig) -> dict[str, Any]:
     """Run DPO from the SFT model and save to `cfg.output_dir`; returns the summary."""
     from safer_toolkit.training_reference import stage
 
-    rows = stage.load_rows(cfg, COLUMNS)  # before importing TRL: a bad dataset fails fast
-    from trl import DPOConfig, DPOTrainer
-
-    model, processor = stage.load_model_and_processor(cfg)
-    args = DPOConfig(**{"max_length": None,  # never truncate into image tokens
-                        **cfg.trainer_kwargs()})
-    trainer = DPOTrainer(model=model, args=args, train_dataset=rows.select_columns(COLUMNS),
-                         processing_class=processor, peft_config=stage.peft_config(cfg))
-    trainer.train()
-    return stage.finish("dpo", cfg, trainer, processor)
+    return stage.train_on_rows("dpo", cfg, COLUMNS, "DPO")

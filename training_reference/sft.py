@@ -29,13 +29,4 @@ def train(cfg: SFTStageConfig) -> dict[str, Any]:
     """Run SFT and save the model to `cfg.output_dir`; returns the provenance summary."""
     from safer_toolkit.training_reference import stage
 
-    rows = stage.load_rows(cfg, COLUMNS)  # before importing TRL: a bad dataset fails fast
-    from trl import SFTConfig, SFTTrainer
-
-    model, processor = stage.load_model_and_processor(cfg)
-    args = SFTConfig(**{"max_length": None,  # never truncate into image tokens
-                        **cfg.trainer_kwargs()})
-    trainer = SFTTrainer(model=model, args=args, train_dataset=rows.select_columns(COLUMNS),
-                         processing_class=processor, peft_config=stage.peft_config(cfg))
-    trainer.train()
-    return stage.finish("sft", cfg, trainer, processor)
+    return stage.train_on_rows("sft", cfg, COLUMNS, "SFT")

@@ -135,3 +135,21 @@ def finish(stage: str, cfg: StageConfig, trainer: Any, processor: Any,
     log.info("%s: %d steps, losses %s; saved to %s", stage, trainer.state.global_step, losses,
              out)
     return summary
+
+
+def train_on_rows(name: str, cfg: StageConfig, columns: tuple[str, ...],
+                  trainer: str) -> dict[str, Any]:
+    """SFT's and DPO's run: the rows (read before TRL is imported, so a bad dataset fails fast),
+    TRL's `{trainer}Config` and `{trainer}Trainer` on the stage's columns, then `finish`."""
+    rows = load_rows(cfg, columns)
+    import trl
+
+    model, processor = load_model_and_processor(cfg)
+    args = getattr(trl, f"{trainer}Config")(**{"max_length": None,  # never cut image tokens
+                                               **cfg.trainer_kwargs()})
+    run = getattr(trl, f"{trainer}Trainer")(model=model, args=args,
+                                            train_dataset=rows.select_columns(columns),
+                                            processing_class=processor,
+                                            peft_config=peft_config(cfg))
+    run.train()
+    return finish(name, cfg, run, processor)
