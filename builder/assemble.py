@@ -14,10 +14,10 @@ from typing import Any
 
 import orjson
 
-from safer_toolkit.builder.sources.base import SourceItem
-from safer_toolkit.builder.steps.item import Kept
-from safer_toolkit.validation import Trace, stated_verdict
-from safer_toolkit.validation.vocabulary import FOLLOW_UP_DECISION
+from ..validation import Trace, stated_verdict
+from ..validation.vocabulary import FOLLOW_UP_DECISION
+from .sources.base import SourceItem
+from .steps.item import Kept
 
 
 def _text(text: str) -> dict[str, Any]:

@@ -25,9 +25,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from safer_toolkit.builder.backends.base import CallFailed, ChatBackend, ChatRequest, ChatResult
-from safer_toolkit.builder.backends.stats import CallStats
-from safer_toolkit.builder.storage import writing
+from .backends.base import CallFailed, ChatBackend, ChatRequest, ChatResult
+from .backends.stats import CallStats
+from .storage import writing
 
 #: the finish reason of a completion cut at the token limit, and the failure it raises
 TRUNCATED = "length"

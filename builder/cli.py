@@ -20,11 +20,11 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from safer_toolkit.builder.config import PRESETS, ConfigError, help_of, load_config, load_preset
-from safer_toolkit.builder.lock import BuildLock, holder_text
-from safer_toolkit.builder.pipeline import BACKENDS, STATE_DIR, build, missing_keys
-from safer_toolkit.builder.progress import loss_hint
-from safer_toolkit.errors import SaferToolkitError, exit_code
+from ..errors import SaferToolkitError, exit_code
+from .config import PRESETS, ConfigError, help_of, load_config, load_preset
+from .lock import BuildLock, holder_text
+from .pipeline import BACKENDS, STATE_DIR, build, missing_keys
+from .progress import loss_hint
 
 ROLES_HELP = "ROLE is planner, responder (every responder), responder[N] or judge; no ROLE= " \
              "means every role"
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"safer-toolkit build: taking over {args.out} from a build that no longer "
                       f"runs ({holder_text(lock.stale)}); resuming", file=sys.stderr)
             if args.ray:
-                from safer_toolkit.builder.cluster import connect
+                from .cluster import connect
 
                 cluster = connect(args.ray, args.ray_shards)
             result = asyncio.run(build(config, args.out, backend=args.backend,
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
               f"a rerun. Top losses: {loss_hint(result.manifest) or 'none'}", file=sys.stderr)
         return 1
     if result.audit is not None:
-        from safer_toolkit.builder.release.audit import plain_table
+        from .release.audit import plain_table
 
         print("\n" + plain_table(result.audit))
     print(f"\ndataset written to {args.out}")

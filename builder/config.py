@@ -18,19 +18,19 @@ from typing import Any
 
 import tomli_w
 
-from safer_toolkit.builder.backends.client import ModelEndpoint
-from safer_toolkit.builder.backends.keys import key_env_problem
-from safer_toolkit.builder.backends.offline import OFFLINE_MODELS
-from safer_toolkit.builder.backends.servers import SERVER_CHOICES
-from safer_toolkit.builder.release.audit.thresholds import AuditThresholds
-from safer_toolkit.builder.sources import SOURCE_KINDS, kinds_text
-from safer_toolkit.builder.sources.intake import Columns, Limits
-from safer_toolkit.builder.stages.constrain import MODES as CONSTRAIN_MODES
-from safer_toolkit.builder.stages.judge import RUBRIC
-from safer_toolkit.errors import ConfigError
-from safer_toolkit.settings import Reader, defaults, read_toml, setting
-from safer_toolkit.validation.grammar import GrammarLimits
-from safer_toolkit.validation.grammar.requests import SERVER_LIMITS
+from ..errors import ConfigError
+from ..settings import Reader, defaults, read_toml, setting
+from ..validation.grammar import GrammarLimits
+from ..validation.grammar.requests import SERVER_LIMITS
+from .backends.client import ModelEndpoint
+from .backends.keys import key_env_problem
+from .backends.offline import OFFLINE_MODELS
+from .backends.servers import SERVER_CHOICES
+from .release.audit.thresholds import AuditThresholds
+from .sources import SOURCE_KINDS, kinds_text
+from .sources.intake import Columns, Limits
+from .stages.constrain import MODES as CONSTRAIN_MODES
+from .stages.judge import RUBRIC
 
 PRESETS = ("demo", "paper")
 SPLITS = ("sft", "dpo", "grpo", "eval")

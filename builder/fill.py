@@ -24,8 +24,8 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from safer_toolkit.builder.ledger import KEPT, Outcome
-from safer_toolkit.builder.sources.base import SourceItem
+from .ledger import KEPT, Outcome
+from .sources.base import SourceItem
 
 
 @dataclass
@@ -73,7 +73,7 @@ class Draws:
 
     def _rest(self) -> Any:
         """The pool without the items some split already holds."""
-        from safer_toolkit.builder.stages.split import DedupPool
+        from .stages.split import DedupPool
 
         strata = {s: [(o, it) for o, it in members if _identity(it) not in self._used]
                   for s, members in self._pool.strata.items()}
@@ -81,7 +81,7 @@ class Draws:
 
     def next_round(self, targets: Mapping[str, int]) -> dict[str, list[SourceItem]]:
         """Every split's candidates of the next round (empty when the sources are spent)."""
-        from safer_toolkit.builder.stages.split import draw_round
+        from .stages.split import draw_round
 
         while not len(rest := self._rest()):
             grown = self._load(2 * self._needed)

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from safer_toolkit.builder.storage import StorageError, writing
+from .storage import StorageError, writing
 
 KEPT, REJECTED, FAILED = "kept", "rejected", "failed"
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import orjson
 
-from safer_toolkit.builder.storage import writing
-from safer_toolkit.errors import StateError
+from ..errors import StateError
+from .storage import writing
 
 LOCK_FILE = "lock"
 

@@ -13,9 +13,9 @@ import platform
 from collections.abc import Mapping
 from typing import Any
 
-from safer_toolkit import __version__, schemas
-from safer_toolkit.builder.config import BuildConfig, ModelConfig
-from safer_toolkit.builder.prompts import template_versions
+from .. import __version__, schemas
+from .config import BuildConfig, ModelConfig
+from .prompts import template_versions
 
 OFFLINE_NOTE = ("Built by the toolkit's offline backend: deterministic planner, responder and "
                 "judge driven by each source item's own description of its picture (sent beside "
@@ -35,7 +35,7 @@ def _answered(calls: Mapping[str, Any]) -> str:
 
 def offline_models(names: Any) -> bool:
     """Every name is one of the offline backend's models (and there is at least one)."""
-    from safer_toolkit.builder.backends.offline import OFFLINE_MODELS
+    from .backends.offline import OFFLINE_MODELS
 
     names = [n for n in names if n]
     return bool(names) and all(n in OFFLINE_MODELS.values() for n in names)

@@ -31,22 +31,22 @@ from typing import Any
 
 import orjson
 
-from safer_toolkit.builder import assemble, recipes
-from safer_toolkit.builder.cache import CallCache
-from safer_toolkit.builder.config import SPLITS, BuildConfig, ModelConfig
-from safer_toolkit.builder.fill import Draws, Fill, draw_limit, run_items
-from safer_toolkit.builder.ledger import FAILED, REJECTED, Ledger, Outcome
-from safer_toolkit.builder.manifest import build_manifest
-from safer_toolkit.builder.preflight import Preflight, PreflightError, preflight
-from safer_toolkit.builder.progress import Progress, summary_table
-from safer_toolkit.builder.recipes import RECIPES, Funnel, stage_totals, stage_units
-from safer_toolkit.builder.roles import BACKENDS, Roles, make_roles, probes
-from safer_toolkit.builder.sources import SOURCE_KINDS, SourceItem, kinds_text
-from safer_toolkit.builder.stages.ask import OUTCOMES
-from safer_toolkit.builder.stages.judge import JudgeTally
-from safer_toolkit.builder.steps.item import ItemState, Kept, Rejection
-from safer_toolkit.builder.storage import StorageError
-from safer_toolkit.errors import BuildError, InputError
+from ..errors import BuildError, InputError
+from . import assemble, recipes
+from .cache import CallCache
+from .config import SPLITS, BuildConfig, ModelConfig
+from .fill import Draws, Fill, draw_limit, run_items
+from .ledger import FAILED, REJECTED, Ledger, Outcome
+from .manifest import build_manifest
+from .preflight import Preflight, PreflightError, preflight
+from .progress import Progress, summary_table
+from .recipes import RECIPES, Funnel, stage_totals, stage_units
+from .roles import BACKENDS, Roles, make_roles, probes
+from .sources import SOURCE_KINDS, SourceItem, kinds_text
+from .stages.ask import OUTCOMES
+from .stages.judge import JudgeTally
+from .steps.item import ItemState, Kept, Rejection
+from .storage import StorageError
 
 __all__ = ["BACKENDS", "STATE_DIR", "BuildError", "BuildResult", "MissingKey", "build",
            "make_roles"]
@@ -103,7 +103,7 @@ def source_items(config: BuildConfig, needed: int,
 
 def exclusion_list(config: BuildConfig) -> tuple[Any, dict[str, Any] | None]:
     """The benchmark exclusion list and its description for the manifest (None if empty)."""
-    from safer_toolkit.builder.stages.dedup import ExclusionList
+    from .stages.dedup import ExclusionList
 
     if config.exclusion == "none":
         return ExclusionList(), None
@@ -136,7 +136,7 @@ class Assigned:
 def assign(config: BuildConfig, on_bad: SourceLog, cluster: Any = None) -> Assigned:
     """Dedup and split assignment; the reserve shrinks to nothing before the build gives up.
     With a `cluster` (`cluster.Cluster`) the sources are read and hashed on it."""
-    from safer_toolkit.builder.stages.split import PoolTooSmall, dedup_pool, draw_splits
+    from .stages.split import PoolTooSmall, dedup_pool, draw_splits
 
     exclude, described = exclusion_list(config)
     sizes = split_sizes(config)
@@ -274,7 +274,7 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
                 cluster: Any = None) -> BuildResult:
     """Run a whole build into `out_dir` (see the module docstring); returns its report.
     With a `cluster` (`cluster.connect`) the sources and the items run on Ray."""
-    from safer_toolkit.builder.release.export import write_dataset
+    from .release.export import write_dataset
 
     if backend not in BACKENDS:
         raise BuildError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")

@@ -44,23 +44,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from safer_toolkit.builder.backends.base import CallFailed, ChatRequest, ChatResult
-from safer_toolkit.builder.backends.client import OpenAIChatBackend
-from safer_toolkit.builder.backends.servers import AUTO, PROBE_ORDER, detect
-from safer_toolkit.builder.backends.stats import CallStats
-from safer_toolkit.builder.cache import TRUNCATED_REASON, CachedBackend, CallCache
-from safer_toolkit.builder.config import ModelConfig
-from safer_toolkit.builder.stages.constrain import (
+from ..errors import EndpointError
+from ..validation.grammar import GrammarError, compile_grammar
+from ..validation.protocol import library_protocol_document
+from ..validation.vocabulary import TREE
+from .backends.base import CallFailed, ChatRequest, ChatResult
+from .backends.client import OpenAIChatBackend
+from .backends.servers import AUTO, PROBE_ORDER, detect
+from .backends.stats import CallStats
+from .cache import TRUNCATED_REASON, CachedBackend, CallCache
+from .config import ModelConfig
+from .stages.constrain import (
     FORM_NAMES,
     GrammarConstraint,
     constrained,
     json_forms,
 )
-from safer_toolkit.builder.stages.extract import strip_think
-from safer_toolkit.errors import EndpointError
-from safer_toolkit.validation.grammar import GrammarError, compile_grammar
-from safer_toolkit.validation.protocol import library_protocol_document
-from safer_toolkit.validation.vocabulary import TREE
+from .stages.extract import strip_think
 
 #: Completion tokens a probe may use: enough to see how a reply starts.
 PROBE_TOKENS = 32

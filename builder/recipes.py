@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from safer_toolkit.builder.config import BuildConfig
-from safer_toolkit.builder.steps.item import ItemStage, Rejection
-from safer_toolkit.builder.steps.judge import Judge
-from safer_toolkit.builder.steps.perturb import Perturb
-from safer_toolkit.builder.steps.plan import Plan
-from safer_toolkit.builder.steps.respond import Respond
+from .config import BuildConfig
+from .steps.item import ItemStage, Rejection
+from .steps.judge import Judge
+from .steps.perturb import Perturb
+from .steps.plan import Plan
+from .steps.respond import Respond
 
 PLAN, RESPOND, JUDGE, PERTURB = Plan(), Respond(), Judge(), Perturb()
 

@@ -14,20 +14,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from safer_toolkit.builder.backends.base import ChatBackend, ChatRequest
-from safer_toolkit.builder.backends.budget import Budget
-from safer_toolkit.builder.backends.client import OpenAIChatBackend
-from safer_toolkit.builder.backends.offline import OfflineBackend
-from safer_toolkit.builder.backends.stats import CallStats
-from safer_toolkit.builder.cache import CachedBackend, CallCache
-from safer_toolkit.builder.config import BuildConfig, ModelConfig
-from safer_toolkit.builder.preflight import RoleCheck, RoleProbe
-from safer_toolkit.builder.sources.base import SourceItem
-from safer_toolkit.builder.stages.ask import Asker
-from safer_toolkit.builder.stages.content import image_content, text_only
-from safer_toolkit.builder.stages.judge import JUDGE_FORMAT
-from safer_toolkit.builder.stages.plan import plan_format
-from safer_toolkit.builder.stages.respond import Responder
+from .backends.base import ChatBackend, ChatRequest
+from .backends.budget import Budget
+from .backends.client import OpenAIChatBackend
+from .backends.offline import OfflineBackend
+from .backends.stats import CallStats
+from .cache import CachedBackend, CallCache
+from .config import BuildConfig, ModelConfig
+from .preflight import RoleCheck, RoleProbe
+from .sources.base import SourceItem
+from .stages.ask import Asker
+from .stages.content import image_content, text_only
+from .stages.judge import JUDGE_FORMAT
+from .stages.plan import plan_format
+from .stages.respond import Responder
 
 BACKENDS = ("offline", "openai")
 OFFLINE_ITEMS_IN_FLIGHT = 32

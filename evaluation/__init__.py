@@ -1,6 +1,6 @@
 """Evaluate a model on the `eval` config with the paper's rubric and protocol adherence.
 
-    from safer_toolkit.evaluation import EvalSettings, evaluate, compute_metrics, read_results
+    from . import EvalSettings, evaluate, compute_metrics, read_results
     summary = evaluate(EvalSettings(dataset="out/demo", out=Path("runs/a"), judge=..., model=...))
     compute_metrics(read_results(Path("runs/a/results.jsonl")))  # == metrics.json's numbers
 

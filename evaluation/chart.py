@@ -11,7 +11,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from safer_toolkit.builder.release.chart import chart_font, png_bytes
+from ..builder.release.chart import chart_font, png_bytes
 
 #: (label, metric path, colour) of each bar in a group
 BARS = (

@@ -117,7 +117,7 @@ def _sampling(args: argparse.Namespace) -> dict:
 
 def _prompt_file(flag: str, spec: str) -> tuple[str, str]:
     """(text, name) of a prompt file given to `flag`; raises ValueError naming the flag."""
-    from safer_toolkit.evaluation.prompt_files import PromptFileError, read_prompt_file
+    from .prompt_files import PromptFileError, read_prompt_file
 
     try:
         return read_prompt_file(spec)
@@ -126,7 +126,7 @@ def _prompt_file(flag: str, spec: str) -> tuple[str, str]:
 
 
 def _rubric(spec: str | None):  # -> FileRubric | None
-    from safer_toolkit.evaluation.rubric import FileRubric
+    from .rubric import FileRubric
 
     return FileRubric(*_prompt_file("--rubric", spec)) if spec else None
 
@@ -135,10 +135,10 @@ def _settings(args: argparse.Namespace):  # -> EvalSettings
     """The run's settings; raises ValueError with a usage message."""
     import orjson
 
-    from safer_toolkit.builder.backends.client import ModelEndpoint
-    from safer_toolkit.builder.backends.keys import key_env_problem
-    from safer_toolkit.evaluation.prompts import GENERIC_SYSTEM_PROMPT, ModelPrompt
-    from safer_toolkit.evaluation.runner import EvalSettings
+    from ..builder.backends.client import ModelEndpoint
+    from ..builder.backends.keys import key_env_problem
+    from .prompts import GENERIC_SYSTEM_PROMPT, ModelPrompt
+    from .runner import EvalSettings
 
     needed = [name for name, value in (("--dataset", args.dataset), ("--out", args.out),
                                        ("--judge-base-url", args.judge_base_url),
@@ -211,7 +211,7 @@ def _pct(value: float | None) -> str:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from safer_toolkit.evaluation.compare import CompareError, compare_runs
+    from .compare import CompareError, compare_runs
 
     try:
         table = compare_runs(Path(args.run_a), Path(args.run_b))
@@ -227,7 +227,7 @@ def _compare(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.action == "compare":
         return _compare(args)
-    from safer_toolkit.evaluation.runner import evaluate
+    from .runner import evaluate
 
     try:
         settings = _settings(args)

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from safer_toolkit.errors import EvaluationError
+from ..errors import EvaluationError
 
 #: (row title, metric, field) of each number compared, per group
 ROWS = (

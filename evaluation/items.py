@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from safer_toolkit.errors import EvaluationError
+from ..errors import EvaluationError
 
 #: An image larger than this is not sent to any endpoint.
 MAX_IMAGE_BYTES = 20 * 1024 * 1024

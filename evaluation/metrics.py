@@ -20,8 +20,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from safer_toolkit.evaluation.results import MODES, SCORE_KEYS
-from safer_toolkit.validation.vocabulary import JUDGE_RUBRIC
+from ..validation.vocabulary import JUDGE_RUBRIC
+from .results import MODES, SCORE_KEYS
 
 #: the rubric's top score (every rubric score tops out at the same value)
 TOP_SCORE = max(hi for _, hi in JUDGE_RUBRIC.values())

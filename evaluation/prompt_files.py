@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from safer_toolkit.errors import EvaluationError
+from ..errors import EvaluationError
 
 MAX_PROMPT_BYTES = 256 * 1024
 

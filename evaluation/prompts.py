@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 
-from safer_toolkit.builder.backends.base import ChatRequest
-from safer_toolkit.builder.stages.content import image_content
-from safer_toolkit.errors import EvaluationError
-from safer_toolkit.evaluation.items import EvalItem
+from ..builder.backends.base import ChatRequest
+from ..builder.stages.content import image_content
+from ..errors import EvaluationError
+from .items import EvalItem
 
 PROMPTS = ("generic", "toolkit")
 
@@ -62,7 +62,7 @@ class ModelPrompt:
         """What the requests carry as `template_version` (and the provenance records)."""
         if self.kind == "generic":
             return f"eval_generic@{_hash(self.generic_text)}"
-        from safer_toolkit.builder.prompts import template
+        from ..builder.prompts import template
 
         return template("toolkit_instruction").version
 
@@ -70,8 +70,8 @@ class ModelPrompt:
         """The system turn for `item` (raises `PromptError`)."""
         if self.kind == "generic":
             return self.generic_text
-        from safer_toolkit.builder.prompts import render_toolkit_instruction
-        from safer_toolkit.validation import ProtocolInvalid
+        from ..builder.prompts import render_toolkit_instruction
+        from ..validation import ProtocolInvalid
 
         try:
             return render_toolkit_instruction(orjson.loads(item.protocol))

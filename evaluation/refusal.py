@@ -17,9 +17,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from safer_toolkit.validation import parse_text, stated_verdict
-from safer_toolkit.validation.limits import MAX_TEXT_CHARS
-from safer_toolkit.validation.vocabulary import DECLINING
+from ..validation import parse_text, stated_verdict
+from ..validation.limits import MAX_TEXT_CHARS
+from ..validation.vocabulary import DECLINING
 
 _FREE_VERDICT = re.compile(r"\W*(?:verdict\W+)?(comply[\s_-]+with[\s_-]+caution|comply|redirect|"
                            r"refuse|refusal)\b", re.IGNORECASE)

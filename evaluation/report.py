@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from safer_toolkit.evaluation.chart import scores_chart
-from safer_toolkit.evaluation.metrics import TOP_SCORE
-from safer_toolkit.validation.report import AtomicWriter
-from safer_toolkit.validation.vocabulary import JUDGE_RUBRIC
+from ..validation.report import AtomicWriter
+from ..validation.vocabulary import JUDGE_RUBRIC
+from .chart import scores_chart
+from .metrics import TOP_SCORE
 
 CHART_FILE = "chart.png"
 _TITLES = {"safety": "Safety", "helpfulness": "Helpfulness", "rigor": "Reasoning rigor"}
@@ -31,7 +31,7 @@ def _num(value: Any, digits: int = 2) -> str:
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     # the card's table writer, which escapes a `|` in a cell (a category or reason named by
     # the data); imported here, not at the top, so importing the evaluation stays light
-    from safer_toolkit.builder.release.card import markdown_table
+    from ..builder.release.card import markdown_table
 
     return [markdown_table(header, rows), ""]
 

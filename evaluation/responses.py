@@ -13,7 +13,7 @@ from pathlib import Path
 
 import orjson
 
-from safer_toolkit.validation.limits import MAX_TEXT_CHARS
+from ..validation.limits import MAX_TEXT_CHARS
 
 #: A line longer than this cannot hold a response the validator would accept.
 MAX_LINE_BYTES = 4 * MAX_TEXT_CHARS + 4096

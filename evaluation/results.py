@@ -19,14 +19,14 @@ from typing import Any
 
 import orjson
 
-from safer_toolkit.builder.cache import TRUNCATED
-from safer_toolkit.errors import EvaluationError
-from safer_toolkit.evaluation.items import EvalItem
-from safer_toolkit.evaluation.refusal import decide
-from safer_toolkit.validation import Validator
-from safer_toolkit.validation.codec import Mode
-from safer_toolkit.validation.report import AtomicWriter
-from safer_toolkit.validation.vocabulary import JUDGE_RUBRIC
+from ..builder.cache import TRUNCATED
+from ..errors import EvaluationError
+from ..validation import Validator
+from ..validation.codec import Mode
+from ..validation.report import AtomicWriter
+from ..validation.vocabulary import JUDGE_RUBRIC
+from .items import EvalItem
+from .refusal import decide
 
 MODES: tuple[Mode, ...] = ("lenient", "strict")
 SCORE_KEYS = tuple(JUDGE_RUBRIC)

@@ -23,18 +23,18 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from safer_toolkit.builder.backends.base import ChatBackend, ChatRequest
-from safer_toolkit.builder.prompts import template
-from safer_toolkit.builder.stages.ask import Asker, Exchange, Reading
-from safer_toolkit.builder.stages.content import image_content
-from safer_toolkit.builder.stages.judge import (
+from ..builder.backends.base import ChatBackend, ChatRequest
+from ..builder.prompts import template
+from ..builder.stages.ask import Asker, Exchange, Reading
+from ..builder.stages.content import image_content
+from ..builder.stages.judge import (
     RUBRIC,
     Judgement,
     JudgeOutputInvalid,
     judge_request,
     judge_response,
 )
-from safer_toolkit.evaluation.items import EvalItem
+from .items import EvalItem
 
 #: score → the reply keys read for it, first found wins
 REPLY_KEYS = {"safety": ("Answer_Safety_Score", "Answer_Harmless_Rate", "safety"),

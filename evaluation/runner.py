@@ -28,19 +28,19 @@ from typing import Any
 import orjson
 from PIL import Image
 
-from safer_toolkit.builder.backends.base import CallFailed, ChatBackend
-from safer_toolkit.builder.backends.client import ModelEndpoint, OpenAIChatBackend
-from safer_toolkit.builder.cache import TRUNCATED_REASON, CachedBackend, CallCache
-from safer_toolkit.builder.stages.judge import JudgeOutputInvalid
-from safer_toolkit.evaluation.imaging import IMAGE_RESIZES, authors_image
-from safer_toolkit.evaluation.items import EvalItem, load_eval_items
-from safer_toolkit.evaluation.metrics import compute_metrics
-from safer_toolkit.evaluation.prompts import ModelPrompt, PromptError
-from safer_toolkit.evaluation.report import write_report
-from safer_toolkit.evaluation.responses import ResponseFile, read_responses
-from safer_toolkit.evaluation.results import Checker, item_result, missing, write_results
-from safer_toolkit.evaluation.rubric import Rubric, ToolkitRubric
-from safer_toolkit.validation.report import AtomicWriter
+from ..builder.backends.base import CallFailed, ChatBackend
+from ..builder.backends.client import ModelEndpoint, OpenAIChatBackend
+from ..builder.cache import TRUNCATED_REASON, CachedBackend, CallCache
+from ..builder.stages.judge import JudgeOutputInvalid
+from ..validation.report import AtomicWriter
+from .imaging import IMAGE_RESIZES, authors_image
+from .items import EvalItem, load_eval_items
+from .metrics import compute_metrics
+from .prompts import ModelPrompt, PromptError
+from .report import write_report
+from .responses import ResponseFile, read_responses
+from .results import Checker, item_result, missing, write_results
+from .rubric import Rubric, ToolkitRubric
 
 METRICS_FORMAT = 1
 CACHE_FILE = Path(".cache") / "calls.sqlite"
@@ -168,8 +168,8 @@ class _Evaluation:
 
 
 def _provenance(s: EvalSettings, items: list[EvalItem], stats: dict[str, Any]) -> dict[str, Any]:
-    from safer_toolkit import __version__, schemas
-    from safer_toolkit.builder.release.export import sha256_file  # heavy: only when writing
+    from .. import __version__, schemas
+    from ..builder.release.export import sha256_file  # heavy: only when writing
 
     ids = "\n".join(item.id for item in items).encode()
     if s.model is not None:

@@ -1,6 +1,6 @@
 """SaFeR-ToolKit: build, validate, release and train on checkable multimodal safety reasoning."""
 
-from safer_toolkit.errors import ConfigError, SaferToolkitError
+from .errors import ConfigError, SaferToolkitError
 
 __all__ = ["ConfigError", "SaferToolkitError", "__version__"]
 __version__ = "0.1.0"

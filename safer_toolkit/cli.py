@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from safer_toolkit.errors import SaferToolkitError, exit_code
+from .errors import SaferToolkitError, exit_code
 
 #: subcommand → (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _top_parser() -> argparse.ArgumentParser:
-    from safer_toolkit import __version__
+    from . import __version__
 
     parser = argparse.ArgumentParser(
         prog="safer-toolkit",

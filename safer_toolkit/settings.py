@@ -20,7 +20,7 @@ from dataclasses import MISSING, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from safer_toolkit.errors import ConfigError
+from .errors import ConfigError
 
 #: How a field is read where its type alone does not say: `read(reader, value, key)`.
 ReadFn = Callable[["Reader", Any, str], Any]

@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 
-from safer_toolkit.training_reference.config import (
+from .config import (
     ConfigError,
     load_stage_config,
     parse_overrides,
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(json.dumps(dataclasses.asdict(cfg), indent=2, sort_keys=True))
         return 0
-    from safer_toolkit.training_reference.stage import StageInputError
+    from .stage import StageInputError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from safer_toolkit.errors import ConfigError
-from safer_toolkit.settings import Reader, read_toml, setting
+from ..errors import ConfigError
+from ..settings import Reader, read_toml, setting
 
 STAGES = ("sft", "dpo", "grpo")
 PREVIOUS = {"dpo": "sft", "grpo": "dpo"}

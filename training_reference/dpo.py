@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from safer_toolkit.training_reference.config import StageConfig
+from .config import StageConfig
 
 COLUMNS = ("prompt", "chosen", "rejected", "images")
 
@@ -28,6 +28,6 @@ class DPOStageConfig(StageConfig):
 
 def train(cfg: DPOStageConfig) -> dict[str, Any]:
     """Run DPO from the SFT model and save to `cfg.output_dir`; returns the summary."""
-    from safer_toolkit.training_reference import stage
+    from . import stage
 
     return stage.train_on_rows("dpo", cfg, COLUMNS, "DPO")

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from safer_toolkit.builder.release.easyr1 import IMAGE_TOKEN
-from safer_toolkit.errors import TrainingError
+from ..builder.release.easyr1 import IMAGE_TOKEN
+from ..errors import TrainingError
 
 log = logging.getLogger(__name__)
 

@@ -42,8 +42,9 @@ from typing import Any
 
 import orjson
 
-from safer_toolkit.training_reference.judge import SemanticScores, gated_semantic
-from safer_toolkit.training_reference.rewards import (
+from ..validation import ProtocolInvalid
+from .judge import SemanticScores, gated_semantic
+from .rewards import (
     RewardWeights,
     SemanticReward,
     depth,
@@ -53,7 +54,6 @@ from safer_toolkit.training_reference.rewards import (
     protocol_adherence,
     row_protocol,
 )
-from safer_toolkit.validation import ProtocolInvalid
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def _judge_images(judge: Judge, inputs: Sequence[Mapping[str, Any]],
     """What the judge is shown of each input's image: none where it is not asked or sees no
     image; else the image, read once per distinct file and, with `image_resize="authors"`,
     preprocessed as the authors' reward sends it (RGB JPEG, 338²–512² pixels)."""
-    from safer_toolkit.evaluation.imaging import authors_image
+    from ..evaluation.imaging import authors_image
 
     done: dict[Any, Any] = {}
     images = []
@@ -230,7 +230,7 @@ def _judge_images(judge: Judge, inputs: Sequence[Mapping[str, Any]],
 
 async def _semantic(judge: Judge, inputs: Sequence[Mapping[str, Any]],
                     targets: Sequence[Target]) -> list[dict[str, float]]:
-    from safer_toolkit.builder.backends.client import ModelEndpoint, OpenAIChatBackend
+    from ..builder.backends.client import ModelEndpoint, OpenAIChatBackend
 
     endpoint = ModelEndpoint("judge", judge.model, list(judge.base_urls), judge.api_key_env,
                              concurrency=judge.concurrency, timeout_s=judge.timeout_s,

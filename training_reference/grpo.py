@@ -13,10 +13,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from safer_toolkit.settings import setting
-from safer_toolkit.training_reference.config import ConfigError, StageConfig
-from safer_toolkit.training_reference.judge import TEMPLATE_VERSION
-from safer_toolkit.training_reference.rewards import RewardWeights
+from ..settings import setting
+from .config import ConfigError, StageConfig
+from .judge import TEMPLATE_VERSION
+from .rewards import RewardWeights
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ class GRPOStageConfig(StageConfig):
 
 def _judge(cfg: GRPOStageConfig) -> Any:
     """The semantic reward bound to the configured judge endpoint (None at weight 0)."""
-    from safer_toolkit.builder.backends.client import ModelEndpoint, OpenAIChatBackend
-    from safer_toolkit.training_reference.rewards import SemanticReward
+    from ..builder.backends.client import ModelEndpoint, OpenAIChatBackend
+    from .rewards import SemanticReward
 
     if not cfg.rewards.semantic:
         return None  # a judge at weight 0 would be paid for nothing
@@ -71,7 +71,7 @@ def _judge(cfg: GRPOStageConfig) -> Any:
 def reward_functions(cfg: GRPOStageConfig, semantic: Any) -> tuple[list[Any], list[float]]:
     """The reward callables in TRL order with their weights (protocol kept even at weight 0,
     so adherence is logged)."""
-    from safer_toolkit.training_reference import rewards
+    from . import rewards
 
     w = cfg.rewards
     funcs: list[Any] = [rewards.format_reward, rewards.depth_reward]
@@ -85,7 +85,7 @@ def reward_functions(cfg: GRPOStageConfig, semantic: Any) -> tuple[list[Any], li
 
 
 def _rows(cfg: GRPOStageConfig) -> Any:
-    from safer_toolkit.training_reference import easyr1, stage
+    from . import easyr1, stage
 
     if cfg.dataset_format == "easyr1":
         return easyr1.load_dataset(cfg.dataset, max_rows=cfg.max_train_samples or None)
@@ -94,7 +94,7 @@ def _rows(cfg: GRPOStageConfig) -> Any:
 
 def train(cfg: GRPOStageConfig) -> dict[str, Any]:
     """Run GRPO from the DPO model and save to `cfg.output_dir`; returns the summary."""
-    from safer_toolkit.training_reference import stage
+    from . import stage
 
     if cfg.use_vllm and importlib.util.find_spec("vllm") is None:
         raise ConfigError("[grpo] use_vllm = true, but vllm is not installed")

@@ -14,15 +14,15 @@ from typing import Any
 
 import orjson
 
-from safer_toolkit.builder.backends.base import ChatRequest, image_part
-from safer_toolkit.builder.prompts.wire import (
+from ..builder.backends.base import ChatRequest, image_part
+from ..builder.prompts.wire import (
     SEMANTIC_FORMAT_NAME,
     SEMANTIC_PAYLOAD_HEADER,
     payload_part,
 )
-from safer_toolkit.builder.stages.judge import JudgeOutputInvalid, parse_rubric
-from safer_toolkit.errors import EndpointError
-from safer_toolkit.validation.vocabulary import SEMANTIC_SCORE_RANGES
+from ..builder.stages.judge import JudgeOutputInvalid, parse_rubric
+from ..errors import EndpointError
+from ..validation.vocabulary import SEMANTIC_SCORE_RANGES
 
 SCORE_RANGES = dict(SEMANTIC_SCORE_RANGES)
 SCORE_KEYS = tuple(SCORE_RANGES)

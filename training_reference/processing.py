@@ -13,7 +13,7 @@ from typing import Any
 from transformers import AutoConfig, AutoProcessor, ProcessorMixin, Qwen2_5_VLConfig
 from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
 
-from safer_toolkit.errors import TrainingError
+from ..errors import TrainingError
 
 
 class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):

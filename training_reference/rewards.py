@@ -24,17 +24,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from safer_toolkit.builder.backends.base import CallFailed, ChatBackend
-from safer_toolkit.training_reference.judge import (
+from ..builder.backends.base import CallFailed, ChatBackend
+from ..validation import Graph, Protocol, ProtocolInvalid, check_text, turn_text
+from ..validation.codec import TOOL_TAG  # the authors' tool-name regex
+from ..validation.protocol import ProtocolCache
+from .judge import (
     JudgeReplyInvalid,
     SemanticScores,
     gated_semantic,
     parse_scores,
     semantic_request,
 )
-from safer_toolkit.validation import Graph, Protocol, ProtocolInvalid, check_text, turn_text
-from safer_toolkit.validation.codec import TOOL_TAG  # the authors' tool-name regex
-from safer_toolkit.validation.protocol import ProtocolCache
 
 log = logging.getLogger(__name__)
 

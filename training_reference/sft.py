@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from safer_toolkit.training_reference.config import StageConfig
+from .config import StageConfig
 
 COLUMNS = ("messages", "images")
 
@@ -27,6 +27,6 @@ class SFTStageConfig(StageConfig):
 
 def train(cfg: SFTStageConfig) -> dict[str, Any]:
     """Run SFT and save the model to `cfg.output_dir`; returns the provenance summary."""
-    from safer_toolkit.training_reference import stage
+    from . import stage
 
     return stage.train_on_rows("sft", cfg, COLUMNS, "SFT")

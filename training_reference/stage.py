@@ -10,9 +10,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from safer_toolkit.errors import TrainingError
-from safer_toolkit.training_reference.config import StageConfig
-from safer_toolkit.validation.report import AtomicWriter
+from ..errors import TrainingError
+from ..validation.report import AtomicWriter
+from .config import StageConfig
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def load_model_and_processor(cfg: StageConfig) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForImageTextToText
 
-    from safer_toolkit.training_reference.processing import NotAVisionProcessor, load_processor
+    from .processing import NotAVisionProcessor, load_processor
 
     dtype = getattr(torch, cfg.dtype, None)
     if not isinstance(dtype, torch.dtype):

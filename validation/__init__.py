@@ -1,14 +1,14 @@
 """Check traces against the SaFeR-ToolKit protocol: schemas, graphs, limits and decisions.
 
-    from safer_toolkit.validation import Validator
+    from . import Validator
     result = Validator(protocol_doc).validate({"response": text})
     result.valid, [i.code for i in result.issues]
 """
 
-from safer_toolkit.validation.codec import Call, ParsedText, Trace, from_stored, parse_text, to_text
-from safer_toolkit.validation.graph import Graph, GraphError, compile_graph, legal_walk
-from safer_toolkit.validation.issues import CODES, Issue, RecordResult
-from safer_toolkit.validation.protocol import (
+from .codec import Call, ParsedText, Trace, from_stored, parse_text, to_text
+from .graph import Graph, GraphError, compile_graph, legal_walk
+from .issues import CODES, Issue, RecordResult
+from .protocol import (
     Protocol,
     ProtocolInvalid,
     Tool,
@@ -17,7 +17,7 @@ from safer_toolkit.validation.protocol import (
     protocol_document,
     resolve_protocol,
 )
-from safer_toolkit.validation.validator import (
+from .validator import (
     Validator,
     Verdict,
     check_text,
@@ -26,7 +26,7 @@ from safer_toolkit.validation.validator import (
     stated_verdict,
     turn_text,
 )
-from safer_toolkit.validation.vocabulary import PROTOCOL_VERSION, TOPOLOGIES, VERDICTS
+from .vocabulary import PROTOCOL_VERSION, TOPOLOGIES, VERDICTS
 
 __all__ = [
     "CODES",

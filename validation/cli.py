@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from safer_toolkit.validation.vocabulary import TOPOLOGIES
+from .vocabulary import TOPOLOGIES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +52,7 @@ def _protocol_doc(args: argparse.Namespace) -> tuple[object, str | None]:
     if args.library or args.topology:
         if not (args.library and args.topology):
             return None, "--library and --topology go together"
-        from safer_toolkit.validation.protocol import library_protocol_document
+        from .protocol import library_protocol_document
 
         return library_protocol_document(args.topology, args.library), None
     return None, None
@@ -79,9 +79,9 @@ def run(args: argparse.Namespace) -> int:
 
     import orjson
 
-    from safer_toolkit.validation.protocol import ProtocolInvalid
-    from safer_toolkit.validation.records import RecordSourceError
-    from safer_toolkit.validation.report import (
+    from .protocol import ProtocolInvalid
+    from .records import RecordSourceError
+    from .report import (
         AtomicWriter,
         DuplicateIds,
         Summary,
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         validate_files,
         write_report_line,
     )
-    from safer_toolkit.validation.validator import Validator
+    from .validator import Validator
 
     doc, error = _protocol_doc(args)
     if error:

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import orjson
 
-from safer_toolkit.validation.issues import Issue, issue
-from safer_toolkit.validation.limits import MAX_CALLS
+from .issues import Issue, issue
+from .limits import MAX_CALLS
 
 Mode = Literal["strict", "lenient"]
 

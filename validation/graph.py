@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from itertools import pairwise, permutations
 from typing import Any, Protocol
 
-from safer_toolkit.errors import ProtocolError
-from safer_toolkit.validation.vocabulary import (
+from ..errors import ProtocolError
+from .vocabulary import (
     DECISION,
     GATE,
     LINEAR,

@@ -16,24 +16,24 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
-from safer_toolkit import schemas
-from safer_toolkit.errors import ProtocolError
-from safer_toolkit.validation.explain import explain
-from safer_toolkit.validation.graph import (
+from .. import schemas
+from ..errors import ProtocolError
+from .explain import explain
+from .graph import (
     Graph,
     GraphError,
     check_custom_graph,
     compile_graph,
     parse_graph,
 )
-from safer_toolkit.validation.issues import Issue, issue
-from safer_toolkit.validation.limits import (
+from .issues import Issue, issue
+from .limits import (
     MAX_CUSTOM_SCHEMA_BYTES,
     MAX_CUSTOM_SCHEMA_DEPTH,
     PROTOCOL_CACHE_SIZE,
     json_depth_exceeds,
 )
-from safer_toolkit.validation.vocabulary import (
+from .vocabulary import (
     CUSTOM_TOPOLOGY,
     LOOP,
     PROTOCOL_VERSION,

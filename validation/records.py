@@ -18,8 +18,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from safer_toolkit.errors import InputError
-from safer_toolkit.validation.limits import MAX_JSON_DEPTH, MAX_RECORD_BYTES
+from ..errors import InputError
+from .limits import MAX_JSON_DEPTH, MAX_RECORD_BYTES
 
 _CHUNK = 1 << 16
 

@@ -14,9 +14,9 @@ from typing import IO, Any
 
 import orjson
 
-from safer_toolkit.validation.issues import RecordResult, issue
-from safer_toolkit.validation.records import ParseFailure, read_records
-from safer_toolkit.validation.validator import Validator
+from .issues import RecordResult, issue
+from .records import ParseFailure, read_records
+from .validator import Validator
 
 
 @dataclass

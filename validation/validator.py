@@ -14,14 +14,14 @@ from typing import Any
 
 import jsonschema_rs
 
-from safer_toolkit import schemas
-from safer_toolkit.validation.codec import Call, Mode, Trace, from_stored, parse_text
-from safer_toolkit.validation.explain import explain
-from safer_toolkit.validation.graph import legal_walk
-from safer_toolkit.validation.issues import Issue, RecordResult, Severity, issue
-from safer_toolkit.validation.limits import MAX_TEXT_CHARS
-from safer_toolkit.validation.protocol import Protocol, ProtocolCache, ProtocolInvalid
-from safer_toolkit.validation.vocabulary import GATE, INTENT, REFUSAL, RISK, VERDICTS
+from .. import schemas
+from .codec import Call, Mode, Trace, from_stored, parse_text
+from .explain import explain
+from .graph import legal_walk
+from .issues import Issue, RecordResult, Severity, issue
+from .limits import MAX_TEXT_CHARS
+from .protocol import Protocol, ProtocolCache, ProtocolInvalid
+from .vocabulary import GATE, INTENT, REFUSAL, RISK, VERDICTS
 
 #: What a trace without a gate verdict states by its follow-up tools (docs/protocol.md §4): a
 #: refusal.

@@ -12,7 +12,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Any
 
-from safer_toolkit import schemas
+from .. import schemas
 
 
 def _enum(schema: dict[str, Any], key: str) -> tuple[str, ...]:

@@ -1,6 +1,6 @@
 """Model backends: an OpenAI-compatible client, the offline generator and the `serve` app."""
 
-from safer_toolkit.builder.backends.base import (
+from .base import (
     CallFailed,
     ChatBackend,
     ChatRequest,

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from safer_toolkit.errors import EndpointError
+from ...errors import EndpointError
 
 _DATA_URL_PREFIX = "data:"
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from safer_toolkit.builder.backends.base import CallFailed
-from safer_toolkit.builder.backends.stats import cost_usd
+from .base import CallFailed
+from .stats import cost_usd
 
 BUDGET_REASON = "budget"
 

@@ -61,12 +61,12 @@ from typing import Any
 import aiohttp
 import orjson
 
-from safer_toolkit.builder.backends.base import CallFailed, ChatRequest, ChatResult
-from safer_toolkit.builder.backends.budget import Budget
-from safer_toolkit.builder.backends.keys import key_env_problem, mask_key
-from safer_toolkit.builder.backends.pacing import Pacer, retry_after
-from safer_toolkit.builder.backends.stats import CallStats
-from safer_toolkit.errors import ConfigError, EndpointError
+from ...errors import ConfigError, EndpointError
+from .base import CallFailed, ChatRequest, ChatResult
+from .budget import Budget
+from .keys import key_env_problem, mask_key
+from .pacing import Pacer, retry_after
+from .stats import CallStats
 
 #: Statuses worth another attempt (the set the `openai` SDK retries, plus every 5xx).
 _RETRY_STATUS = frozenset({408, 409, 429})

@@ -26,13 +26,16 @@ from typing import Any
 
 import orjson
 
-from safer_toolkit.builder.backends.base import ChatRequest, ChatResult
-from safer_toolkit.builder.backends.offline_judge import infer_label, judge_scores, semantic_scores
-from safer_toolkit.builder.backends.offline_plan import conservative_choices, plan_choices
-from safer_toolkit.builder.backends.offline_sight import Sight, assess, rng_for, sight_of
-from safer_toolkit.builder.backends.offline_trace import write_trace
-from safer_toolkit.builder.prompts.instruction import parse_toolkit_instruction
-from safer_toolkit.builder.prompts.wire import (
+from ...errors import EndpointError
+from ...validation import (
+    Protocol,
+    ProtocolInvalid,
+    library_protocol_document,
+    resolve_protocol,
+)
+from ...validation.vocabulary import MESH
+from ..prompts.instruction import parse_toolkit_instruction
+from ..prompts.wire import (
     DESCRIPTION_HEADER,
     HEADERS,
     HINT_HEADER,
@@ -45,14 +48,11 @@ from safer_toolkit.builder.prompts.wire import (
     WRONG_DECISION_HEADER,
     read_payload,
 )
-from safer_toolkit.errors import EndpointError
-from safer_toolkit.validation import (
-    Protocol,
-    ProtocolInvalid,
-    library_protocol_document,
-    resolve_protocol,
-)
-from safer_toolkit.validation.vocabulary import MESH
+from .base import ChatRequest, ChatResult
+from .offline_judge import infer_label, judge_scores, semantic_scores
+from .offline_plan import conservative_choices, plan_choices
+from .offline_sight import Sight, assess, rng_for, sight_of
+from .offline_trace import write_trace
 
 OFFLINE_MODELS = {"planner": "safer-offline-planner", "responder": "safer-offline-responder",
                   "judge": "safer-offline-judge"}

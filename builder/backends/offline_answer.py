@@ -21,8 +21,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from safer_toolkit.builder.backends.offline_knowledge import Domain
-from safer_toolkit.validation.vocabulary import DECLINING
+from ...validation.vocabulary import DECLINING
+from .offline_knowledge import Domain
 
 
 @dataclass(frozen=True)

@@ -17,17 +17,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from safer_toolkit.builder.backends.offline_knowledge import OFFER_PHRASES, REFUSAL_PHRASES
-from safer_toolkit.builder.backends.offline_request import recognise
-from safer_toolkit.builder.backends.offline_sight import Sight, classify
-from safer_toolkit.validation import decision_conflict, library_tools, parse_text, stated_verdict
-from safer_toolkit.validation.vocabulary import (
+from ...validation import decision_conflict, library_tools, parse_text, stated_verdict
+from ...validation.vocabulary import (
     DECLINING,
     JUDGE_RUBRIC,
     OCR,
     SCAN,
     SEMANTIC_SCORE_RANGES,
 )
+from .offline_knowledge import OFFER_PHRASES, REFUSAL_PHRASES
+from .offline_request import recognise
+from .offline_sight import Sight, classify
 
 
 def infer_label(question: str, sight: Sight) -> str:

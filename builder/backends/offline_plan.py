@@ -17,9 +17,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from safer_toolkit.builder.backends.offline_knowledge import DOMAINS
-from safer_toolkit.builder.backends.offline_sight import Assessment, Sight
-from safer_toolkit.validation import vocabulary as V
+from ...validation import vocabulary as V
+from .offline_knowledge import DOMAINS
+from .offline_sight import Assessment, Sight
 
 #: how often each topology is drawn, in `V.TOPOLOGIES` order (linear, tree, mesh, shield, loop)
 _TOPOLOGY_WEIGHTS = (2, 2, 3, 1.5, 2)

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
-from safer_toolkit.builder.backends.offline_sight import Sight
-from safer_toolkit.builder.stages.dedup import normalise_question
+from ..stages.dedup import normalise_question
+from .offline_sight import Sight
 
 #: how a request introduces what it wants done (the clause follows)
 _INTRO = re.compile(
@@ -43,7 +43,7 @@ class Known:
 @cache
 def known_requests() -> dict[str, Known]:
     """Every goal of the seed corpus, normalised → what it is."""
-    from safer_toolkit.builder.sources.seed_content import TOPICS
+    from ..sources.seed_content import TOPICS
 
     found: dict[str, Known] = {}
     for category, topics in TOPICS.items():

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from safer_toolkit.builder.backends.offline_knowledge import ATTACK_CUES, DOMAINS, HARM_CUES
-from safer_toolkit.validation import library_tools
-from safer_toolkit.validation.vocabulary import SENTINEL
+from ...validation import library_tools
+from ...validation.vocabulary import SENTINEL
+from .offline_knowledge import ATTACK_CUES, DOMAINS, HARM_CUES
 
 MAX_LIST = 16
 

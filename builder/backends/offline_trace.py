@@ -18,12 +18,8 @@ from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 
-from safer_toolkit.builder.backends.offline_answer import Subject, write_answer
-from safer_toolkit.builder.backends.offline_knowledge import DOMAINS
-from safer_toolkit.builder.backends.offline_request import task_clause
-from safer_toolkit.builder.backends.offline_sight import Assessment, Sight
-from safer_toolkit.validation import Call, Protocol, Trace, legal_walk, to_text
-from safer_toolkit.validation.vocabulary import (
+from ...validation import Call, Protocol, Trace, legal_walk, to_text
+from ...validation.vocabulary import (
     CONTEXT,
     CROSS_MODAL,
     DECISION,
@@ -46,6 +42,10 @@ from safer_toolkit.validation.vocabulary import (
     STAGES,
     TREE,
 )
+from .offline_answer import Subject, write_answer
+from .offline_knowledge import DOMAINS
+from .offline_request import task_clause
+from .offline_sight import Assessment, Sight
 
 _SEARCH_BUDGET = 20_000
 

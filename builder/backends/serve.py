@@ -22,12 +22,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from safer_toolkit.builder.backends.offline import (
+from .offline import (
     OFFLINE_MODELS,
     OfflineBackend,
     OfflineRequestError,
 )
-from safer_toolkit.builder.backends.serve_request import BadRequest, read_body
+from .serve_request import BadRequest, read_body
 
 MAX_BODY_BYTES = 64 * 1024 * 1024  # one request
 #: Request bodies held at once, all requests together; a request waits (unread, so the client

@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from safer_toolkit.builder.backends.serve import start
+    from .serve import start
 
     if not 0 <= args.port < 65536:
         print(f"safer-toolkit serve: --port must be 0..65535, not {args.port}", file=sys.stderr)

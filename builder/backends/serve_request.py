@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from safer_toolkit.errors import EndpointError
+from ...errors import EndpointError
 
 #: JSON objects and arrays in one body (counted from its bytes before parsing): a real request
 #: has hundreds; each costs ~100 bytes of Python objects once built.

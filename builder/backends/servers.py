@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from safer_toolkit.validation.grammar.requests import SERVERS
+from ...validation.grammar.requests import SERVERS
 
 AUTO = "auto"
 #: The `server` setting's values: `auto` (detect), or a kind `grammar.requests` knows.

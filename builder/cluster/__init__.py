@@ -8,6 +8,6 @@ and ties them into `pipeline.build`. Importing this package imports Ray: the one
 never does.
 """
 
-from safer_toolkit.builder.cluster.session import Cluster, ClusterError, connect
+from .session import Cluster, ClusterError, connect
 
 __all__ = ["Cluster", "ClusterError", "connect"]

@@ -23,9 +23,9 @@ from typing import Any
 
 import ray
 
-from safer_toolkit.builder.backends.base import CallFailed
-from safer_toolkit.builder.backends.budget import BUDGET_REASON, Budget
-from safer_toolkit.builder.backends.client import Slots
+from ..backends.base import CallFailed
+from ..backends.budget import BUDGET_REASON, Budget
+from ..backends.client import Slots
 
 _STALE = "stale"
 

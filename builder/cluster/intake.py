@@ -20,12 +20,12 @@ from typing import Any
 
 import ray
 
-from safer_toolkit.builder.config import BuildConfig
-from safer_toolkit.builder.sources import SOURCE_KINDS, SourceItem, kinds_text
-from safer_toolkit.builder.sources.parts import SourcePart, plan_parts
-from safer_toolkit.builder.stages.dedup import ExclusionList, ItemKeys
-from safer_toolkit.builder.stages.split import DedupPool, dedup_keyed, item_keys
-from safer_toolkit.errors import InputError
+from ...errors import InputError
+from ..config import BuildConfig
+from ..sources import SOURCE_KINDS, SourceItem, kinds_text
+from ..sources.parts import SourcePart, plan_parts
+from ..stages.dedup import ExclusionList, ItemKeys
+from ..stages.split import DedupPool, dedup_keyed, item_keys
 
 #: Items a driver-read source sends to one hashing task.
 HASH_BATCH = 128
@@ -91,7 +91,7 @@ class Intake:
 
     def _keyed(self, config: BuildConfig, needed: int, on_bad: Callable[[Any], None]
                ) -> Iterator[tuple[SourceItem, ItemKeys | None]]:
-        from safer_toolkit.builder.pipeline import BuildError
+        from ..pipeline import BuildError
 
         for i, spec in enumerate(config.sources):
             kind = spec.get("kind")

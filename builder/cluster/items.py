@@ -22,10 +22,10 @@ from typing import Any
 
 import ray
 
-from safer_toolkit.builder.cluster.shard import Report, Shard
-from safer_toolkit.builder.ledger import FAILED, Outcome
-from safer_toolkit.builder.pipeline import Build, BuildError
-from safer_toolkit.builder.sources.base import SourceItem
+from ..ledger import FAILED, Outcome
+from ..pipeline import Build, BuildError
+from ..sources.base import SourceItem
+from .shard import Report, Shard
 
 #: How often Ray runs an item again on its restarted shard before the item fails.
 ITEM_RETRIES = 3

@@ -33,17 +33,17 @@ from urllib.parse import urlsplit
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from safer_toolkit import __version__
-from safer_toolkit.builder.backends.budget import Budget
-from safer_toolkit.builder.cache import CallCache
-from safer_toolkit.builder.cluster.gate import Gate
-from safer_toolkit.builder.cluster.intake import Intake
-from safer_toolkit.builder.cluster.items import SHARD_CPUS, ShardSet
-from safer_toolkit.builder.cluster.shard import SHARDS_DIR
-from safer_toolkit.builder.config import BuildConfig
-from safer_toolkit.builder.pipeline import Build, BuildError
-from safer_toolkit.builder.stages.dedup import ExclusionList
-from safer_toolkit.builder.stages.split import DedupPool
+from ... import __version__
+from ..backends.budget import Budget
+from ..cache import CallCache
+from ..config import BuildConfig
+from ..pipeline import Build, BuildError
+from ..stages.dedup import ExclusionList
+from ..stages.split import DedupPool
+from .gate import Gate
+from .intake import Intake
+from .items import SHARD_CPUS, ShardSet
+from .shard import SHARDS_DIR
 
 MARKER = "cluster-check"
 #: Default shards per node at most: each runs hundreds of items at once on its event loop.

@@ -27,18 +27,18 @@ from typing import Any
 import orjson
 import ray
 
-from safer_toolkit import __version__
-from safer_toolkit.builder.backends.budget import Budget
-from safer_toolkit.builder.backends.stats import CallStats
-from safer_toolkit.builder.cache import CallCache
-from safer_toolkit.builder.cluster.gate import GateBudget, GateSlots
-from safer_toolkit.builder.config import BuildConfig
-from safer_toolkit.builder.ledger import Outcome
-from safer_toolkit.builder.pipeline import Build
-from safer_toolkit.builder.preflight import RoleCheck
-from safer_toolkit.builder.roles import make_roles
-from safer_toolkit.builder.sources.base import SourceItem
-from safer_toolkit.errors import StateError
+from ... import __version__
+from ...errors import StateError
+from ..backends.budget import Budget
+from ..backends.stats import CallStats
+from ..cache import CallCache
+from ..config import BuildConfig
+from ..ledger import Outcome
+from ..pipeline import Build
+from ..preflight import RoleCheck
+from ..roles import make_roles
+from ..sources.base import SourceItem
+from .gate import GateBudget, GateSlots
 
 SHARDS_DIR = "shards"
 #: The driver's own parts of a `Build`; every other field is a tally merged across items.

@@ -1,11 +1,11 @@
 """Prompt templates (package data, versioned by hash) and the renderers built on them."""
 
-from safer_toolkit.builder.prompts.instruction import (
+from .instruction import (
     parse_toolkit_instruction,
     render_toolkit_instruction,
 )
-from safer_toolkit.builder.prompts.planner import render_planner_system
-from safer_toolkit.builder.prompts.templates import template, template_versions
+from .planner import render_planner_system
+from .templates import template, template_versions
 
 __all__ = [
     "parse_toolkit_instruction",

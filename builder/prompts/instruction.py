@@ -14,13 +14,13 @@ import json
 import re
 from typing import Any
 
-from safer_toolkit.builder.prompts.templates import template
-from safer_toolkit.validation import (
+from ...validation import (
     Protocol,
     library_tools,
     protocol_document,
     resolve_protocol,
 )
+from .templates import template
 
 _LIBRARY_ONLY = ("benign", "benign")  # placeholder label/category for a parsed document
 _TOOL_LINE = re.compile(

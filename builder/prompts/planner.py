@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from functools import cache
 
-from safer_toolkit import schemas
-from safer_toolkit.builder.prompts.templates import template
-from safer_toolkit.validation import library_tools
+from ... import schemas
+from ...validation import library_tools
+from .templates import template
 
 MIN_TOOLS, MAX_TOOLS, MAX_CUSTOM_TOOLS = 4, 10, 2
 

@@ -19,16 +19,16 @@ from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from safer_toolkit import schemas
-from safer_toolkit.builder.backends.offline import OFFLINE_MODELS
-from safer_toolkit.builder.release.audit.report import meaning, verdict
-from safer_toolkit.builder.release.chart import audit_chart, category_label_chart
-from safer_toolkit.builder.release.features import DEFAULT_CONFIG, features
-from safer_toolkit.builder.release.hub_metadata import LICENSES, size_category
-from safer_toolkit.builder.release.stats import Statistics
-from safer_toolkit.builder.sources.seed import SOURCE_DATASET as SEED_SOURCE
-from safer_toolkit.validation import Call, Trace, to_text
-from safer_toolkit.validation.vocabulary import GATE, INTENT, SCAN
+from ... import schemas
+from ...validation import Call, Trace, to_text
+from ...validation.vocabulary import GATE, INTENT, SCAN
+from ..backends.offline import OFFLINE_MODELS
+from ..sources.seed import SOURCE_DATASET as SEED_SOURCE
+from .audit.report import meaning, verdict
+from .chart import audit_chart, category_label_chart
+from .features import DEFAULT_CONFIG, features
+from .hub_metadata import LICENSES, size_category
+from .stats import Statistics
 
 PRETTY_NAME = "SaFeR-ToolKit: checkable multimodal safety reasoning (SFT, DPO, GRPO, eval)"
 TEMPLATE = "dataset_card.md.jinja"

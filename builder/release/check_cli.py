@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _command(folder: Path, train_rows: int) -> str:
     """The recipe for `folder`; a rollout batch larger than the training records (the demo)
     is cut to the largest power of two that fits, as the fork needs one full batch."""
-    from safer_toolkit.builder.release.easyr1_recipe import overrides, reward_file
+    from .easyr1_recipe import overrides, reward_file
 
     args = ["config=examples/config.yaml",
             *overrides(str(folder), "/ABSOLUTE/PATH/TO/POLICY", reward_file())]
@@ -49,7 +49,7 @@ def _command(folder: Path, train_rows: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from safer_toolkit.builder.release.easyr1_check import CheckError, check_export
+    from .easyr1_check import CheckError, check_export
 
     folder: Path = args.folder
     if (folder / "easyr1").is_dir() and not (folder / "train.jsonl").exists():

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from safer_toolkit.builder.release.features import checked_turn
-from safer_toolkit.validation import ProtocolInvalid, Validator, check_text
+from ...validation import ProtocolInvalid, Validator, check_text
+from .features import checked_turn
 
 #: resolves each row's protocol through the validator's own bounded cache (DPO pairs of one
 #: prompt share a protocol)

@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.folder.is_dir():
         print(f"push: {args.folder} is not a folder", file=sys.stderr)
         return 2
-    from safer_toolkit.builder.release.gate import release_problems
-    from safer_toolkit.builder.release.push import PushError, describe, plan_uploads, push
+    from .gate import release_problems
+    from .push import PushError, describe, plan_uploads, push
 
     problems = release_problems(args.folder)
     for problem in problems:

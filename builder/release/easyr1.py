@@ -29,7 +29,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from safer_toolkit.builder.release.features import checked_turn
+from .features import checked_turn
 
 IMAGE_TOKEN = "<image>"
 #: what a literal `<image>` inside instruction or question text becomes (EasyR1 would count it)
@@ -71,7 +71,7 @@ class EasyR1Writer:
     shards (nothing is read back); a context manager, `counts` once done."""
 
     def __init__(self, dest: Path) -> None:
-        from safer_toolkit.builder.release.easyr1_recipe import write_recipe
+        from .easyr1_recipe import write_recipe
 
         self.dest = dest
         (dest / "images").mkdir(parents=True, exist_ok=True)

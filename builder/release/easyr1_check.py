@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from safer_toolkit.builder.release.easyr1 import IMAGE_TOKEN, TRAIN_FILE, VAL_FILE
-from safer_toolkit.builder.release.easyr1_recipe import CHAT_TEMPLATE_FILE
-from safer_toolkit.errors import ReleaseError
-from safer_toolkit.validation import ProtocolInvalid
-from safer_toolkit.validation.protocol import ProtocolCache
+from ...errors import ReleaseError
+from ...validation import ProtocolInvalid
+from ...validation.protocol import ProtocolCache
+from .easyr1 import IMAGE_TOKEN, TRAIN_FILE, VAL_FILE
+from .easyr1_recipe import CHAT_TEMPLATE_FILE
 
 #: the fork's `DataConfig` defaults for the keys checked here (verl/trainer/config.py)
 FORK_DEFAULTS: dict[str, Any] = {

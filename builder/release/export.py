@@ -18,21 +18,21 @@ from typing import Any
 import datasets
 import pyarrow
 
-from safer_toolkit import schemas
-from safer_toolkit.builder.release import card, stats
-from safer_toolkit.builder.release.audit import AuditThresholds
-from safer_toolkit.builder.release.checks import trace_problems
-from safer_toolkit.builder.release.easyr1 import EasyR1Writer
-from safer_toolkit.builder.release.features import SPLITS, checked_turn, features, row_problems
-from safer_toolkit.builder.release.shards import (
+from ... import schemas
+from ...errors import ReleaseError
+from ..stages.dedup import normalise_question  # the split stage's own
+from . import card, stats
+from .audit import AuditThresholds
+from .checks import trace_problems
+from .easyr1 import EasyR1Writer
+from .features import SPLITS, checked_turn, features, row_problems
+from .shards import (
     MAX_ROW_GROUP_BYTES,
     MAX_ROW_GROUP_ROWS,
     MAX_SHARD_BYTES,
     RowTooLarge,
     ShardWriter,
 )
-from safer_toolkit.builder.stages.dedup import normalise_question  # the split stage's own
-from safer_toolkit.errors import ReleaseError
 
 STAGING = ".release-tmp"
 #: top-level entries the export owns; anything else in `out_dir` is left alone
@@ -185,7 +185,7 @@ def write_dataset(out_dir: Path, rows: Mapping[str, Iterable[Mapping[str, Any]]]
         }
         audited = None
         if audit is not None:
-            from safer_toolkit.builder.release.audit import audit_folder
+            from .audit import audit_folder
 
             audited = audit_folder(staging, audit).to_json()
             manifest = {**manifest, "audit": audited}

@@ -14,8 +14,8 @@ from typing import Any
 
 from datasets import Features, Image, List, Value
 
-from safer_toolkit.builder.stages.perturb import PERTURBATIONS  # the kinds DPO rows may carry
-from safer_toolkit.validation import turn_text
+from ...validation import turn_text
+from ..stages.perturb import PERTURBATIONS  # the kinds DPO rows may carry
 
 #: config name → split name, in release order (`sft` is the default config).
 SPLITS: dict[str, str] = {"sft": "train", "dpo": "train", "grpo": "train", "eval": "test"}

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safer_toolkit.builder.release.card import REPO_PLACEHOLDER, human_size
-from safer_toolkit.errors import ReleaseError
+from ...errors import ReleaseError
+from .card import REPO_PLACEHOLDER, human_size
 
 MAX_FILES_PER_COMMIT = 50
 CARD = "README.md"

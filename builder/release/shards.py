@@ -21,7 +21,7 @@ from datasets import Features, config
 from datasets.arrow_writer import get_parquet_column_options
 from datasets.utils.py_utils import convert_file_size_to_int
 
-from safer_toolkit.errors import ReleaseError
+from ...errors import ReleaseError
 
 #: `datasets`' own caps: row groups of at most 100 MB, shards of at most 500 MB (uncompressed).
 MAX_ROW_GROUP_BYTES = convert_file_size_to_int(config.MAX_ROW_GROUP_SIZE)

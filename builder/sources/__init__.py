@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from safer_toolkit.builder.sources.base import SourceItem
+from .base import SourceItem
 
 __all__ = ["SOURCE_KINDS", "SourceItem", "SourceKind", "kinds_text"]
 
@@ -29,7 +29,7 @@ class SourceKind:
 
 def _seed(spec: Mapping[str, Any], needed: int, on_bad: Callable[[Any], None]
           ) -> Iterator[SourceItem]:
-    from safer_toolkit.builder.sources.seed import seed_corpus
+    from .seed import seed_corpus
 
     return seed_corpus(seed_count(spec, needed), seed=int(spec.get("seed", 0)))
 
@@ -43,7 +43,7 @@ def seed_count(spec: Mapping[str, Any], needed: int) -> int:
 
 def _options(spec: Mapping[str, Any], on_bad: Callable[[Any], None]) -> dict[str, Any]:
     """A table's keys as loader keyword arguments (a `columns` table as `Columns`)."""
-    from safer_toolkit.builder.sources.intake import Columns, limits_from
+    from .intake import Columns, limits_from
 
     options = {k: v for k, v in spec.items() if k != "kind"}
     if isinstance(options.get("columns"), dict):
@@ -55,14 +55,14 @@ def _options(spec: Mapping[str, Any], on_bad: Callable[[Any], None]) -> dict[str
 
 def _local(spec: Mapping[str, Any], needed: int, on_bad: Callable[[Any], None]
            ) -> Iterator[SourceItem]:
-    from safer_toolkit.builder.sources.local import load_local
+    from .local import load_local
 
     return load_local(**_options(spec, on_bad))
 
 
 def _hub(spec: Mapping[str, Any], needed: int, on_bad: Callable[[Any], None]
          ) -> Iterator[SourceItem]:
-    from safer_toolkit.builder.sources.hub import load_hub
+    from .hub import load_hub
 
     return load_hub(**_options(spec, on_bad))
 

@@ -37,8 +37,8 @@ from typing import Any
 
 from PIL import Image
 
-from safer_toolkit.builder.sources.base import SourceItem
-from safer_toolkit.builder.sources.intake import (
+from .base import SourceItem
+from .intake import (
     DEFAULT_LIMITS,
     BadRecord,
     Limits,

@@ -20,9 +20,9 @@ from typing import Any
 
 from PIL import Image
 
-from safer_toolkit.builder.sources.base import SourceItem
-from safer_toolkit.errors import InputError
-from safer_toolkit.schemas import risk_categories, taxonomy
+from ...errors import InputError
+from ...schemas import risk_categories, taxonomy
+from .base import SourceItem
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from safer_toolkit.builder.sources.base import SourceItem
-from safer_toolkit.builder.sources.intake import (
+from .base import SourceItem
+from .intake import (
     DEFAULT_LIMITS,
     BadRecord,
     Columns,

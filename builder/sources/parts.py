@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safer_toolkit.builder.sources import SOURCE_KINDS, seed_count
-from safer_toolkit.builder.sources.base import SourceItem
+from . import SOURCE_KINDS, seed_count
+from .base import SourceItem
 
 #: Seed items drawn by one part (≈ 3 ms each: a few seconds of work).
 SEED_PART = 512
@@ -41,7 +41,7 @@ class SourcePart:
 
     def load(self, needed: int, on_bad: Callable[[Any], None]) -> Iterator[SourceItem]:
         if self.spec.get("kind") == "seed":
-            from safer_toolkit.builder.sources.seed import render_item
+            from .seed import render_item
 
             seed = int(self.spec.get("seed", 0))
             return (render_item(plan, seed) for plan in self.plans)
@@ -62,7 +62,7 @@ def plan_parts(spec: Mapping[str, Any], needed: int) -> list[SourcePart] | None:
 
 
 def _seed_parts(spec: Mapping[str, Any], needed: int) -> list[SourcePart] | None:
-    from safer_toolkit.builder.sources.seed import plans
+    from .seed import plans
 
     try:
         planned = plans(seed_count(spec, needed), int(spec.get("seed", 0)))
@@ -75,7 +75,7 @@ def _seed_parts(spec: Mapping[str, Any], needed: int) -> list[SourcePart] | None
 
 
 def _local_parts(spec: Mapping[str, Any]) -> list[SourcePart] | None:
-    from safer_toolkit.builder.sources.local import metadata_file
+    from .local import metadata_file
 
     spec = {**spec, "path": os.path.abspath(spec["path"])}
     if spec.get("image_root"):

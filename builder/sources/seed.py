@@ -31,11 +31,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from safer_toolkit.builder.sources import seed_content as content
-from safer_toolkit.builder.sources import seed_render as render
-from safer_toolkit.builder.sources.base import SourceItem
-from safer_toolkit.builder.sources.intake import SourceError
-from safer_toolkit.schemas import risk_categories
+from ...schemas import risk_categories
+from . import seed_content as content
+from . import seed_render as render
+from .base import SourceItem
+from .intake import SourceError
 
 SOURCE_DATASET = "safer-toolkit-seed"
 LICENSE = "cc-by-4.0"
@@ -254,7 +254,7 @@ def seed_corpus(count: int, seed: int = 0, *, workers: int | None = None) -> Ite
         workers = _available_cores() if count >= PARALLEL_FROM else 1
     drawn = 0
     if workers > 1:
-        from safer_toolkit.builder.sources.seed_workers import WorkersFailed, draw
+        from .seed_workers import WorkersFailed, draw
 
         try:
             with contextlib.closing(draw(count, seed, min(workers, MAX_WORKERS))) as items:
@@ -277,7 +277,7 @@ def _available_cores() -> int:
 if __name__ == "__main__":  # a drawing worker (`seed_workers`): count, seed, k, workers, chunk
     import sys
 
-    from safer_toolkit.builder.sources.seed_workers import work
+    from .seed_workers import work
 
     _count, _seed, _k, _workers, _chunk = map(int, sys.argv[1:6])
     work(plans(_count, _seed), lambda plan: render_item(plan, _seed), _count, _k, _workers,

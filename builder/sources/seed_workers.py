@@ -27,8 +27,8 @@ import tempfile
 from collections.abc import Callable, Generator, Iterable
 from typing import IO, Any
 
-from safer_toolkit.builder.sources.base import SourceItem
-from safer_toolkit.errors import BuildError
+from ...errors import BuildError
+from .base import SourceItem
 
 #: what a worker runs (`python -m`): the seed corpus module, whose `__main__` calls `work`
 #: (named, not imported: the corpus imports this module, never the other way round)

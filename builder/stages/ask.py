@@ -26,11 +26,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar
 
-from safer_toolkit.builder.backends.base import CallFailed, ChatBackend, ChatRequest, ChatResult
-from safer_toolkit.builder.backends.stats import CallStats
-from safer_toolkit.builder.cache import TRUNCATED_REASON
-from safer_toolkit.builder.stages.constrain import constrained
-from safer_toolkit.builder.stages.content import text_only
+from ..backends.base import CallFailed, ChatBackend, ChatRequest, ChatResult
+from ..backends.stats import CallStats
+from ..cache import TRUNCATED_REASON
+from .constrain import constrained
+from .content import text_only
 
 T = TypeVar("T")
 Row = TypeVar("Row", contravariant=True)

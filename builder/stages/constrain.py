@@ -33,10 +33,10 @@ from typing import Any
 
 import orjson
 
-from safer_toolkit.builder.backends.base import ChatRequest
-from safer_toolkit.validation.grammar import GrammarError, GrammarLimits, TraceGrammar
-from safer_toolkit.validation.grammar.requests import grammar_extras, grammar_field
-from safer_toolkit.validation.protocol import Protocol
+from ...validation.grammar import GrammarError, GrammarLimits, TraceGrammar
+from ...validation.grammar.requests import grammar_extras, grammar_field
+from ...validation.protocol import Protocol
+from ..backends.base import ChatRequest
 
 #: The `constrain` setting's values (module doc).
 MODES = ("grammar", "json", "none")

@@ -10,8 +10,8 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
-from safer_toolkit.builder.backends.base import ChatRequest, data_url, image_url_part
-from safer_toolkit.builder.prompts.wire import DESCRIPTION_HEADER, payload_part
+from ..backends.base import ChatRequest, data_url, image_url_part
+from ..prompts.wire import DESCRIPTION_HEADER, payload_part
 
 #: Data URLs kept: at least the items in flight in a usual build, so an item's image is encoded
 #: once for its plan, every responder sample and every judge call. A miss only re-encodes.

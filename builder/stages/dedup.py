@@ -20,9 +20,9 @@ from pathlib import Path
 import imagehash
 from PIL import Image
 
-from safer_toolkit.builder.sources.base import SourceItem
-from safer_toolkit.builder.sources.intake import open_image
-from safer_toolkit.validation.report import AtomicWriter
+from ...validation.report import AtomicWriter
+from ..sources.base import SourceItem
+from ..sources.intake import open_image
 
 MAX_PIXELS = 64_000_000
 """Images above this are not decoded for hashing (they are rejected as unreadable)."""

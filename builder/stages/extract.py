@@ -25,10 +25,10 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from safer_toolkit.errors import InputError
-from safer_toolkit.validation import Protocol
-from safer_toolkit.validation.codec import Call, Trace, to_text
-from safer_toolkit.validation.limits import MAX_CALLS
+from ...errors import InputError
+from ...validation import Protocol
+from ...validation.codec import Call, Trace, to_text
+from ...validation.limits import MAX_CALLS
 
 #: Replies longer than this are read as they are (the validator bounds them).
 MAX_REPAIR_CHARS = 200_000

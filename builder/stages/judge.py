@@ -15,18 +15,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from safer_toolkit.builder.backends.base import ChatBackend, ChatRequest
-from safer_toolkit.builder.prompts import template
-from safer_toolkit.builder.prompts.wire import (
+from ...errors import EndpointError
+from ...validation.vocabulary import JUDGE_RUBRIC
+from ..backends.base import ChatBackend, ChatRequest
+from ..prompts import template
+from ..prompts.wire import (
     JUDGE_FORMAT_NAME,
     JUDGE_PAYLOAD_HEADER,
     payload_part,
 )
-from safer_toolkit.builder.stages.ask import Asker, Exchange, Reading
-from safer_toolkit.builder.stages.content import description_parts, image_content
-from safer_toolkit.builder.stages.extract import NotDecodable, extract_json
-from safer_toolkit.errors import EndpointError
-from safer_toolkit.validation.vocabulary import JUDGE_RUBRIC
+from .ask import Asker, Exchange, Reading
+from .content import description_parts, image_content
+from .extract import NotDecodable, extract_json
 
 RUBRIC = dict(JUDGE_RUBRIC)
 MAX_RATIONALE = 1000

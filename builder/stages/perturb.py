@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from safer_toolkit.validation import (
+from ...validation import (
     Call,
     Protocol,
     Trace,

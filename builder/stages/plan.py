@@ -21,24 +21,16 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
-from safer_toolkit import schemas
-from safer_toolkit.builder.backends.base import ChatBackend, ChatRequest
-from safer_toolkit.builder.prompts import render_planner_system, template
-from safer_toolkit.builder.prompts.planner import MAX_CUSTOM_TOOLS, MAX_TOOLS, MIN_TOOLS
-from safer_toolkit.builder.prompts.wire import PLAN_FORMAT_NAME, PLAN_PAYLOAD_HEADER, payload_part
-from safer_toolkit.builder.sources.base import SourceItem
-from safer_toolkit.builder.stages.ask import Asker, Exchange, Reading
-from safer_toolkit.builder.stages.content import description_parts, image_content
-from safer_toolkit.builder.stages.extract import NotDecodable, extract_json
-from safer_toolkit.validation import (
+from ... import schemas
+from ...validation import (
     Protocol,
     ProtocolInvalid,
     library_tools,
     protocol_document,
     resolve_protocol,
 )
-from safer_toolkit.validation.protocol import DEFAULT_LIMITS
-from safer_toolkit.validation.vocabulary import (
+from ...validation.protocol import DEFAULT_LIMITS
+from ...validation.vocabulary import (
     GATE,
     INTENT,
     LINEAR,
@@ -46,6 +38,14 @@ from safer_toolkit.validation.vocabulary import (
     STAGES,
     TOPOLOGIES,
 )
+from ..backends.base import ChatBackend, ChatRequest
+from ..prompts import render_planner_system, template
+from ..prompts.planner import MAX_CUSTOM_TOOLS, MAX_TOOLS, MIN_TOOLS
+from ..prompts.wire import PLAN_FORMAT_NAME, PLAN_PAYLOAD_HEADER, payload_part
+from ..sources.base import SourceItem
+from .ask import Asker, Exchange, Reading
+from .content import description_parts, image_content
+from .extract import NotDecodable, extract_json
 
 RETRY_INSTRUCTION = "Reply again with the corrected JSON object only."
 REQUIRED_TOOLS = (INTENT, GATE)

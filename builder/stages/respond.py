@@ -21,21 +21,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from safer_toolkit.builder.backends.base import CallFailed, ChatBackend, ChatRequest
-from safer_toolkit.builder.prompts import template
-from safer_toolkit.builder.prompts.wire import (
+from ...validation import Issue, Protocol, Trace, Verdict, check_text
+from ..backends.base import CallFailed, ChatBackend, ChatRequest
+from ..prompts import template
+from ..prompts.wire import (
     HINT_HEADER,
     WRONG_DECISION_HEADER,
     payload_part,
     text_part,
 )
-from safer_toolkit.builder.sources.base import SourceItem
-from safer_toolkit.builder.stages.ask import Asker, Exchange, Reading
-from safer_toolkit.builder.stages.constrain import GrammarConstraint
-from safer_toolkit.builder.stages.content import description_parts, image_content
-from safer_toolkit.builder.stages.extract import extract_trace
-from safer_toolkit.builder.stages.judge import Judgement
-from safer_toolkit.validation import Issue, Protocol, Trace, Verdict, check_text
+from ..sources.base import SourceItem
+from .ask import Asker, Exchange, Reading
+from .constrain import GrammarConstraint
+from .content import description_parts, image_content
+from .extract import extract_trace
+from .judge import Judgement
 
 REPAIR_INSTRUCTION = ("Write the whole response again, following the protocol and the output "
                       "format exactly.")

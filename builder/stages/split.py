@@ -25,9 +25,9 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from safer_toolkit.builder.sources.base import SourceItem
-from safer_toolkit.builder.stages.dedup import ExclusionList, ItemKeys, PHashIndex
-from safer_toolkit.errors import BuildError
+from ...errors import BuildError
+from ..sources.base import SourceItem
+from .dedup import ExclusionList, ItemKeys, PHashIndex
 
 __all__ = [
     "PHASH_DISTANCE",

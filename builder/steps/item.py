@@ -17,16 +17,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from safer_toolkit.builder.backends.base import CallFailed
-from safer_toolkit.builder.config import BuildConfig, ModelConfig
-from safer_toolkit.builder.ledger import Ledger
-from safer_toolkit.builder.progress import Progress
-from safer_toolkit.builder.roles import Roles
-from safer_toolkit.builder.sources.base import SourceItem
-from safer_toolkit.builder.stages.judge import JudgeTally
-from safer_toolkit.builder.stages.perturb import Perturbed
-from safer_toolkit.builder.stages.respond import Candidate
-from safer_toolkit.validation import Protocol as ResolvedProtocol
+from ...validation import Protocol as ResolvedProtocol
+from ..backends.base import CallFailed
+from ..config import BuildConfig, ModelConfig
+from ..ledger import Ledger
+from ..progress import Progress
+from ..roles import Roles
+from ..sources.base import SourceItem
+from ..stages.judge import JudgeTally
+from ..stages.perturb import Perturbed
+from ..stages.respond import Candidate
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from safer_toolkit.builder.assemble import trace_decision
-from safer_toolkit.builder.backends.base import CallFailed
-from safer_toolkit.builder.config import BuildConfig
-from safer_toolkit.builder.stages.judge import judge_exchange, judge_request
-from safer_toolkit.builder.stages.respond import Candidate, select_best
-from safer_toolkit.builder.steps.item import Context, ItemStage, ItemState, Rejection
-from safer_toolkit.validation.vocabulary import DECLINING
+from ...validation.vocabulary import DECLINING
+from ..assemble import trace_decision
+from ..backends.base import CallFailed
+from ..config import BuildConfig
+from ..stages.judge import judge_exchange, judge_request
+from ..stages.respond import Candidate, select_best
+from .item import Context, ItemStage, ItemState, Rejection
 
 
 class Judge(ItemStage):

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from safer_toolkit.builder.backends.base import CallFailed
-from safer_toolkit.builder.config import BuildConfig
-from safer_toolkit.builder.stages.perturb import kind_order, perturb
-from safer_toolkit.builder.stages.respond import REPAIR_ORDER, write_wrong_decision
-from safer_toolkit.builder.steps.item import Context, ItemStage, ItemState, Rejection
+from ..backends.base import CallFailed
+from ..config import BuildConfig
+from ..stages.perturb import kind_order, perturb
+from ..stages.respond import REPAIR_ORDER, write_wrong_decision
+from .item import Context, ItemStage, ItemState, Rejection
 
 
 class Perturb(ItemStage):

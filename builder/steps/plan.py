@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from safer_toolkit.builder.backends.base import CallFailed
-from safer_toolkit.builder.prompts import render_toolkit_instruction
-from safer_toolkit.builder.stages.plan import plan_item
-from safer_toolkit.builder.steps.item import Context, ItemStage, ItemState, Rejection
+from ..backends.base import CallFailed
+from ..prompts import render_toolkit_instruction
+from ..stages.plan import plan_item
+from .item import Context, ItemStage, ItemState, Rejection
 
 
 class Plan(ItemStage):

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from safer_toolkit.builder.config import BuildConfig
-from safer_toolkit.builder.stages.respond import sample_candidates
-from safer_toolkit.builder.steps.item import Context, ItemStage, ItemState, Rejection
+from ..config import BuildConfig
+from ..stages.respond import sample_candidates
+from .item import Context, ItemStage, ItemState, Rejection
 
 
 class Respond(ItemStage):

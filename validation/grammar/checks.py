@@ -24,15 +24,15 @@ from typing import Any
 
 import orjson
 
-from safer_toolkit import schemas
-from safer_toolkit.validation.codec import from_stored, to_text
-from safer_toolkit.validation.grammar.matcher import GrammarMatcher, Match, require_matcher
-from safer_toolkit.validation.grammar.options import GrammarError, GrammarLimits
-from safer_toolkit.validation.grammar.trace import compile_grammar
-from safer_toolkit.validation.limits import MAX_TEXT_CHARS
-from safer_toolkit.validation.protocol import ProtocolInvalid, resolve_protocol
-from safer_toolkit.validation.records import ParseFailure, read_records
-from safer_toolkit.validation.validator import turn_text
+from ... import schemas
+from ..codec import from_stored, to_text
+from ..limits import MAX_TEXT_CHARS
+from ..protocol import ProtocolInvalid, resolve_protocol
+from ..records import ParseFailure, read_records
+from ..validator import turn_text
+from .matcher import GrammarMatcher, Match, require_matcher
+from .options import GrammarError, GrammarLimits
+from .trace import compile_grammar
 
 _CACHE = 64  # compiled grammars kept (a loop protocol's exact grammar can be large)
 

@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import Any
 
-from safer_toolkit.validation.vocabulary import TOPOLOGIES
+from ..vocabulary import TOPOLOGIES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +51,7 @@ def _fail(message: str) -> int:
 def _limits(args: argparse.Namespace) -> Any:
     from dataclasses import replace
 
-    from safer_toolkit.validation.grammar import GrammarLimits
+    from . import GrammarLimits
 
     base = GrammarLimits.generation() if args.generation else GrammarLimits()
     given = {name: getattr(args, name) for name in ("max_string", "max_items", "max_answer",
@@ -64,16 +64,16 @@ def _write(text: str, out: str | None) -> None:
     if out is None:
         sys.stdout.write(text)
         return
-    from safer_toolkit.validation.report import AtomicWriter
+    from ..report import AtomicWriter
 
     with AtomicWriter(out) as f:
         f.file.write(text.encode())
 
 
 def run(args: argparse.Namespace) -> int:
-    from safer_toolkit.validation.cli import _protocol_doc
-    from safer_toolkit.validation.grammar import GrammarError, compile_grammar
-    from safer_toolkit.validation.protocol import ProtocolInvalid
+    from ..cli import _protocol_doc
+    from ..protocol import ProtocolInvalid
+    from . import GrammarError, compile_grammar
 
     try:
         limits = _limits(args)
@@ -108,10 +108,10 @@ def run(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace, default_doc: Any, limits: Any) -> int:
     import orjson
 
-    from safer_toolkit.validation.grammar.checks import GrammarChecker
-    from safer_toolkit.validation.grammar.matcher import MatcherUnavailable
-    from safer_toolkit.validation.records import RecordSourceError
-    from safer_toolkit.validation.report import AtomicWriter
+    from ..records import RecordSourceError
+    from ..report import AtomicWriter
+    from .checks import GrammarChecker
+    from .matcher import MatcherUnavailable
 
     try:
         checker = GrammarChecker(default_doc, limits)

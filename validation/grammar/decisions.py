@@ -16,13 +16,13 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
-from safer_toolkit.validation.codec import Call
-from safer_toolkit.validation.grammar.json_schema import accepts
-from safer_toolkit.validation.grammar.options import GrammarError
-from safer_toolkit.validation.protocol import Protocol, Tool
-from safer_toolkit.validation.validator import decision_conflict
-from safer_toolkit.validation.vocabulary import GATE, INTENT, REFUSAL, VERDICTS
-from safer_toolkit.validation.vocabulary import RISK as SEVERITY
+from ..codec import Call
+from ..protocol import Protocol, Tool
+from ..validator import decision_conflict
+from ..vocabulary import GATE, INTENT, REFUSAL, VERDICTS
+from ..vocabulary import RISK as SEVERITY
+from .json_schema import accepts
+from .options import GrammarError
 
 #: tool → the key of its output that a conflict reads
 KEYS = {INTENT: "intent", SEVERITY: "severity", GATE: "verdict"}

@@ -23,8 +23,8 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
-from safer_toolkit.validation.grammar.options import GrammarLimits
-from safer_toolkit.validation.grammar.rules import (
+from .options import GrammarLimits
+from .rules import (
     EMPTY,
     Chars,
     Expr,

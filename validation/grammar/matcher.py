@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from safer_toolkit.errors import ProtocolError
-from safer_toolkit.validation.grammar.trace import TraceGrammar
+from ...errors import ProtocolError
+from .trace import TraceGrammar
 
 NEAR_CHARS = 40
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from safer_toolkit.errors import ProtocolError
+from ...errors import ProtocolError
 
 
 class GrammarError(ProtocolError, ValueError):

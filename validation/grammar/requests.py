@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from safer_toolkit.validation.grammar.json_schema import JsonGrammar
-from safer_toolkit.validation.grammar.options import GrammarError, GrammarLimits
-from safer_toolkit.validation.grammar.rules import Dialect, RuleSet, render
-from safer_toolkit.validation.grammar.trace import TraceGrammar, grammar_for
-from safer_toolkit.validation.protocol import Protocol
+from ..protocol import Protocol
+from .json_schema import JsonGrammar
+from .options import GrammarError, GrammarLimits
+from .rules import Dialect, RuleSet, render
+from .trace import TraceGrammar, grammar_for
 
 Server = Literal["vllm", "sglang", "llama.cpp", "llama-cpp-python", "openai"]
 SERVERS: tuple[str, ...] = ("vllm", "sglang", "llama.cpp", "llama-cpp-python", "openai")

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from safer_toolkit.validation.grammar.decisions import Variant, tracks_decisions, variants
-from safer_toolkit.validation.grammar.json_schema import JsonGrammar
-from safer_toolkit.validation.grammar.options import GrammarError, GrammarLimits
-from safer_toolkit.validation.grammar.rules import (
+from ..protocol import Protocol, resolve_protocol
+from .decisions import Variant, tracks_decisions, variants
+from .json_schema import JsonGrammar
+from .options import GrammarError, GrammarLimits
+from .rules import (
     EMPTY,
     Alt,
     Chars,
@@ -38,14 +39,13 @@ from safer_toolkit.validation.grammar.rules import (
     repeat,
     seq,
 )
-from safer_toolkit.validation.grammar.walks import (
+from .walks import (
     MAX_EXPLORED,
     Automaton,
     Symbol,
     TooManyStates,
     walk_automaton,
 )
-from safer_toolkit.validation.protocol import Protocol, resolve_protocol
 
 #: The block tags an answer (or a JSON string) must never spell: they would end its block.
 BLOCK_TAGS = ("<thinking>", "</thinking>", "<answer>", "</answer>")
@@ -76,7 +76,7 @@ class TraceGrammar:
 
     def text(self, dialect: Dialect) -> str:
         """The grammar in `dialect` (`ebnf` for xgrammar/vLLM/SGLang, `gbnf` for llama.cpp)."""
-        from safer_toolkit import __version__
+        from ... import __version__
 
         scope = self.limits.describe() + (f" ({self.narrowed})" if self.narrowed else "")
         header = (f"SaFeR-ToolKit trace grammar ({dialect}), safer-toolkit {__version__}\n"

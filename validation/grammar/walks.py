@@ -21,10 +21,10 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar
 
-from safer_toolkit.validation.grammar.decisions import Decision, Variant
-from safer_toolkit.validation.grammar.options import GrammarError
-from safer_toolkit.validation.protocol import Protocol
-from safer_toolkit.validation.vocabulary import GATE, INTENT, REFUSAL
+from ..protocol import Protocol
+from ..vocabulary import GATE, INTENT, REFUSAL
+from .decisions import Decision, Variant
+from .options import GrammarError
 
 #: States a pass may explore before the compiler gives up on a protocol (an error, not a hang).
 MAX_EXPLORED = 400_000

@@ -14,15 +14,15 @@ config reader can name `AuditThresholds` without loading them.
 
 from typing import Any
 
-from safer_toolkit.builder.release.audit.report import Audit, Figure, plain_table
-from safer_toolkit.builder.release.audit.thresholds import AuditThresholds
+from .report import Audit, Figure, plain_table
+from .thresholds import AuditThresholds
 
 __all__ = ["Audit", "AuditThresholds", "Figure", "audit_folder", "plain_table"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "audit_folder":
-        from safer_toolkit.builder.release.audit.run import audit_folder
+        from .run import audit_folder
 
         return audit_folder
     raise AttributeError(name)

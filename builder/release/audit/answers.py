@@ -14,8 +14,8 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from safer_toolkit.builder.release.audit.report import Figure
-from safer_toolkit.builder.release.audit.thresholds import AuditThresholds
+from .report import Figure
+from .thresholds import AuditThresholds
 
 OPENING_WORDS = 3
 _WORD = re.compile(r"[\w']+")

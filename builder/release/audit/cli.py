@@ -12,10 +12,10 @@ import json
 import sys
 from pathlib import Path
 
-from safer_toolkit.builder.release.audit.report import plain_table
-from safer_toolkit.builder.release.audit.thresholds import AuditThresholds
-from safer_toolkit.errors import ConfigError
-from safer_toolkit.settings import Reader, read_toml
+from ....errors import ConfigError
+from ....settings import Reader, read_toml
+from .report import plain_table
+from .thresholds import AuditThresholds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"audit: {exc}", file=sys.stderr)
         return 2
-    from safer_toolkit.builder.release.audit.run import audit_folder
+    from .run import audit_folder
 
     try:
         result = audit_folder(folder, limits).to_json()

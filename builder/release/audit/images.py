@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from safer_toolkit.builder.release.audit.read import CONFIGS, shards
-from safer_toolkit.builder.release.audit.report import Figure
-from safer_toolkit.builder.release.audit.thresholds import AuditThresholds
+from .read import CONFIGS, shards
+from .report import Figure
+from .thresholds import AuditThresholds
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_METADATA = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"}

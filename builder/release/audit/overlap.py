@@ -20,10 +20,10 @@ from collections.abc import Mapping
 
 import polars as pl
 
-from safer_toolkit.builder.release.audit.read import TRAINING
-from safer_toolkit.builder.release.audit.report import Figure
-from safer_toolkit.builder.release.audit.thresholds import AuditThresholds
-from safer_toolkit.builder.stages.dedup import normalise_question
+from ...stages.dedup import normalise_question
+from .read import TRAINING
+from .report import Figure
+from .thresholds import AuditThresholds
 
 JACCARD = 0.8
 N = 3

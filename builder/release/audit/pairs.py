@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from safer_toolkit.builder.release.audit.classifier import grouped_accuracy
-from safer_toolkit.builder.release.audit.report import Figure
-from safer_toolkit.builder.release.audit.thresholds import AuditThresholds
+from .classifier import grouped_accuracy
+from .report import Figure
+from .thresholds import AuditThresholds
 
 
 def _length_cue(frame: pl.DataFrame) -> float | None:

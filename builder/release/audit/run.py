@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from safer_toolkit.builder.release.audit.answers import answer_figures
-from safer_toolkit.builder.release.audit.balance import label_balance
-from safer_toolkit.builder.release.audit.images import image_figures
-from safer_toolkit.builder.release.audit.overlap import overlap_figures
-from safer_toolkit.builder.release.audit.pairs import pair_figures
-from safer_toolkit.builder.release.audit.prompts import prompt_figures
-from safer_toolkit.builder.release.audit.read import read_release
-from safer_toolkit.builder.release.audit.report import Audit
-from safer_toolkit.builder.release.audit.thresholds import AuditThresholds
+from .answers import answer_figures
+from .balance import label_balance
+from .images import image_figures
+from .overlap import overlap_figures
+from .pairs import pair_figures
+from .prompts import prompt_figures
+from .read import read_release
+from .report import Audit
+from .thresholds import AuditThresholds
 
 
 def audit_folder(folder: Path, limits: AuditThresholds | None = None) -> Audit:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from safer_toolkit.settings import setting
+from ....settings import setting
 
 
 def _limit(default: float, help_text: str) -> Any:
