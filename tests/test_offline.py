@@ -11,13 +11,20 @@ import pytest
 from PIL import Image
 
 from safer_toolkit.builder.backends.offline import OfflineBackend
-from safer_toolkit.builder.backends.offline_knowledge import REFUSAL_PHRASES
+from safer_toolkit.builder.backends.offline_knowledge import (
+    ATTACK_CUES,
+    DOMAINS,
+    HARM_CUES,
+    OFFER_PHRASES,
+    REFUSAL_PHRASES,
+)
 from safer_toolkit.builder.prompts import parse_toolkit_instruction, render_toolkit_instruction
 from safer_toolkit.builder.sources.base import SourceItem
 from safer_toolkit.builder.sources.seed import seed_corpus
 from safer_toolkit.builder.stages.judge import judge_request, parse_judgement
 from safer_toolkit.builder.stages.plan import build_protocol, plan_request
 from safer_toolkit.builder.stages.respond import respond_request
+from safer_toolkit.schemas import risk_categories, tool_library
 from safer_toolkit.validation import (
     TOPOLOGIES,
     check_text,
@@ -294,3 +301,24 @@ def test_the_role_is_read_from_the_request():
                               {"role": "user", "content": item.question}], None, {})
     verdict = check_text(generic, resolve_protocol(library_protocol_document("mesh")))
     assert verdict.valid, [i.to_dict() for i in verdict.issues]
+
+
+def test_the_knowledge_table_covers_the_taxonomy_with_values_the_tools_accept():
+    """offline_knowledge.toml is hand-edited data: every category, every field, schema values."""
+    outputs = {t["name"]: t["output"]["properties"] for t in tool_library()["tools"]}
+    scorer = outputs["RISK-SCORER"]["severity"]
+    uses = set(outputs["CONTEXT-ASSESSOR"]["legitimate_use"]["enum"])
+    assert list(DOMAINS) == list(risk_categories())
+    for name, domain in DOMAINS.items():
+        assert scorer["minimum"] <= domain.severity <= scorer["maximum"], name
+        assert (domain.severity == 0) == (name == "benign"), name
+        assert domain.legitimate_use in uses - {"none"}, name
+        assert domain.harm and domain.alternative, name
+        for words in (domain.keywords, domain.resources, domain.advice):
+            assert words and isinstance(words, tuple), name
+            assert all(isinstance(w, str) and w.strip() for w in words), name
+        assert domain.personas and all(
+            isinstance(p, tuple) and len(p) == 3 and all(p) for p in domain.personas), name
+    assert set(ATTACK_CUES) <= set(outputs["JAILBREAK-SENTINEL"]["attack"]["enum"]) - {"none"}
+    cues = (HARM_CUES, REFUSAL_PHRASES, OFFER_PHRASES, *ATTACK_CUES.values())
+    assert all(isinstance(c, tuple) and c and all(isinstance(w, str) for w in c) for c in cues)

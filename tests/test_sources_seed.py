@@ -255,6 +255,8 @@ def test_templates_are_consistent():
             assert topic.setting in seed_render.SETTINGS
             assert all(o in seed_render.ICONS for o in topic.objects)
             assert topic.benign and (bool(topic.harmful) == (category != "benign"))
+            for words in (topic.objects, topic.hazards, topic.harmful, topic.benign):
+                assert isinstance(words, tuple) and all(isinstance(w, str) for w in words)
             goals += [*topic.harmful, *topic.benign]
     assert set(seed_content.TOPICS) == set(risk_categories())
     assert len(goals) == len(set(goals))
