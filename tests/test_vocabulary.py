@@ -111,3 +111,23 @@ def test_protocol_documents_carry_the_schema_version_in_one_key_order() -> None:
     assert doc["protocol_version"] == V.PROTOCOL_VERSION
     assert resolve_protocol(doc).max_calls == 6
     assert library_protocol_document(V.SHIELD)["shield_tool"] == V.SENTINEL
+
+
+def test_the_protocol_document_names_every_term_of_the_vocabulary():
+    """docs/protocol.md is the specification the code cites: it must not drift from the schema
+    files the vocabulary is read from (each tool in the library table with its stage; every
+    topology, verdict and error code by name)."""
+    from pathlib import Path
+
+    from safer_toolkit.validation import CODES
+    from safer_toolkit.validation.vocabulary import (
+        PROTOCOL_VERSION,
+        TOOL_STAGES,
+        TOPOLOGIES,
+        VERDICTS,
+    )
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    assert [t for t, stage in TOOL_STAGES.items() if f"| {t} | {stage} |" not in doc] == []
+    assert [t for t in (*TOPOLOGIES, *VERDICTS, *CODES) if f"`{t}`" not in doc] == []
+    assert f"version {PROTOCOL_VERSION}" in doc.splitlines()[0]
