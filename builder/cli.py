@@ -23,7 +23,7 @@ from pathlib import Path
 from ..errors import SaferToolkitError, exit_code
 from .config import PRESETS, ConfigError, help_of, load_config, load_preset
 from .lock import BuildLock, holder_text
-from .pipeline import BACKENDS, STATE_DIR, build, missing_keys
+from .pipeline import BACKENDS, STATE_DIR, build, missing_key
 from .progress import loss_hint
 
 ROLES_HELP = "ROLE is planner, responder (every responder), responder[N] or judge; no ROLE= " \
@@ -113,9 +113,8 @@ def run(args: argparse.Namespace) -> int:
             max_calls=args.max_calls, max_cost=args.max_cost, origin="command line")
     except ConfigError as exc:
         return _fail(str(exc))
-    if args.backend == "openai" and (missing := missing_keys(config)):
-        return _fail("; ".join(f"environment variable {var} is not set ({role}'s api_key_env)"
-                               for role, var in missing.items()) + "; nothing was sent")
+    if args.backend == "openai" and (missing := missing_key(config)):
+        return _fail(str(missing))  # exit 2 before the lock: no folder is made
     cluster = None
     try:
         with BuildLock(args.out, args.out / STATE_DIR) as lock:

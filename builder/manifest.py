@@ -81,16 +81,16 @@ def build_manifest(config: BuildConfig, *, backend: str, preset: str | None,
     server enforced it); `judge` how the (blind) judge scored the candidates."""
     models = [_model(role, m, backend, constrain, calls.get(role, {}))
               for role, m in config.roles().items()]
-    answered = [name for m in models for name in m["answered_by"]]
+    served_offline = offline_models(name for m in models for name in m["answered_by"])
     if backend == "offline":
         note = OFFLINE_NOTE
     else:
-        note = SERVED_OFFLINE_NOTE if offline_models(answered) else OPENAI_NOTE
+        note = SERVED_OFFLINE_NOTE if served_offline else OPENAI_NOTE
     manifest: dict[str, Any] = {
         "toolkit_version": __version__,
         "backend": backend,
         "backend_note": note,
-        "generator": "offline" if backend == "offline" or offline_models(answered) else "models",
+        "generator": "offline" if backend == "offline" or served_offline else "models",
         "seed": config.seed,
         "sizes": dict(config.sizes),
         "prompts": config.prompt_counts(),

@@ -23,11 +23,11 @@ import os
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -52,16 +52,20 @@ __all__ = ["BACKENDS", "STATE_DIR", "BuildError", "BuildResult", "MissingKey", "
            "make_roles"]
 
 STATE_DIR = ".build"
+Read = TypeVar("Read")
 
 
 class MissingKey(BuildError):
     """A role names an API-key variable that is not set (nothing was sent)."""
 
 
-def missing_keys(config: BuildConfig) -> dict[str, str]:
-    """role → the key variable it names that the environment does not set."""
-    return {role: var for role, var in config.key_variables().items()
-            if not os.environ.get(var)}
+def missing_key(config: BuildConfig) -> MissingKey | None:
+    """The error for the key variables the roles name that the environment does not set."""
+    missing = {role: var for role, var in config.key_variables().items()
+               if not os.environ.get(var)}
+    return MissingKey("; ".join(f"environment variable {var} is not set ({role}'s api_key_env)"
+                                for role, var in missing.items()) + "; nothing was sent"
+                      ) if missing else None
 
 
 # -- sources and splits ----------------------------------------------------------------------
@@ -90,13 +94,21 @@ class SourceLog:
 def source_items(config: BuildConfig, needed: int,
                  on_bad: Callable[[Any], None]) -> Iterator[SourceItem]:
     """Every configured source's items, in configuration order."""
+    return each_source(config, lambda spec: SOURCE_KINDS[spec["kind"]].load(spec, needed, on_bad))
+
+
+def each_source(config: BuildConfig, load: Callable[[Mapping[str, Any]], Iterable[Read]]
+                ) -> Iterator[Read]:
+    """What `load(spec)` gives for every configured source, in configuration order; an unknown
+    kind, a bad source (`InputError`) or an unreadable file stops the build naming the source
+    (the one-process build reads here, the cluster's intake through Ray tasks)."""
     for i, spec in enumerate(config.sources):
         kind = spec.get("kind")
         where = f"sources[{i}] ({kind})"
         if kind not in SOURCE_KINDS:
             raise BuildError(f"{where}: unknown kind; expected {kinds_text()}")
         try:
-            yield from SOURCE_KINDS[kind].load(spec, needed, on_bad)
+            yield from load(spec)
         except (InputError, OSError) as exc:  # SourceError, or a file that cannot be read
             raise BuildError(f"{where}: {exc}") from None
 
@@ -278,10 +290,8 @@ async def build(config: BuildConfig, out_dir: Path, *, backend: str = "offline",
 
     if backend not in BACKENDS:
         raise BuildError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    if backend == "openai" and (missing := missing_keys(config)):
-        raise MissingKey("; ".join(
-            f"environment variable {var} is not set ({role}'s api_key_env)"
-            for role, var in missing.items()) + "; nothing was sent")
+    if backend == "openai" and (missing := missing_key(config)):
+        raise missing
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.monotonic()
     out_dir = Path(out_dir)

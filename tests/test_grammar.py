@@ -50,7 +50,7 @@ def _refuses_perturbations(matcher: GrammarMatcher, trace: Trace, resolved, labe
     refused = 0
     for kind in STRUCTURAL:
         for seed in range(seeds):
-            made = perturb_kind(kind, trace, resolved, label, random.Random(seed))
+            made = perturb_kind(kind, trace, resolved, random.Random(seed))
             if made is None:
                 continue
             result = matcher.match(made.text)

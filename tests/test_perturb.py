@@ -62,7 +62,7 @@ def test_every_perturbation_is_caught_with_the_codes_it_records(golds):
     for item, doc, protocol, trace, wrong in golds:
         for kind in PERTURBATIONS:
             for variant in range(3):
-                made = perturb_kind(kind, trace, protocol, doc["label"],
+                made = perturb_kind(kind, trace, protocol,
                                     random.Random(f"{item.source_id}:{variant}"),
                                     wrong_decision=wrong)
                 assert made is not None, (kind, doc["topology"])
@@ -78,10 +78,10 @@ def test_programmatic_perturbations_add_no_word_of_their_own(golds):
     """A rejected side is the chosen side's very words, as often each, at the same length: calls
     reordered, two tool names traded, two values traded. Only what the validator checks (the
     walk, the typed outputs) tells them apart."""
-    for item, doc, protocol, trace, _ in golds:
+    for item, _doc, protocol, trace, _ in golds:
         chosen = to_text(trace)
         for kind in ("order_violation", "corrupted_output", "wrong_tool"):
-            made = perturb_kind(kind, trace, protocol, doc["label"], random.Random(item.source_id))
+            made = perturb_kind(kind, trace, protocol, random.Random(item.source_id))
             assert made is not None
             assert _words(made.text) == _words(chosen) and len(made.text) == len(chosen)
             if kind == "wrong_tool":  # the walk itself is broken, not only an output
@@ -92,7 +92,7 @@ def test_programmatic_perturbations_add_no_word_of_their_own(golds):
 def test_wrong_decision_is_the_responders_answer_both_ways(golds):
     seen = Counter()
     for item, doc, protocol, trace, wrong in golds:
-        made = perturb_kind("wrong_decision", trace, protocol, doc["label"],
+        made = perturb_kind("wrong_decision", trace, protocol,
                             random.Random(item.source_id), wrong_decision=wrong)
         assert made is not None and made.text == to_text(parse_text(wrong).trace)
         assert made.codes == ["decision_conflict"]
@@ -108,7 +108,7 @@ def test_wrong_decision_is_the_responders_answer_both_ways(golds):
     assert seen["harmful"] >= 40 and seen["benign"] >= 40
     # without the responder's text there is no wrong_decision side
     item, doc, protocol, trace, _ = golds[0]
-    assert perturb_kind("wrong_decision", trace, protocol, doc["label"], random.Random(0)) is None
+    assert perturb_kind("wrong_decision", trace, protocol, random.Random(0)) is None
 
 
 @pytest.mark.parametrize("topology", [*TOPOLOGIES, "custom"])
@@ -119,24 +119,24 @@ def test_hand_written_traces_of_every_topology_are_perturbed_detectably(topology
     assert check_text(to_text(trace), resolved).valid
     for kind in ("wrong_tool", "order_violation", "corrupted_output"):
         for seed in range(5):
-            made = perturb_kind(kind, trace, resolved, "benign", random.Random(seed))
+            made = perturb_kind(kind, trace, resolved, random.Random(seed))
             assert made is not None, kind
             assert made.codes == _errors(made.text, resolved), (kind, made.text)
 
 
 def test_perturb_is_deterministic_distinct_and_mixed(golds):
     kinds = Counter()
-    for item, doc, protocol, trace, wrong in golds:
+    for item, _doc, protocol, trace, wrong in golds:
         key = f"{item.source_dataset}/{item.source_id}"
-        first = perturb(trace, protocol, doc["label"], key=key, seed=0, wrong_decision=wrong)
-        assert first == perturb(trace, protocol, doc["label"], key=key, seed=0,
+        first = perturb(trace, protocol, key=key, seed=0, wrong_decision=wrong)
+        assert first == perturb(trace, protocol, key=key, seed=0,
                                 wrong_decision=wrong)
         assert len(first) == 3 and len({p.text for p in first}) == 3
         assert [p.kind for p in first] == kind_order(0, key)[:3]
         kinds.update(p.kind for p in first)
     assert set(kinds) == set(PERTURBATIONS) and min(kinds.values()) >= 60
     changed = sum(
-        perturb(t, p, d["label"], key=i.source_id, seed=0, wrong_decision=w)
-        != perturb(t, p, d["label"], key=i.source_id, seed=1, wrong_decision=w)
+        perturb(t, p, key=i.source_id, seed=0, wrong_decision=w)
+        != perturb(t, p, key=i.source_id, seed=1, wrong_decision=w)
         for i, d, p, t, w in golds)
     assert changed > len(golds) // 2

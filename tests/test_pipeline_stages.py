@@ -176,7 +176,7 @@ def test_an_invalid_trace_is_repaired_and_the_best_candidate_wins():
             client = _client(server)
             try:
                 return await sample_candidates(
-                    [Responder(client, "m", {"temperature": 0.8}, 2)], ITEM, doc, protocol,
+                    [Responder(client, "m", {"temperature": 0.8}, 2)], ITEM, protocol,
                     render_toolkit_instruction(doc), 0, 1)
             finally:
                 await client.aclose()

@@ -166,7 +166,7 @@ def test_protocol_reward_ranks_a_valid_trace_above_each_perturbation(topology: s
                           else "I can't help with that."))
     for kind in PERTURBATIONS:
         for seed in range(3):
-            made = perturb_kind(kind, trace, resolved, label, random.Random(f"{kind}{seed}"),
+            made = perturb_kind(kind, trace, resolved, random.Random(f"{kind}{seed}"),
                                 wrong_decision=wrong)
             if made is None:
                 continue

@@ -30,4 +30,4 @@ def train(cfg: DPOStageConfig) -> dict[str, Any]:
     """Run DPO from the SFT model and save to `cfg.output_dir`; returns the summary."""
     from . import stage
 
-    return stage.train_on_rows("dpo", cfg, COLUMNS, "DPO")
+    return stage.train_on_rows("dpo", cfg, COLUMNS)

@@ -25,7 +25,7 @@ from functools import lru_cache
 from typing import Any
 
 from ..builder.backends.base import CallFailed, ChatBackend
-from ..validation import Graph, Protocol, ProtocolInvalid, check_text, turn_text
+from ..validation import Graph, Protocol, ProtocolInvalid, check_text, legal_walk, turn_text
 from ..validation.codec import TOOL_TAG  # the authors' tool-name regex
 from ..validation.protocol import ProtocolCache
 from .judge import (
@@ -105,11 +105,20 @@ DEPTH_SATURATION = 6
 WALK_SEARCH_BUDGET = 200_000
 
 
+@dataclass(frozen=True)
+class _WalkRules:
+    """A protocol's walk rules (`graph.WalkRules`), hashable: the search's cache key."""
+
+    graph: Graph
+    min_calls: int
+    max_calls: int
+    max_visits: int
+
+
 @lru_cache(maxsize=1024)
-def _longest_walk(graph: Graph, min_calls: int, max_calls: int, max_visits: int,
-                  limit: int) -> int | None:
-    bound = min(max_calls, limit)
-    required = frozenset(graph.required)
+def _longest_walk(rules: _WalkRules, limit: int) -> int | None:
+    graph = rules.graph
+    bound = min(rules.max_calls, limit)
     successors = {a: graph.successors(a) for a, _ in graph.edges}
     best = 0
     budget = WALK_SEARCH_BUDGET
@@ -119,14 +128,13 @@ def _longest_walk(graph: Graph, min_calls: int, max_calls: int, max_visits: int,
         if not budget:
             return None
         walk = stack.pop()
-        if (len(walk) > best and walk[-1] in graph.terminal_set and len(walk) >= min_calls
-                and required <= set(walk)):
+        if len(walk) > best and legal_walk(walk, rules):
             best = len(walk)
             if best == bound:
                 break
         if len(walk) < bound:
             stack.extend((*walk, nxt) for nxt in successors.get(walk[-1], ())
-                         if walk.count(nxt) < max_visits)
+                         if walk.count(nxt) < rules.max_visits)
     return best
 
 
@@ -134,8 +142,8 @@ def longest_legal_walk(protocol: Protocol, limit: int = DEPTH_SATURATION) -> int
     """Calls in the longest walk the protocol allows (start to terminal, within its visit and
     call limits, every required tool visited), counted up to `limit`; None when the graph is
     too large to measure within `WALK_SEARCH_BUDGET` steps."""
-    return _longest_walk(protocol.graph, protocol.min_calls, protocol.max_calls,
-                         protocol.max_visits, limit)
+    return _longest_walk(_WalkRules(protocol.graph, protocol.min_calls, protocol.max_calls,
+                                    protocol.max_visits), limit)
 
 
 def depth_reward(prompts: Sequence[Any], completions: Sequence[Any],

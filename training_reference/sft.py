@@ -29,4 +29,4 @@ def train(cfg: SFTStageConfig) -> dict[str, Any]:
     """Run SFT and save the model to `cfg.output_dir`; returns the provenance summary."""
     from . import stage
 
-    return stage.train_on_rows("sft", cfg, COLUMNS, "SFT")
+    return stage.train_on_rows("sft", cfg, COLUMNS)

@@ -137,13 +137,13 @@ def finish(stage: str, cfg: StageConfig, trainer: Any, processor: Any,
     return summary
 
 
-def train_on_rows(name: str, cfg: StageConfig, columns: tuple[str, ...],
-                  trainer: str) -> dict[str, Any]:
+def train_on_rows(name: str, cfg: StageConfig, columns: tuple[str, ...]) -> dict[str, Any]:
     """SFT's and DPO's run: the rows (read before TRL is imported, so a bad dataset fails fast),
-    TRL's `{trainer}Config` and `{trainer}Trainer` on the stage's columns, then `finish`."""
+    TRL's `SFTConfig`/`SFTTrainer` (`DPO…` for dpo) on the stage's columns, then `finish`."""
     rows = load_rows(cfg, columns)
     import trl
 
+    trainer = name.upper()
     model, processor = load_model_and_processor(cfg)
     args = getattr(trl, f"{trainer}Config")(**{"max_length": None,  # never cut image tokens
                                                **cfg.trainer_kwargs()})

@@ -43,7 +43,6 @@ from .vocabulary import (
 
 DEFAULT_LIMITS = {"min_calls": 3, "max_calls": 10, "max_visits": 1}
 LOOP_MAX_VISITS = 2
-LIBRARY_SHIELD_TOOL = SENTINEL
 
 
 @dataclass(frozen=True)
@@ -69,6 +68,11 @@ class Tool:
 @cache
 def _compiled(schema_json: bytes) -> Any:
     return jsonschema_rs.Draft202012Validator(orjson.loads(schema_json))
+
+
+def schema_validator(schema: Mapping[str, Any]) -> Any:
+    """The compiled validator of an output schema, one per distinct schema (keys sorted)."""
+    return _compiled(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,7 @@ def library_protocol_document(topology: str, library: str = "default") -> dict[s
     return protocol_document(f"library-{library}-{topology}",
                              {"name": "library", "style": "", "expertise": ""}, "benign",
                              "benign", topology, list(library_tools(library)),
-                             shield_tool=LIBRARY_SHIELD_TOOL if topology == SHIELD else None)
+                             shield_tool=SENTINEL if topology == SHIELD else None)
 
 
 @cache
@@ -200,7 +204,7 @@ def _resolve_tools(entries: Sequence[Any], library: Mapping[str, Tool]) -> tuple
                          for sub, msg in _custom_schema_problems(entry["output"])]
             if not found:
                 try:
-                    _compiled(orjson.dumps(entry["output"], option=orjson.OPT_SORT_KEYS))
+                    schema_validator(entry["output"])
                 except Exception as exc:  # jsonschema-rs refuses a schema it cannot compile
                     found = [issue("protocol_invalid", f"output schema does not compile: {exc}",
                                    f"{path}/output")]

@@ -26,7 +26,7 @@ from .vocabulary import GATE, INTENT, REFUSAL, RISK, VERDICTS
 #: What a trace without a gate verdict states by its follow-up tools (docs/protocol.md §4): a
 #: refusal.
 SPEC_IMPLIED: Mapping[str, str] = {REFUSAL: "refuse"}
-_TRACE_SCHEMA = jsonschema_rs.Draft202012Validator(schemas.load("trace.schema.json"))
+TRACE_SCHEMA = jsonschema_rs.Draft202012Validator(schemas.load("trace.schema.json"))
 
 
 @dataclass(slots=True)
@@ -310,7 +310,7 @@ class Validator:
             issues.append(issue("schema", "the record has neither `response` nor "
                                           "`calls` + `answer`", ""))
             return issues
-        if not _TRACE_SCHEMA.is_valid(record):
+        if not TRACE_SCHEMA.is_valid(record):
             issues.extend(issue("schema", message, path)
                           for path, message in explain(schemas.load("trace.schema.json"),
                                                        record))

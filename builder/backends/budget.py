@@ -40,6 +40,10 @@ class Budget:
              price_out: float) -> None:
         self.cost += cost_usd(prompt_tokens, completion_tokens, price_in, price_out)
 
+    def seen(self, calls: int, cost: float) -> None:
+        """Catch up with spending counted elsewhere (a shard's, the cluster gate's)."""
+        self.calls, self.cost = max(self.calls, calls), max(self.cost, cost)
+
     def describe(self) -> str:
         """What was spent against which limit, naming the flags that set them."""
         parts = []

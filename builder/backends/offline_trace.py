@@ -173,11 +173,6 @@ def plan_walk(protocol: Protocol, assessment: Assessment, sight: Sight, verdict:
     return _search(protocol, walk)
 
 
-def _excerpt(question: str, limit: int = 160) -> str:
-    q = " ".join(question.split())
-    return q if len(q) <= limit else q[: limit - 1] + "…"
-
-
 class _Writer:
     """Typed outputs for one item; each tool's output agrees with the assessment and verdict."""
 
@@ -186,6 +181,7 @@ class _Writer:
         self.q, self.sight, self.a, self.verdict, self.rng = question, sight, assessment, \
             verdict, rng
         self.domain = DOMAINS[assessment.category]
+        self.task = task_clause(question, sight)  # what the request asks for, read once
 
     def output(self, tool: str, schema: dict[str, Any]) -> dict[str, Any]:
         write = _WRITES.get(tool)
@@ -221,7 +217,7 @@ class _Writer:
                                                      "question leaves implicit"}
 
     def intent_radar(self) -> dict[str, Any]:
-        task = task_clause(self.q, self.sight)
+        task = self.task
         if self.a.harmful:
             cue = f" (signals: {', '.join(self.a.flags[:3])})" if self.a.flags else ""
             forms = (f"the user wants to {task}{cue}", f"the aim is to {task}, which would "
@@ -337,7 +333,7 @@ def write_trace(protocol: Protocol, persona: dict[str, str], question: str, sigh
         verdict = wrong_decision(assessment)
     walk = plan_walk(protocol, assessment, sight, verdict, rng, follow)
     writer = _Writer(question, sight, assessment, verdict, rng)
-    subject = Subject(task=task_clause(question, sight), objects=tuple(sight.objects),
+    subject = Subject(task=writer.task, objects=tuple(sight.objects),
                       persona=persona, domain=writer.domain, category=assessment.category,
                       attack=assessment.attack, tips=writer.tips)
     answer = write_answer(subject, verdict, rng)

@@ -112,9 +112,6 @@ class GateBudget(Budget):
         super().bill(prompt_tokens, completion_tokens, price_in, price_out)
         self.gate.bill.remote(prompt_tokens, completion_tokens, price_in, price_out)
 
-    def seen(self, calls: int, cost: float) -> None:
-        self.calls, self.cost = max(self.calls, calls), max(self.cost, cost)
-
 
 class GateSlots:
     """An endpoint's slots as a client holds them (`Slots.held`), kept by the gate.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,8 @@ import ray
 
 from ...errors import InputError
 from ..config import BuildConfig
-from ..sources import SOURCE_KINDS, SourceItem, kinds_text
+from ..sources import SOURCE_KINDS, SourceItem
+from ..sources.intake import SourceError
 from ..sources.parts import SourcePart, plan_parts
 from ..stages.dedup import ExclusionList, ItemKeys
 from ..stages.split import DedupPool, dedup_keyed, item_keys
@@ -91,32 +92,27 @@ class Intake:
 
     def _keyed(self, config: BuildConfig, needed: int, on_bad: Callable[[Any], None]
                ) -> Iterator[tuple[SourceItem, ItemKeys | None]]:
-        from ..pipeline import BuildError
+        from ..pipeline import each_source
 
-        for i, spec in enumerate(config.sources):
-            kind = spec.get("kind")
-            where = f"sources[{i}] ({kind})"
-            if kind not in SOURCE_KINDS:
-                raise BuildError(f"{where}: unknown kind; expected {kinds_text()}")
+        def load(spec: Mapping[str, Any]) -> Iterator[tuple[SourceItem, ItemKeys | None]]:
             parts = plan_parts(spec, needed)
-            try:
-                if parts is None:  # read here, checked and hashed there
-                    loaded = SOURCE_KINDS[kind].load(spec, needed, on_bad)
-                    refs: Iterable[Any] = (_key_items.remote(list(batch))
-                                           for batch in _batches(loaded, HASH_BATCH))
-                else:
-                    refs = (_load_part.remote(part, needed) for part in parts)
-                for result in _in_order(refs, self.window):
-                    self.tasks[result.node] += 1
-                    self.items[result.node] += len(result.items)
-                    self.cpu[result.node] += result.cpu_s
-                    for bad in result.bad:
-                        on_bad(bad)
-                    if result.error is not None:
-                        raise BuildError(f"{where}: {result.error}")
-                    yield from result.items
-            except (InputError, OSError) as exc:  # read here: as `source_items`
-                raise BuildError(f"{where}: {exc}") from None
+            if parts is None:  # read here, checked and hashed there
+                loaded = SOURCE_KINDS[spec["kind"]].load(spec, needed, on_bad)
+                refs: Iterable[Any] = (_key_items.remote(list(batch))
+                                       for batch in _batches(loaded, HASH_BATCH))
+            else:
+                refs = (_load_part.remote(part, needed) for part in parts)
+            for result in _in_order(refs, self.window):
+                self.tasks[result.node] += 1
+                self.items[result.node] += len(result.items)
+                self.cpu[result.node] += result.cpu_s
+                for bad in result.bad:
+                    on_bad(bad)
+                if result.error is not None:  # named with its source, as a local read's error
+                    raise SourceError(result.error)
+                yield from result.items
+
+        return each_source(config, load)
 
     def figures(self) -> dict[str, dict[str, Any]]:
         """Per node: tasks run, items they gave, CPU seconds they took."""

@@ -126,9 +126,7 @@ class ShardSet:
             job.ledger.log(name, entry)
         for stage, n in report.tally.advanced.items():
             job.progress.advance(stage, n)
-        budget = job.roles.budget
-        budget.calls = max(budget.calls, report.budget[0])
-        budget.cost = max(budget.cost, report.budget[1])
+        job.roles.budget.seen(*report.budget)
         node = self.nodes.setdefault(report.node, Counter())
         node["items"] += 1
         for stats in report.stats.values():

@@ -58,9 +58,9 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)  # file name → usable records
     images: int = 0
-    #: per record: characters of text and the pixel count of each image (for the prompt
-    #: length the fork's `filter_overlong_prompts` measures)
-    prompts: list[tuple[int, list[int]]] = field(default_factory=list)
+    #: per record: characters of text and its images (for the prompt length the fork's
+    #: `filter_overlong_prompts` measures; the images are opened only when that is checked)
+    prompts: list[tuple[int, list[Path]]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -138,7 +138,7 @@ def longest_prompt(report: Report, min_pixels: int | None, max_pixels: int | Non
             pixels = min_pixels
         return pixels // PIXELS_PER_TOKEN
 
-    return max((int(chars * TOKENS_PER_CHAR) + sum(map(tokens, images))
+    return max((int(chars * TOKENS_PER_CHAR) + sum(tokens(_pixels(i)) for i in images)
                 for chars, images in report.prompts), default=0)
 
 
@@ -159,7 +159,7 @@ def check_folder(easyr1_dir: Path, report: Report) -> None:
             count += not problems
             if not problems:
                 report.prompts.append((len(record["problem"]),
-                                       [_pixels(root / n) for n in record["images"]]))
+                                       [root / n for n in record["images"]]))
         report.rows[name] = count
         report.errors += bad[:MAX_LISTED]
         if len(bad) > MAX_LISTED:

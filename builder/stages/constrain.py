@@ -102,7 +102,7 @@ def json_forms(mode: str, server: str | None) -> list[str]:
 def constrained(request: ChatRequest, form: str) -> ChatRequest:
     """`request` as `form` sends it; requests without a JSON schema are left as they are."""
     schema = _schema_of(request)
-    if schema is None or form == "json_schema":
+    if schema is None:
         return request
     return CONSTRAINTS[form](request, schema)
 

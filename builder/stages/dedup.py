@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import imagehash
 from PIL import Image
 
 from ...validation.report import AtomicWriter
@@ -51,6 +50,8 @@ def perceptual_hash(image: bytes) -> int:
             frame = im.convert("L")
         except (OSError, SyntaxError, Image.DecompressionBombError) as exc:  # broken pixel data
             raise ValueError(f"undecodable image: {exc}") from exc
+    import imagehash  # here, not at import: modules that only normalise questions stay light
+
     factor = min(frame.size) // 128
     if factor >= 2:
         frame = frame.reduce(factor)

@@ -130,12 +130,12 @@ def _shows(kind: str, codes: list[str], variant: Trace, protocol: Protocol) -> b
     return True
 
 
-def perturb_kind(kind: str, trace: Trace, protocol: Protocol, label: str,
+def perturb_kind(kind: str, trace: Trace, protocol: Protocol,
                  rng: random.Random, avoid: frozenset[str] | set[str] = frozenset(),
                  wrong_decision: str | None = None) -> Perturbed | None:
     """The first variant of `kind` the validator catches (and not in `avoid`), else None.
-    `wrong_decision` is the responder's text for that kind (`label` is the gold label; the
-    text's own decision must contradict its analysis)."""
+    `wrong_decision` is the responder's text for that kind (its own decision must contradict
+    its analysis)."""
     makers: dict[str, Maker] = {"wrong_tool": _wrong_tool, "order_violation": _order_violation,
                                 "corrupted_output": _corrupted_output,
                                 "wrong_decision": _wrong_decision(wrong_decision)}
@@ -159,7 +159,7 @@ def kind_order(seed: int, key: str) -> list[str]:
     return kinds
 
 
-def perturb(trace: Trace, protocol: Protocol, label: str, *, key: str, seed: int,
+def perturb(trace: Trace, protocol: Protocol, *, key: str, seed: int,
             count: int = 3, wrong_decision: str | None = None) -> list[Perturbed]:
     """`count` distinct rejected sides for one gold trace, kinds mixed per item.
 
@@ -174,7 +174,7 @@ def perturb(trace: Trace, protocol: Protocol, label: str, *, key: str, seed: int
             if len(made) == count:
                 return made
             rng = random.Random(f"{seed}:{key}:{kind}:{round_}")
-            found = perturb_kind(kind, trace, protocol, label, rng, texts, wrong_decision)
+            found = perturb_kind(kind, trace, protocol, rng, texts, wrong_decision)
             if found is not None:
                 made.append(found)
                 texts.add(found.text)

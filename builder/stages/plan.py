@@ -242,11 +242,14 @@ class PlanOutcome:
     yield (`stages.ask.OUTCOMES`).
     """
 
-    protocol: dict[str, Any] | None
     rejected: list[PlanAttempt] = field(default_factory=list)
     resolved: Protocol | None = None
     outcome: str = "rejected"
     model: str = ""  # the model the endpoint answered as (for the rows' provenance)
+
+    @property
+    def protocol(self) -> dict[str, Any] | None:
+        return self.resolved.document if self.resolved is not None else None
 
 
 async def plan_item(backend: ChatBackend | Asker, model: str, item: SourceItem,
@@ -258,11 +261,9 @@ async def plan_item(backend: ChatBackend | Asker, model: str, item: SourceItem,
     asker = backend if isinstance(backend, Asker) else Asker(backend, role="planner")
     exchange: Exchange[Protocol] = Exchange.of(asker, PlanStage(model, sampling), item)
     reading = await exchange.converse(max_attempts)
-    outcome = PlanOutcome(None, [PlanAttempt(r.codes, r.problems)
-                                 for r in exchange.readings if not r.ok],
-                          outcome=exchange.outcome)
+    outcome = PlanOutcome([PlanAttempt(r.codes, r.problems)
+                           for r in exchange.readings if not r.ok], outcome=exchange.outcome)
     if reading.ok:
         assert reading.value is not None
-        outcome.protocol, outcome.resolved = reading.value.document, reading.value
-        outcome.model = reading.model
+        outcome.resolved, outcome.model = reading.value, reading.model
     return outcome

@@ -195,8 +195,8 @@ def _candidate(model: str, order: tuple[int, int], reading: Reading[tuple[str, V
 
 
 async def sample_candidates(responders: Sequence[Responder], item: SourceItem,
-                            protocol_doc: Mapping[str, Any], protocol: Protocol,
-                            instruction: str, seed: int, repair_attempts: int) -> Sampled:
+                            protocol: Protocol, instruction: str, seed: int,
+                            repair_attempts: int) -> Sampled:
     """Every responder's samples, read and validated; then repairs while none is valid.
 
     A repair continues the earliest rejected sample's conversation with the validator's

@@ -33,7 +33,7 @@ class Perturb(ItemStage):
                     best.order[1] if best.order[1] < REPAIR_ORDER else 0)
             except CallFailed as exc:
                 return Rejection.call_failed(exc)
-        rejected = perturb(best.trace, state.protocol, state.document["label"], key=key,
+        rejected = perturb(best.trace, state.protocol, key=key,
                            seed=config.seed, count=config.rejected_per_prompt,
                            wrong_decision=wrong)
         if len(rejected) < config.rejected_per_prompt:

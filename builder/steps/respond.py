@@ -22,8 +22,8 @@ class Respond(ItemStage):
     async def run(self, state: ItemState, build: Context) -> ItemState | Rejection:
         config, item = build.config, state.item
         assert state.protocol is not None  # plan ran first
-        sampled = await sample_candidates(build.roles.responders, item, state.document,
-                                          state.protocol, state.instruction, config.seed,
+        sampled = await sample_candidates(build.roles.responders, item, state.protocol,
+                                          state.instruction, config.seed,
                                           config.repair_attempts)
         build.yields[self.name].update(sampled.outcomes)
         candidates = sampled.candidates

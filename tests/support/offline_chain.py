@@ -35,7 +35,7 @@ async def _chain(backend: OfflineBackend, item: SourceItem, seed: int, samples: 
     doc = planned.protocol
     protocol = resolve_protocol(doc)
     candidates = (await sample_candidates(
-        [Responder(backend, "safer-offline-responder", RESPONDER, samples)], item, doc, protocol,
+        [Responder(backend, "safer-offline-responder", RESPONDER, samples)], item, protocol,
         render_toolkit_instruction(doc), seed, 0)).candidates
     judgements = []
     for c in candidates:

@@ -18,30 +18,21 @@ from __future__ import annotations
 import dataclasses
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from ... import schemas
 from ..codec import from_stored, to_text
 from ..limits import MAX_TEXT_CHARS
 from ..protocol import ProtocolInvalid, resolve_protocol
 from ..records import ParseFailure, read_records
-from ..validator import turn_text
+from ..validator import TRACE_SCHEMA, turn_text
 from .matcher import GrammarMatcher, Match, require_matcher
 from .options import GrammarError, GrammarLimits
 from .trace import compile_grammar
 
 _CACHE = 64  # compiled grammars kept (a loop protocol's exact grammar can be large)
-
-
-@cache
-def _trace_schema() -> Any:
-    import jsonschema_rs
-
-    return jsonschema_rs.Draft202012Validator(schemas.load("trace.schema.json"))
 
 
 def _record_text(record: dict[str, Any]) -> str:
@@ -52,7 +43,7 @@ def _record_text(record: dict[str, Any]) -> str:
             raise ValueError("`response` must be a string")
         return text
     if "calls" in record or "answer" in record:
-        if not _trace_schema().is_valid(record):
+        if not TRACE_SCHEMA.is_valid(record):
             raise ValueError("the stored-form trace breaks trace.schema.json")
         return to_text(from_stored(record))
     text = turn_text(record.get("messages"))

@@ -17,12 +17,9 @@ from __future__ import annotations
 import json
 import math
 from decimal import Decimal
-from functools import cache
 from typing import Any
 
-import jsonschema_rs
-import orjson
-
+from ..protocol import schema_validator
 from .options import GrammarLimits
 from .rules import (
     EMPTY,
@@ -55,14 +52,10 @@ def json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, allow_nan=False).replace("<", "\\u003c")
 
 
-@cache
-def _validator(schema_json: bytes) -> jsonschema_rs.Draft202012Validator:
-    return jsonschema_rs.Draft202012Validator(orjson.loads(schema_json))
-
-
 def accepts(schema: dict[str, Any], value: Any) -> bool:
-    """Whether `value` is valid under `schema` (compiled once per schema)."""
-    return _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)).is_valid(value)
+    """Whether `value` is valid under `schema` (compiled once per schema, in the validator's
+    own cache)."""
+    return bool(schema_validator(schema).is_valid(value))
 
 
 def _cap(hi: int | None, cap: int | None, lo: int) -> int | None:

@@ -17,7 +17,6 @@ from typing import Literal
 
 Dialect = Literal["ebnf", "gbnf", "lark"]
 DIALECTS: tuple[str, ...] = ("ebnf", "gbnf", "lark")
-MAX_CODEPOINT = 0x10FFFF
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,9 +42,6 @@ class ReleaseText:
     frames: dict[str, pl.DataFrame]
     has_groups: bool
 
-    def get(self, config: str) -> pl.DataFrame | None:
-        return self.frames.get(config)
-
 
 def read_release(folder: Path) -> ReleaseText:
     """The text of every config present in `folder` (a release or an export's staging folder)."""

@@ -7,7 +7,7 @@ README and the card's "Quality" section say what each figure measures.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ....settings import setting
@@ -48,13 +48,5 @@ class AuditThresholds:
     min_samples: int = _limit(
         100, "fewest samples (answers, pairs, items) a share or probe needs to be judged")
 
-    @classmethod
-    def keys(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
-
-    @classmethod
-    def help(cls) -> dict[str, str]:
-        return {f.name: f.metadata["help"] for f in fields(cls)}
-
     def to_json(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.keys()}
+        return asdict(self)
